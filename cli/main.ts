@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { LOG_LEVELS } from '../protocol/index.js'
+import { UsageError, env } from './env.js'
+import * as demo from './demo-command.js'
+import * as server from './server-command.js'
+import * as stdinproxy from './stdinproxy-command.js'
+import * as tunnel from './tunnel-command.js'
+import type { LogLevel } from '../protocol/index.js'
+import type { CommandModule } from 'yargs'
+
+export interface GlobalArgs {
+  loglevel: LogLevel
+  token: string
+}
+
+function usageError (message: string): never {
+  process.stderr.write(`reverselb: ${message}\nRun "reverselb --help" for usage.\n`)
+  process.exit(2)
+}
+
+const cli = yargs(hideBin(process.argv))
+  .scriptName('reverselb')
+  .usage('reverselb - create tunnel proxies and load balance traffic between them\n\nUsage: $0 [global options] <command> [command options]')
+  .option('loglevel', { alias: 'l', choices: LOG_LEVELS, default: (env('LOGLEVEL') ?? 'info') as LogLevel, describe: 'log level [$LOGLEVEL]', global: true })
+  .option('token', { alias: 't', type: 'string', default: env('TOKEN') ?? '', defaultDescription: '$TOKEN', describe: 'shared secret for authorization [$TOKEN]', global: true })
+  // Each module's builder adds its options on top of GlobalArgs.
+  .command([server, tunnel, stdinproxy, demo] as unknown as CommandModule[])
+  .demandCommand(1, 'Missing command: use server, tunnel, stdinproxy or demo')
+  .strict()
+  .help()
+  .alias('help', 'h')
+  .version(false)
+  .wrap(Math.min(110, process.stdout.columns ?? 110))
+  .fail((msg, err) => {
+    if (err instanceof UsageError) usageError(err.message)
+    if (err !== undefined && err !== null) {
+      process.stderr.write(`reverselb: ${err.message}\n`)
+      process.exit(1)
+    }
+    usageError(msg)
+  })
+
+cli.parseAsync().catch((err: Error) => {
+  if (err instanceof UsageError) usageError(err.message)
+  process.stderr.write(`reverselb: ${err.message}\n`)
+  process.exit(1)
+})

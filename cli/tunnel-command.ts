@@ -1,0 +1,77 @@
+import { readFileSync } from 'node:fs'
+import { TunnelClient } from '../client/tunnel-client.js'
+import { parseEndpoint } from '../client/endpoint.js'
+import { MUXERS, createLogger } from '../protocol/index.js'
+import { UsageError, checkPort, requireToken, env, envBool, envInt, onShutdown } from './env.js'
+import type { GlobalArgs } from './main.js'
+import type { Argv } from 'yargs'
+
+export const command = 'tunnel'
+export const describe = 'creates an ingress tunnel'
+
+export function builder (y: Argv<GlobalArgs>) {
+  return y
+    .option('apiendpoint', { alias: 'e', type: 'string', array: true, default: env('LB_API_ENDPOINT')?.split(','), describe: 'API endpoint in the form hostname:port; repeat for several servers [$LB_API_ENDPOINT]' })
+    .option('frontendport', { alias: 'p', type: 'number', default: envInt('PORT') ?? 8888, describe: 'frontend port where the service is exposed (0 = the server picks) [$PORT]' })
+    .option('serviceendpoint', { alias: 'b', type: 'string', array: true, default: env('SERVICE_ENDPOINT')?.split(','), describe: 'backend service endpoint hostname:port; repeat or comma-separate for several [$SERVICE_ENDPOINT]' })
+    .option('servicename', { alias: 's', type: 'string', default: env('SERVICE_NAME') ?? 'xxxx', describe: 'service name [$SERVICE_NAME]' })
+    .option('instancename', { type: 'string', default: env('INSTANCE_NAME'), describe: 'instance name on a shared port [$INSTANCE_NAME]' })
+    .option('insecuretls', { alias: 'i', type: 'boolean', default: envBool('INSECURE_TLS') ?? false, describe: 'skip checking the server certificate (CA/hostname) [$INSECURE_TLS]' })
+    .option('ca', { type: 'string', default: env('CA_FILE'), describe: 'PEM file of an extra CA to trust (e.g. a TLS-inspecting proxy) [$CA_FILE]' })
+    .option('fingerprint', { type: 'string', default: env('FINGERPRINT'), describe: 'pin the server certificate by its SHA-256 fingerprint [$FINGERPRINT]' })
+    .option('mux', { choices: MUXERS, default: (env('MUX') ?? 'yamux') as typeof MUXERS[number], describe: 'stream muxer inside the WebSocket [$MUX]' })
+    .option('connections', { type: 'number', default: envInt('CONNECTIONS') ?? 1, describe: 'parallel sessions kept to each server (backendAcceptBacklog) [$CONNECTIONS]' })
+    .option('keepalive', { type: 'number', default: envInt('KEEPALIVE') ?? 20, describe: 'seconds between WebSocket pings to the server [$KEEPALIVE]' })
+    .check((argv) => {
+      requireToken(argv.token)
+      if (argv.apiendpoint === undefined || argv.apiendpoint.length === 0) throw new UsageError('Missing required option: --apiendpoint (or $LB_API_ENDPOINT)')
+      if (argv.serviceendpoint === undefined || argv.serviceendpoint.length === 0) throw new UsageError('Missing required option: --serviceendpoint (or $SERVICE_ENDPOINT)')
+      for (const e of splitList(argv.apiendpoint)) tryParse(e, 'apiendpoint')
+      for (const e of splitList(argv.serviceendpoint)) tryParse(e, 'serviceendpoint')
+      checkPort(argv.frontendport, 'frontendport')
+      if (!Number.isInteger(argv.connections) || argv.connections < 1 || argv.connections > 64) throw new UsageError('--connections must be a whole number from 1 to 64')
+      if (!(argv.keepalive > 0)) throw new UsageError('--keepalive must be a positive number of seconds')
+      return true
+    })
+}
+
+type Args = Awaited<ReturnType<typeof builder>['argv']>
+
+const splitList = (values: string[]): string[] => values.flatMap(v => v.split(',')).map(v => v.trim()).filter(v => v !== '')
+
+function tryParse (text: string, option: string): ReturnType<typeof parseEndpoint> {
+  try {
+    return parseEndpoint(text)
+  } catch {
+    throw new UsageError(`--${option} "${text}" is not in the form hostname:port`)
+  }
+}
+
+export async function handler (argv: Args): Promise<void> {
+  const log = createLogger(argv.loglevel, 'tunnel')
+  const backends = splitList(argv.serviceendpoint ?? []).map(e => tryParse(e, 'serviceendpoint'))
+  const ports = new Set(backends.map(b => b.port))
+  if (ports.size > 1) throw new UsageError('every --serviceendpoint must use the same port (the tunnel has one targetPort)')
+  let ca: string | undefined
+  if (argv.ca !== undefined) {
+    try { ca = readFileSync(argv.ca, 'utf8') } catch (err) { throw new UsageError(`--ca: cannot read ${argv.ca}: ${(err as NodeJS.ErrnoException).code ?? ''}`) }
+  }
+  const client = new TunnelClient(splitList(argv.apiendpoint ?? []), {
+    serviceName: argv.servicename,
+    instanceName: argv.instancename,
+    token: argv.token,
+    frontendData: { port: argv.frontendport },
+    backendAcceptBacklog: argv.connections,
+    targetPort: backends[0].port,
+    targetAddresses: backends.map(b => b.host)
+  }, {
+    insecureTls: argv.insecuretls,
+    ca,
+    fingerprint: argv.fingerprint,
+    muxer: argv.mux,
+    keepaliveMs: argv.keepalive * 1000,
+    logger: log
+  })
+  log.info(`NewTunnelClient to apiEndpoint [${splitList(argv.apiendpoint ?? []).join(', ')}] for service "${argv.servicename}" -> ${splitList(argv.serviceendpoint ?? []).join(', ')}`)
+  onShutdown(async () => await client.close())
+}

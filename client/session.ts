@@ -1,0 +1,104 @@
+import {
+  MAX_CONTROL_MESSAGE_BYTES, WebSocketMessageStream, createMuxer, keepAlive, readFrame, relay,
+  validateStreamHeader, validateTunnelDataResponse, writeFrame
+} from '../protocol/index.js'
+import { dialTunnel } from './dial.js'
+import { formatEndpoint } from './endpoint.js'
+import { RegistrationRefusedError } from './errors.js'
+import type { DialOptions } from './dial.js'
+import type { Endpoint } from './endpoint.js'
+import type { Targets } from './targets.js'
+import type { TunnelData, TunnelDataResponse } from '../protocol/index.js'
+import type { Stream, StreamMuxer } from '@libp2p/interface'
+import type { WebSocket } from 'ws'
+
+export interface SessionOptions extends DialOptions {
+  keepaliveMs: number
+  /** How long a backend dial may take before the server is told it failed. */
+  backendDialTimeoutMs: number
+  targets: Targets
+}
+
+/** One registered connection to one server: relays every stream the server opens. */
+export class ClientSession {
+  readonly response: TunnelDataResponse
+  /** Resolves when the connection is gone, for whatever reason. */
+  readonly closed: Promise<void>
+  private readonly ws: WebSocket
+  private readonly opts: SessionOptions
+  active = 0
+
+  private constructor (ws: WebSocket, response: TunnelDataResponse, opts: SessionOptions) {
+    this.ws = ws
+    this.response = response
+    this.opts = opts
+    this.closed = new Promise(resolve => {
+      if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve())
+    })
+  }
+
+  static async open (endpoint: Endpoint, td: TunnelData, opts: SessionOptions): Promise<ClientSession> {
+    const ws = await dialTunnel(endpoint, opts)
+    ws.on('error', (err) => opts.log.debug(`connection to ${formatEndpoint(endpoint)}: ${err.message}`))
+    try {
+      const muxer = createMuxer(opts.muxer, new WebSocketMessageStream(ws, 'outbound'))
+      keepAlive(ws, opts.keepaliveMs, () => opts.log.warn(`server ${formatEndpoint(endpoint)} stopped answering pings; reconnecting`))
+      let session: ClientSession | undefined
+      const early: Stream[] = []
+      muxer.addEventListener('stream', (evt) => {
+        if (session !== undefined) session.handle(evt.detail); else early.push(evt.detail)
+      })
+      const response = await register(muxer, td, opts)
+      session = new ClientSession(ws, response, opts)
+      for (const s of early) session.handle(s)
+      return session
+    } catch (err) {
+      ws.terminate()
+      throw err
+    }
+  }
+
+  private handle (stream: Stream): void {
+    this.relayStream(stream).catch((err: Error) => {
+      this.opts.log.debug(`stream ${stream.id}: ${err.message}`)
+      stream.abort(err)
+    })
+  }
+
+  private async relayStream (stream: Stream): Promise<void> {
+    const frame = await readFrame(stream, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.timeoutMs, what: 'stream header' })
+    const header = validateStreamHeader(frame.message)
+    let socket
+    try {
+      socket = await this.opts.targets.dial(this.opts.backendDialTimeoutMs)
+    } catch (err) {
+      this.opts.log.warn(`connection from ${header.sourceAddress}: ${(err as Error).message}`)
+      writeFrame(stream, { ok: false, error: (err as Error).message })
+      await stream.close()
+      return
+    }
+    writeFrame(stream, { ok: true })
+    this.active++
+    this.opts.log.debug(`connection from ${header.sourceAddress} -> ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
+    const stats = await relay(socket, stream, { head: frame.rest })
+    this.active--
+    this.opts.log.debug(`connection from ${header.sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
+  }
+
+  close (): void {
+    this.ws.close(1000)
+    // A dead server never answers the close handshake.
+    setTimeout(() => this.ws.terminate(), 2000).unref()
+  }
+}
+
+async function register (muxer: StreamMuxer, td: TunnelData, opts: SessionOptions): Promise<TunnelDataResponse> {
+  const control = await muxer.createStream()
+  // The server authenticates at the upgrade; the token is never repeated inside the tunnel.
+  const { token: _omit, ...registration } = td
+  writeFrame(control, registration)
+  const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: opts.timeoutMs, what: 'registration response' })
+  const response = validateTunnelDataResponse(frame.message)
+  if (response.error !== undefined) throw new RegistrationRefusedError(`registration refused: ${response.error}`)
+  return response
+}

@@ -1,0 +1,166 @@
+import { EventEmitter } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { defaultLogger } from '../protocol/index.js'
+import { Backoff } from './backoff.js'
+import { formatEndpoint, parseEndpoint } from './endpoint.js'
+import { AuthorizationError, isPermanent } from './errors.js'
+import { ClientSession } from './session.js'
+import { Targets } from './targets.js'
+import type { TlsTrust } from './dial.js'
+import type { Endpoint } from './endpoint.js'
+import type { Logger, MuxerName, TunnelData } from '../protocol/index.js'
+import type { Socket } from 'node:net'
+
+export interface TunnelClientOptions {
+  /** Skip server certificate verification (warned about). */
+  insecureTls?: boolean
+  /** Extra trusted CA certificate(s), PEM text. */
+  ca?: string
+  /** Pin the server certificate by its SHA-256 fingerprint. */
+  fingerprint?: string
+  /** Stream muxer: 'yamux' (default, flow control per stream) or 'mplex'. */
+  muxer?: MuxerName
+  /** WebSocket ping interval. Default 20 s. */
+  keepaliveMs?: number
+  /** Time allowed to connect, handshake and register. Default 10 s. */
+  connectTimeoutMs?: number
+  /** Time allowed to dial a backend. Default 5 s. */
+  backendDialTimeoutMs?: number
+  /** Longest wait between reconnection attempts. Default 30 s. */
+  maxBackoffMs?: number
+  /** Opens the TCP connection to a server, e.g. through an HTTP proxy. Default: direct. */
+  connect?: (endpoint: Endpoint, timeoutMs: number) => Promise<Socket>
+  logger?: Logger
+}
+
+export interface TunnelReady {
+  id: string
+  frontendPort: number
+  frontendAddress: string
+}
+
+/**
+ * The private side: keeps `backendAcceptBacklog` sessions to each API endpoint, re-establishes
+ * each on its own with backoff, and relays what the server sends to the target backends.
+ */
+export class TunnelClient extends EventEmitter {
+  private readonly endpoints: Endpoint[]
+  private readonly td: TunnelData
+  private readonly opts: TunnelClientOptions
+  private readonly log: Logger
+  private readonly targets: Targets
+  private readonly abort = new AbortController()
+  private readonly sessions = new Set<ClientSession>()
+  private readonly loops: Array<Promise<void>> = []
+  private readonly readyPromise: Promise<TunnelReady>
+  private settleReady!: (value: TunnelReady | Error) => void
+
+  constructor (apiEndpoint: string | string[], tunnelData: TunnelData, options: TunnelClientOptions = {}) {
+    super()
+    const list = (Array.isArray(apiEndpoint) ? apiEndpoint : [apiEndpoint]).flatMap(e => e.split(',')).map(e => e.trim()).filter(e => e !== '')
+    if (list.length === 0) throw new Error('apiEndpoint is required')
+    this.endpoints = list.map(e => parseEndpoint(e))
+    if (tunnelData.token === undefined || tunnelData.token === '') throw new Error('token is required')
+    this.td = { ...tunnelData, frontendData: { ...tunnelData.frontendData }, targetAddresses: [...tunnelData.targetAddresses] }
+    this.opts = options
+    this.log = options.logger ?? defaultLogger('tunnel')
+    this.targets = new Targets(tunnelData.targetAddresses, tunnelData.targetPort)
+    this.readyPromise = new Promise<TunnelReady>((resolve, reject) => {
+      this.settleReady = (v) => { if (v instanceof Error) reject(v); else resolve(v) }
+    })
+    // ready() may never be awaited by a caller; its rejection must not crash the process.
+    this.readyPromise.catch(() => {})
+    const count = Math.max(1, tunnelData.backendAcceptBacklog ?? 1)
+    for (const endpoint of this.endpoints) {
+      // All sessions to one server ask for the same port; after the first registration, the port
+      // the server chose is requested again on every reconnect (e.g. after a server restart).
+      const registration = { ...this.td, frontendData: { ...this.td.frontendData } }
+      for (let i = 0; i < count; i++) this.loops.push(this.run(endpoint, registration))
+    }
+  }
+
+  /** Resolves on the first successful registration; rejects on auth, TLS or registration errors. */
+  async ready (): Promise<TunnelReady> {
+    return await this.readyPromise
+  }
+
+  /** New connections go to these backends; open ones are left alone. */
+  updateTargetAddresses (addresses: string[]): void {
+    this.targets.update(addresses)
+    this.td.targetAddresses = [...addresses]
+  }
+
+  updateTargetPort (port: number): void {
+    this.targets.update(undefined, port)
+    this.td.targetPort = port
+  }
+
+  get targetAddresses (): string[] {
+    return this.targets.current.addresses
+  }
+
+  get targetPort (): number {
+    return this.targets.current.port
+  }
+
+  /** Connected sessions right now. */
+  get connectedSessions (): number {
+    return this.sessions.size
+  }
+
+  private async run (endpoint: Endpoint, registration: TunnelData): Promise<void> {
+    const backoff = new Backoff(500, this.opts.maxBackoffMs ?? 30_000)
+    const signal = this.abort.signal
+    const where = formatEndpoint(endpoint)
+    while (!signal.aborted) {
+      let delayFloor = 0
+      try {
+        const session = await ClientSession.open(endpoint, registration, {
+          token: registration.token ?? '',
+          muxer: this.opts.muxer ?? 'yamux',
+          trust: this.trust(),
+          timeoutMs: this.opts.connectTimeoutMs ?? 10_000,
+          backendDialTimeoutMs: this.opts.backendDialTimeoutMs ?? 5_000,
+          keepaliveMs: this.opts.keepaliveMs ?? 20_000,
+          connect: this.opts.connect,
+          targets: this.targets,
+          log: this.log
+        })
+        if (signal.aborted) { session.close(); break }
+        backoff.reset()
+        this.sessions.add(session)
+        const { id, frontendPort, frontendAddress } = session.response
+        registration.frontendData.port = frontendPort
+        this.log.info(`tunnel ${registration.serviceName} registered with ${where} as session ${id}: frontend ${frontendAddress !== '' ? frontendAddress : where.replace(/:\d+$/, '')}:${frontendPort}`)
+        this.settleReady({ id, frontendPort, frontendAddress })
+        this.emit('connected', session.response)
+        await session.closed
+        this.sessions.delete(session)
+        this.emit('disconnected', session.response)
+        if (!signal.aborted) this.log.warn(`tunnel ${registration.serviceName}: connection to ${where} lost; reconnecting`)
+      } catch (err) {
+        if (signal.aborted) break
+        if (isPermanent(err)) this.settleReady(err as Error)
+        // A wrong token will not fix itself quickly: wait longer rather than hammer the server.
+        if (err instanceof AuthorizationError) delayFloor = 5_000
+        this.log.error(`tunnel ${registration.serviceName}: ${(err as Error).message}`)
+        if (this.listenerCount('error') > 0) this.emit('error', err)
+      }
+      const delay = backoff.next(delayFloor)
+      this.log.debug(`reconnecting to ${where} in ${delay} ms`)
+      await sleep(delay, undefined, { signal }).catch(() => {})
+    }
+  }
+
+  private trust (): TlsTrust {
+    return { insecure: this.opts.insecureTls === true, ca: this.opts.ca, fingerprint: this.opts.fingerprint }
+  }
+
+  /** Closes every session and stops reconnecting. */
+  async close (): Promise<void> {
+    this.abort.abort()
+    this.settleReady(new Error('tunnel client closed'))
+    for (const s of this.sessions) s.close()
+    await Promise.all(this.loops)
+  }
+}

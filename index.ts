@@ -1,0 +1,8 @@
+export { TunnelServer } from './server/tunnel-server.js'
+export type { TunnelServerOptions, ServerAddress } from './server/tunnel-server.js'
+export type { LbPolicy } from './server/balancer.js'
+export { TunnelClient } from './client/tunnel-client.js'
+export type { TunnelClientOptions, TunnelReady } from './client/tunnel-client.js'
+export { AuthorizationError, TlsVerificationError, UpgradeRefusedError, RegistrationRefusedError } from './client/errors.js'
+export type { TunnelData, TunnelDataResponse, MuxerName, Logger, LogLevel } from './protocol/index.js'
+export { createLogger, PROTOCOL_VERSION } from './protocol/index.js'

@@ -1,0 +1,32 @@
+import type { WebSocket } from 'ws'
+
+/**
+ * Pings the peer every `intervalMs` and terminates the WebSocket when a whole interval passes
+ * with nothing heard (no pong, no message). WebSocket pings also keep idle proxies from
+ * dropping the connection, and work the same whichever muxer runs inside.
+ */
+export function keepAlive (ws: WebSocket, intervalMs: number, onDead: () => void): () => void {
+  let heard = true
+  const mark = (): void => { heard = true }
+  ws.on('pong', mark)
+  ws.on('message', mark)
+  ws.on('ping', mark)
+  const timer = setInterval(() => {
+    if (!heard) {
+      onDead()
+      ws.terminate()
+      return
+    }
+    heard = false
+    try { ws.ping() } catch { /* closing already */ }
+  }, intervalMs)
+  timer.unref()
+  const stop = (): void => {
+    clearInterval(timer)
+    ws.off('pong', mark)
+    ws.off('message', mark)
+    ws.off('ping', mark)
+  }
+  ws.once('close', stop)
+  return stop
+}

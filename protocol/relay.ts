@@ -1,0 +1,116 @@
+import type { Socket } from 'node:net'
+import type { Stream, MessageStreamEvents } from '@libp2p/interface'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+export interface RelayStats {
+  /** Bytes read from the socket and sent into the stream. */
+  bytesIn: number
+  /** Bytes received from the stream and written to the socket. */
+  bytesOut: number
+  /** Why it ended badly, if it did. */
+  error?: Error
+}
+
+export interface RelayOptions {
+  /** Bytes already taken from the stream (after a header) to write to the socket first. */
+  head?: Uint8ArrayList
+  /** Bytes already taken from the socket (sniffed) to send into the stream first. */
+  socketHead?: Uint8Array
+  /** Called when the stream's read side is paused or resumed because the socket is full. */
+  onPause?: (paused: boolean) => void
+}
+
+/**
+ * Pipes a TCP socket and a muxed stream into each other with TCP semantics: each direction
+ * keeps the other's backpressure (socket.write() false pauses the stream, stream.send() false
+ * pauses the socket), a FIN on either side becomes a FIN on the other while the opposite
+ * direction keeps flowing, and a reset or error on either side destroys the other at once.
+ * The socket must have been created with allowHalfOpen: true. Resolves when both are closed.
+ */
+export async function relay (socket: Socket, stream: Stream, opts: RelayOptions = {}): Promise<RelayStats> {
+  const stats: RelayStats = { bytesIn: 0, bytesOut: 0 }
+  let streamPaused = false
+  let socketPaused = false
+
+  const setStreamPaused = (paused: boolean): void => {
+    if (paused === streamPaused || stream.readStatus === 'closed' || stream.readStatus === 'closing') return
+    streamPaused = paused
+    if (paused) stream.pause(); else stream.resume()
+    opts.onPause?.(paused)
+  }
+
+  const writeToSocket = (data: Uint8Array | Uint8ArrayList): void => {
+    if (socket.destroyed || socket.writableEnded) return
+    let ok = true
+    if (data instanceof Uint8Array) {
+      ok = socket.write(data)
+      stats.bytesOut += data.byteLength
+    } else {
+      for (const chunk of data) {
+        ok = socket.write(chunk)
+        stats.bytesOut += chunk.byteLength
+      }
+    }
+    if (!ok) setStreamPaused(true)
+  }
+
+  const sendToStream = (chunk: Uint8Array): void => {
+    stats.bytesIn += chunk.byteLength
+    let ok: boolean
+    try {
+      ok = stream.send(chunk)
+    } catch (err) {
+      fail(err as Error)
+      return
+    }
+    if (!ok && !socketPaused) { socketPaused = true; socket.pause() }
+  }
+
+  const fail = (err: Error): void => {
+    stats.error ??= err
+    if (!socket.destroyed) socket.resetAndDestroy()
+    stream.abort(err)
+  }
+
+  const streamClosed = new Promise<void>(resolve => {
+    stream.addEventListener('close', (evt: MessageStreamEvents['close']) => {
+      if (evt.error !== undefined) {
+        stats.error ??= evt.error
+        // A reset stream means the far end is gone: pass that on as a TCP reset.
+        if (!socket.destroyed) socket.resetAndDestroy()
+      }
+      resolve()
+    }, { once: true })
+  })
+  const socketClosed = new Promise<void>(resolve => { socket.once('close', () => resolve()) })
+
+  // stream -> socket
+  if (opts.head !== undefined && opts.head.byteLength > 0) writeToSocket(opts.head)
+  stream.addEventListener('message', (evt: MessageStreamEvents['message']) => writeToSocket(evt.data))
+  const onStreamEnd = (): void => {
+    if (stream.status === 'aborted' || stream.status === 'reset') return
+    if (!socket.destroyed && !socket.writableEnded) socket.end()
+  }
+  stream.addEventListener('end', onStreamEnd)
+  if (stream.readableEnded) onStreamEnd()
+  socket.on('drain', () => setStreamPaused(false))
+
+  // socket -> stream
+  stream.addEventListener('drain', () => {
+    if (socketPaused) { socketPaused = false; socket.resume() }
+  })
+  if (opts.socketHead !== undefined && opts.socketHead.byteLength > 0) sendToStream(opts.socketHead)
+  socket.on('data', sendToStream)
+  socket.on('end', () => {
+    stream.close().catch((err: Error) => fail(err))
+  })
+  socket.on('error', (err) => fail(err))
+  socket.on('close', () => {
+    // Closed without a FIN from its peer (destroyed locally, timed out): the stream must not linger.
+    if (stream.status === 'open' && stream.writeStatus === 'writable') fail(stats.error ?? new Error('socket closed'))
+  })
+  socket.resume()
+
+  await Promise.all([streamClosed, socketClosed])
+  return stats
+}

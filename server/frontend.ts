@@ -1,0 +1,42 @@
+import { createServer } from 'node:net'
+import type { Server, Socket } from 'node:net'
+
+/** A TCP listener for one service's frontend port. Connections arrive paused, half-open allowed. */
+export class Frontend {
+  private readonly server: Server
+  private readonly sockets = new Set<Socket>()
+
+  private constructor (server: Server) {
+    this.server = server
+  }
+
+  static async listen (port: number, host: string | undefined, onConnection: (socket: Socket) => void): Promise<Frontend> {
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true })
+    const frontend = new Frontend(server)
+    server.on('connection', (socket) => {
+      frontend.sockets.add(socket)
+      socket.once('close', () => frontend.sockets.delete(socket))
+      onConnection(socket)
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({ port, host, backlog: 1024 }, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    server.on('error', () => { /* accept errors (EMFILE) are transient; the listener stays up */ })
+    return frontend
+  }
+
+  get connections (): number {
+    return this.sockets.size
+  }
+
+  /** Stops accepting; open connections are left to finish unless `destroy` is set. */
+  async close (destroy = false): Promise<void> {
+    const closed = new Promise<void>(resolve => this.server.close(() => resolve()))
+    if (destroy) for (const s of this.sockets) s.destroy()
+    await closed
+  }
+}

@@ -1,0 +1,85 @@
+import { splitServiceName } from '../protocol/index.js'
+import { Frontend } from './frontend.js'
+import { Service } from './service.js'
+import type { LbPolicy } from './balancer.js'
+import type { PortPool } from './port-pool.js'
+import type { ServerSession } from './session.js'
+import type { Socket } from 'node:net'
+
+/** A registration the operator's rules or the current state do not allow; sent to the client verbatim. */
+export class RegistrationError extends Error {
+  override name = 'RegistrationError'
+}
+
+export interface RegistryOptions {
+  pool: PortPool
+  frontendHost?: string
+  policy: LbPolicy
+  onConnection: (service: Service, socket: Socket) => void
+}
+
+/** Services by name, their frontend ports, and the sessions registered to them. */
+export class ServiceRegistry {
+  readonly services = new Map<string, Service>()
+  private readonly opts: RegistryOptions
+  // Registrations run one at a time so two sessions of a new service cannot both open a listener.
+  private queue: Promise<unknown> = Promise.resolve()
+
+  constructor (opts: RegistryOptions) {
+    this.opts = opts
+  }
+
+  async register (session: ServerSession, requestedPort: number): Promise<Service> {
+    const run = this.queue.then(async () => await this.doRegister(session, requestedPort))
+    this.queue = run.catch(() => {})
+    return await run
+  }
+
+  private async doRegister (session: ServerSession, requestedPort: number): Promise<Service> {
+    const { service: name } = splitServiceName(session.registration.serviceName)
+    const existing = this.services.get(name)
+    if (existing !== undefined) {
+      if (requestedPort !== 0 && requestedPort !== existing.port) {
+        throw new RegistrationError(`service "${name}" already listens on port ${existing.port}; register it with port ${existing.port} or 0`)
+      }
+      existing.add(session)
+      return existing
+    }
+    const port = this.allocate(requestedPort)
+    let frontend: Frontend
+    try {
+      frontend = await Frontend.listen(port, this.opts.frontendHost, (socket) => this.opts.onConnection(service, socket))
+    } catch (err) {
+      this.opts.pool.release(port)
+      throw new RegistrationError(`cannot listen on frontend port ${port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    const service: Service = new Service(name, port, frontend, this.opts.policy)
+    service.add(session)
+    this.services.set(name, service)
+    return service
+  }
+
+  private allocate (requestedPort: number): number {
+    const { pool } = this.opts
+    if (requestedPort === 0) {
+      const port = pool.take()
+      if (port === undefined) throw new RegistrationError(`no free port left in the dynamic pool ${pool.first}-${pool.first + pool.count - 1}`)
+      return port
+    }
+    for (const other of this.services.values()) {
+      if (other.port === requestedPort) throw new RegistrationError(`port ${requestedPort} is already used by service "${other.name}"`)
+    }
+    pool.claim(requestedPort)
+    return requestedPort
+  }
+
+  /** Removes a session; the last one of a service closes its listener and frees its port. */
+  async unregister (session: ServerSession): Promise<void> {
+    const { service: name } = splitServiceName(session.registration.serviceName)
+    const service = this.services.get(name)
+    if (service === undefined || !service.remove(session)) return
+    this.services.delete(name)
+    await service.frontend.close(true)
+    this.opts.pool.release(service.port)
+  }
+}

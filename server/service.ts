@@ -1,0 +1,52 @@
+import { Balancer } from './balancer.js'
+import type { LbPolicy } from './balancer.js'
+import type { Frontend } from './frontend.js'
+import type { ServerSession } from './session.js'
+
+/** A named service: one frontend port shared by every session (and instance) registered to it. */
+export class Service {
+  readonly name: string
+  readonly port: number
+  readonly frontend: Frontend
+  /** Sessions by instance name; '' is the default instance. */
+  readonly instances = new Map<string, ServerSession[]>()
+  private readonly balancers = new Map<string, Balancer>()
+  private readonly policy: LbPolicy
+
+  constructor (name: string, port: number, frontend: Frontend, policy: LbPolicy) {
+    this.name = name
+    this.port = port
+    this.frontend = frontend
+    this.policy = policy
+  }
+
+  add (session: ServerSession): void {
+    const list = this.instances.get(session.instance) ?? []
+    list.push(session)
+    this.instances.set(session.instance, list)
+  }
+
+  /** Removes a session; true when the service has none left. */
+  remove (session: ServerSession): boolean {
+    const list = this.instances.get(session.instance)
+    if (list !== undefined) {
+      const i = list.indexOf(session)
+      if (i >= 0) list.splice(i, 1)
+      if (list.length === 0) { this.instances.delete(session.instance); this.balancers.delete(session.instance) }
+    }
+    return this.instances.size === 0
+  }
+
+  get sessions (): ServerSession[] {
+    return [...this.instances.values()].flat()
+  }
+
+  /** Next session of `instance` not in `exclude`, by the service's policy. */
+  pick (instance: string, exclude: ReadonlySet<ServerSession>): ServerSession | undefined {
+    const list = this.instances.get(instance)
+    if (list === undefined) return undefined
+    let balancer = this.balancers.get(instance)
+    if (balancer === undefined) { balancer = new Balancer(this.policy); this.balancers.set(instance, balancer) }
+    return balancer.pick(list, exclude)
+  }
+}

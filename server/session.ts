@@ -1,0 +1,74 @@
+import { randomUUID } from 'node:crypto'
+import {
+  MAX_CONTROL_MESSAGE_BYTES, readFrame, validateStreamAck, writeFrame
+} from '../protocol/index.js'
+import type { MuxerName, StreamHeader, TunnelData } from '../protocol/index.js'
+import type { Stream, StreamMuxer } from '@libp2p/interface'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+export interface OpenedStream {
+  stream: Stream
+  /** Backend bytes that arrived right behind the client's ack. */
+  rest: Uint8ArrayList
+}
+
+/** The client refused a stream: its backend could not be dialled. */
+export class BackendDialError extends Error {
+  override name = 'BackendDialError'
+}
+
+/** One connected tunnel client: a WebSocket with a muxer, registered to one service instance. */
+export class ServerSession {
+  readonly id = randomUUID()
+  readonly connectedAt = new Date()
+  readonly remoteAddress: string
+  readonly muxerName: MuxerName
+  readonly registration: TunnelData
+  readonly instance: string
+  activeConnections = 0
+  totalConnections = 0
+  bytesIn = 0
+  bytesOut = 0
+  closing = false
+  private readonly muxer: StreamMuxer
+  private readonly closeConnection: () => void
+
+  constructor (init: {
+    remoteAddress: string
+    muxerName: MuxerName
+    muxer: StreamMuxer
+    registration: TunnelData
+    instance: string
+    close: () => void
+  }) {
+    this.remoteAddress = init.remoteAddress
+    this.muxerName = init.muxerName
+    this.muxer = init.muxer
+    this.registration = init.registration
+    this.instance = init.instance
+    this.closeConnection = init.close
+  }
+
+  /**
+   * Opens a stream to the client, sends the header and waits for the client to report that it
+   * reached its backend. Rejects (and cleans the stream up) when it did not.
+   */
+  async openStream (header: StreamHeader, ackTimeoutMs: number): Promise<OpenedStream> {
+    const stream = await this.muxer.createStream()
+    try {
+      writeFrame(stream, header)
+      const frame = await readFrame(stream, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: ackTimeoutMs, what: 'stream ack' })
+      const ack = validateStreamAck(frame.message)
+      if (!ack.ok) throw new BackendDialError(ack.error ?? 'backend dial failed')
+      return { stream, rest: frame.rest }
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  close (): void {
+    this.closing = true
+    this.closeConnection()
+  }
+}

@@ -1,0 +1,239 @@
+import { EventEmitter } from 'node:events'
+import { createServer } from 'node:https'
+import { WebSocketServer } from 'ws'
+import {
+  MAX_CONTROL_MESSAGE_BYTES, MAX_WS_PAYLOAD, REFUSAL_HEADER, TUNNEL_PATH, WebSocketMessageStream,
+  createMuxer, defaultLogger, keepAlive, parseSubprotocol, readFrame, splitServiceName,
+  validateTunnelData, writeFrame
+} from '../protocol/index.js'
+import { TokenAuth, bearerToken } from './auth.js'
+import { loadCertificate, selfSignedCertificate } from './certificate.js'
+import { dispatch } from './dispatch.js'
+import { PortPool } from './port-pool.js'
+import { ServiceRegistry } from './registry.js'
+import { ServerSession } from './session.js'
+import type { Logger, MuxerName, TunnelDataResponse } from '../protocol/index.js'
+import type { LbPolicy } from './balancer.js'
+import type { ServerCertificate } from './certificate.js'
+import type { Stream, StreamMuxer } from '@libp2p/interface'
+import type { IncomingMessage } from 'node:http'
+import type { Server } from 'node:https'
+import type { Duplex } from 'node:stream'
+import type { WebSocket } from 'ws'
+
+export interface TunnelServerOptions {
+  /** API (WSS) port; 0 picks a free one. Default 9999. */
+  port?: number
+  /** Address the API port binds; default all interfaces. */
+  host?: string
+  /** Shared secret(s) clients must present. */
+  token: string | string[]
+  /** Subject name of the self-signed certificate. Default 'localhost'. */
+  autoCertSubjectName?: string
+  /** PEM files of an operator's own certificate; replaces the self-signed one. */
+  tlsCert?: string
+  tlsKey?: string
+  /** First port and size of the dynamic frontend pool. Default 8000 and 100. */
+  dynPort?: number
+  dynPortCount?: number
+  /** Address frontend listeners bind; default all interfaces. */
+  frontendHost?: string
+  lbPolicy?: LbPolicy
+  /** WebSocket ping interval. Default 20 s. */
+  keepaliveMs?: number
+  /** Time allowed for TLS, upgrade and registration. Default 10 s. */
+  handshakeTimeoutMs?: number
+  /** Time a client has to dial its backend for a new connection. Default 10 s. */
+  dialTimeoutMs?: number
+  logger?: Logger
+}
+
+export interface ServerAddress {
+  port: number
+  /** SHA-256 fingerprint of the certificate, for clients' --fingerprint. */
+  fingerprint: string
+}
+
+/** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
+export class TunnelServer extends EventEmitter {
+  readonly registry: ServiceRegistry
+  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'logger' | 'token'>> & TunnelServerOptions
+  private readonly log: Logger
+  private readonly auth: TokenAuth
+  private readonly wss: WebSocketServer
+  private readonly sockets = new Set<WebSocket>()
+  private https?: Server
+  private certificate?: ServerCertificate
+
+  constructor (options: TunnelServerOptions) {
+    super()
+    this.opts = {
+      port: 9999,
+      autoCertSubjectName: 'localhost',
+      dynPort: 8000,
+      dynPortCount: 100,
+      lbPolicy: 'roundrobin',
+      keepaliveMs: 20_000,
+      handshakeTimeoutMs: 10_000,
+      dialTimeoutMs: 10_000,
+      ...options
+    }
+    this.log = options.logger ?? defaultLogger('server')
+    this.auth = new TokenAuth(Array.isArray(options.token) ? options.token : [options.token])
+    this.registry = new ServiceRegistry({
+      pool: new PortPool(this.opts.dynPort, this.opts.dynPortCount),
+      frontendHost: options.frontendHost,
+      policy: this.opts.lbPolicy,
+      onConnection: (service, socket) => {
+        dispatch(service, socket, '', { ackTimeoutMs: this.opts.dialTimeoutMs, log: this.log })
+          .catch((err: Error) => { this.log.error(`dispatch failed: ${err.message}`); socket.destroy() })
+      }
+    })
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: MAX_WS_PAYLOAD,
+      perMessageDeflate: false,
+      handleProtocols: (offered) => [...offered].find(p => parseSubprotocol(p).ok) ?? false
+    })
+  }
+
+  get fingerprint (): string {
+    if (this.certificate === undefined) throw new Error('server is not listening')
+    return this.certificate.fingerprint
+  }
+
+  get port (): number {
+    const addr = this.https?.address()
+    if (addr == null || typeof addr === 'string') throw new Error('server is not listening')
+    return addr.port
+  }
+
+  async listen (): Promise<ServerAddress> {
+    const { tlsCert, tlsKey } = this.opts
+    this.certificate = tlsCert !== undefined && tlsKey !== undefined
+      ? await loadCertificate(tlsCert, tlsKey)
+      : await selfSignedCertificate(this.opts.autoCertSubjectName)
+    const https = createServer({
+      cert: this.certificate.cert,
+      key: this.certificate.key,
+      handshakeTimeout: this.opts.handshakeTimeoutMs,
+      headersTimeout: this.opts.handshakeTimeoutMs,
+      requestTimeout: this.opts.handshakeTimeoutMs
+    })
+    https.on('request', (req, res) => {
+      if (req.url === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return }
+      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' })
+        .end(`reverselb tunnel endpoint: clients connect with a WebSocket upgrade at ${TUNNEL_PATH}\n`)
+    })
+    https.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
+    https.on('tlsClientError', (err, socket) => {
+      this.log.debug(`TLS handshake failed from ${socket.remoteAddress ?? '?'}: ${err.message}`)
+    })
+    await new Promise<void>((resolve, reject) => {
+      https.once('error', reject)
+      https.listen({ port: this.opts.port, host: this.opts.host }, () => { https.off('error', reject); resolve() })
+    })
+    this.https = https
+    this.log.info(`tunnel service listening on: wss://${this.opts.host ?? '[::]'}:${this.port}${TUNNEL_PATH}`)
+    this.log.info(`certificate SHA-256 fingerprint: ${this.certificate.fingerprint}`)
+    return { port: this.port, fingerprint: this.certificate.fingerprint }
+  }
+
+  private onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {})
+    const from = req.socket.remoteAddress ?? '?'
+    const refuse = (status: number, text: string, reason: string): void => {
+      const body = `${reason}\n`
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+        `${REFUSAL_HEADER}: ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+    }
+    if ((req.url ?? '').split('?')[0] !== TUNNEL_PATH) { refuse(404, 'Not Found', `no tunnel endpoint at this path; use ${TUNNEL_PATH}`); return }
+    if (!this.auth.check(bearerToken(req))) {
+      this.log.warn(`authorization failed for tunnel client ${from}`)
+      this.emit('authFailure', { remoteAddress: from })
+      refuse(401, 'Unauthorized', 'authorization failed: wrong or missing token')
+      return
+    }
+    const parsed = parseSubprotocol(req.headers['sec-websocket-protocol']?.split(',')[0])
+    if (!parsed.ok) {
+      this.log.warn(`refused tunnel client ${from}: ${parsed.reason}`)
+      refuse(400, 'Bad Request', parsed.reason)
+      return
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.onTunnel(ws, from, parsed.muxer, hostOf(req.headers.host)).catch((err: Error) => {
+        this.log.warn(`tunnel client ${from} dropped: ${err.message}`)
+        ws.terminate()
+      })
+    })
+  }
+
+  private async onTunnel (ws: WebSocket, from: string, muxerName: MuxerName, publicHost: string): Promise<void> {
+    this.sockets.add(ws)
+    ws.once('close', () => this.sockets.delete(ws))
+    ws.on('error', (err) => this.log.debug(`tunnel client ${from}: ${err.message}`))
+    const conn = new WebSocketMessageStream(ws, 'inbound')
+    const muxer = createMuxer(muxerName, conn)
+    keepAlive(ws, this.opts.keepaliveMs, () => this.log.warn(`tunnel client ${from} stopped answering pings; dropping it`))
+
+    const control = await this.firstStream(muxer)
+    // Only the server opens relay streams; anything else a client opens is refused.
+    muxer.addEventListener('stream', (evt) => { evt.detail.abort(new Error('clients may not open streams')) })
+    const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.handshakeTimeoutMs, what: 'registration' })
+    let response: TunnelDataResponse
+    try {
+      const td = validateTunnelData(frame.message)
+      const { instance } = splitServiceName(td.serviceName, td.instanceName)
+      const session = new ServerSession({ remoteAddress: from, muxerName, muxer, registration: td, instance, close: () => ws.close(1001) })
+      const service = await this.registry.register(session, td.frontendData.port)
+      const cleanup = (): void => {
+        session.closing = true
+        this.log.info(`session ${session.id} of service ${service.name} from ${from} closed`)
+        this.registry.unregister(session).catch((err: Error) => this.log.error(`unregister failed: ${err.message}`))
+        this.emit('sessionClosed', session)
+      }
+      if (ws.readyState === ws.OPEN) ws.once('close', cleanup); else cleanup()
+      response = { id: session.id, serviceName: td.serviceName, frontendPort: service.port, frontendAddress: publicHost }
+      this.log.info(`session ${session.id} from ${from} registered service ${td.serviceName} on port ${service.port} (${muxerName})`)
+      this.emit('sessionOpened', session)
+    } catch (err) {
+      this.log.warn(`registration from ${from} refused: ${(err as Error).message}`)
+      writeFrame(control, { error: (err as Error).message })
+      await control.close().catch(() => {})
+      setTimeout(() => ws.close(1008), 1000).unref()
+      return
+    }
+    writeFrame(control, response)
+  }
+
+  private async firstStream (muxer: StreamMuxer): Promise<Stream> {
+    return await new Promise<Stream>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no registration within ${this.opts.handshakeTimeoutMs} ms`)), this.opts.handshakeTimeoutMs)
+      muxer.addEventListener('stream', (evt) => { clearTimeout(timer); resolve(evt.detail) }, { once: true })
+    })
+  }
+
+  /** Stops accepting tunnels, closes every session and frontend. */
+  async close (): Promise<void> {
+    const https = this.https
+    this.https = undefined
+    if (https !== undefined) {
+      const closed = new Promise<void>(resolve => https.close(() => resolve()))
+      for (const ws of this.sockets) ws.close(1001)
+      await Promise.all([...this.sockets].map(async ws => await new Promise<void>(resolve => {
+        const t = setTimeout(() => { ws.terminate(); resolve() }, 2000)
+        ws.once('close', () => { clearTimeout(t); resolve() })
+      })))
+      https.closeAllConnections()
+      await closed
+    }
+    await Promise.all([...this.registry.services.values()].map(async s => await s.frontend.close(true)))
+  }
+}
+
+/** The host name a client used to reach us (Host header without port): where its frontend is. */
+function hostOf (hostHeader: string | undefined): string {
+  if (hostHeader === undefined) return ''
+  const m = /^\[([^\]]+)\]|^([^:]+)/.exec(hostHeader)
+  return m?.[1] ?? m?.[2] ?? ''
+}
