@@ -16,6 +16,8 @@ export interface RegistryOptions {
   frontendHost?: string
   policy: LbPolicy
   onConnection: (service: Service, socket: Socket) => void
+  onServiceUp: (service: Service) => void
+  onServiceDown: (service: Service) => void
 }
 
 /** Services by name, their frontend ports, and the sessions registered to them. */
@@ -56,6 +58,7 @@ export class ServiceRegistry {
     const service: Service = new Service(name, port, frontend, this.opts.policy)
     service.add(session)
     this.services.set(name, service)
+    this.opts.onServiceUp(service)
     return service
   }
 
@@ -81,5 +84,6 @@ export class ServiceRegistry {
     this.services.delete(name)
     await service.frontend.close(true)
     this.opts.pool.release(service.port)
+    this.opts.onServiceDown(service)
   }
 }

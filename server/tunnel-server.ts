@@ -15,6 +15,7 @@ import { ServerSession } from './session.js'
 import type { Logger, MuxerName, TunnelDataResponse } from '../protocol/index.js'
 import type { LbPolicy } from './balancer.js'
 import type { ServerCertificate } from './certificate.js'
+import type { ServerEvents } from './events.js'
 import type { Stream, StreamMuxer } from '@libp2p/interface'
 import type { IncomingMessage } from 'node:http'
 import type { Server } from 'node:https'
@@ -55,7 +56,7 @@ export interface ServerAddress {
 }
 
 /** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
-export class TunnelServer extends EventEmitter {
+export class TunnelServer extends EventEmitter<ServerEvents> {
   readonly registry: ServiceRegistry
   private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'logger' | 'token'>> & TunnelServerOptions
   private readonly log: Logger
@@ -84,8 +85,10 @@ export class TunnelServer extends EventEmitter {
       pool: new PortPool(this.opts.dynPort, this.opts.dynPortCount),
       frontendHost: options.frontendHost,
       policy: this.opts.lbPolicy,
+      onServiceUp: (service) => this.emit('serviceUp', { service }),
+      onServiceDown: (service) => this.emit('serviceDown', { service }),
       onConnection: (service, socket) => {
-        dispatch(service, socket, '', { ackTimeoutMs: this.opts.dialTimeoutMs, log: this.log })
+        dispatch(service, socket, '', { ackTimeoutMs: this.opts.dialTimeoutMs, log: this.log, events: this })
           .catch((err: Error) => { this.log.error(`dispatch failed: ${err.message}`); socket.destroy() })
       }
     })
@@ -181,6 +184,7 @@ export class TunnelServer extends EventEmitter {
     muxer.addEventListener('stream', (evt) => { evt.detail.abort(new Error('clients may not open streams')) })
     const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.handshakeTimeoutMs, what: 'registration' })
     let response: TunnelDataResponse
+    const started = Date.now()
     try {
       const td = validateTunnelData(frame.message)
       const { instance } = splitServiceName(td.serviceName, td.instanceName)
@@ -190,14 +194,15 @@ export class TunnelServer extends EventEmitter {
         session.closing = true
         this.log.info(`session ${session.id} of service ${service.name} from ${from} closed`)
         this.registry.unregister(session).catch((err: Error) => this.log.error(`unregister failed: ${err.message}`))
-        this.emit('sessionClosed', session)
+        this.emit('sessionClosed', { service, session })
       }
       if (ws.readyState === ws.OPEN) ws.once('close', cleanup); else cleanup()
       response = { id: session.id, serviceName: td.serviceName, frontendPort: service.port, frontendAddress: publicHost }
       this.log.info(`session ${session.id} from ${from} registered service ${td.serviceName} on port ${service.port} (${muxerName})`)
-      this.emit('sessionOpened', session)
+      this.emit('sessionOpened', { service, session, registrationMs: Date.now() - started })
     } catch (err) {
       this.log.warn(`registration from ${from} refused: ${(err as Error).message}`)
+      this.emit('registrationRefused', { remoteAddress: from, reason: (err as Error).message })
       writeFrame(control, { error: (err as Error).message })
       await control.close().catch(() => {})
       setTimeout(() => ws.close(1008), 1000).unref()
