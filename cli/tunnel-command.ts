@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { TunnelClient } from '../client/tunnel-client.js'
 import { parseEndpoint } from '../client/endpoint.js'
+import { proxyFor, redactProxy } from '../client/proxy.js'
 import { MUXERS, createLogger } from '../protocol/index.js'
 import { UsageError, checkPort, requireToken, env, envBool, envInt, onShutdown } from './env.js'
 import type { GlobalArgs } from './main.js'
@@ -22,22 +23,29 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('mux', { choices: MUXERS, default: (env('MUX') ?? 'yamux') as typeof MUXERS[number], describe: 'stream muxer inside the WebSocket [$MUX]' })
     .option('connections', { type: 'number', default: envInt('CONNECTIONS') ?? 1, describe: 'parallel sessions kept to each server (backendAcceptBacklog) [$CONNECTIONS]' })
     .option('keepalive', { type: 'number', default: envInt('KEEPALIVE') ?? 20, describe: 'seconds between WebSocket pings to the server [$KEEPALIVE]' })
+    .option('proxy', { type: 'string', describe: 'HTTP(S) proxy URL http://[USER:PASSWORD@]HOST:PORT, or "none"; wins over $HTTPS_PROXY, $ALL_PROXY, $HTTP_PROXY, $NO_PROXY (used as in curl)' })
     .check((argv) => {
       requireToken(argv.token)
-      if (argv.apiendpoint === undefined || argv.apiendpoint.length === 0) throw new UsageError('Missing required option: --apiendpoint (or $LB_API_ENDPOINT)')
-      if (argv.serviceendpoint === undefined || argv.serviceendpoint.length === 0) throw new UsageError('Missing required option: --serviceendpoint (or $SERVICE_ENDPOINT)')
+      if (splitList(argv.apiendpoint).length === 0) throw new UsageError('Missing required option: --apiendpoint (or $LB_API_ENDPOINT)')
+      if (splitList(argv.serviceendpoint).length === 0) throw new UsageError('Missing required option: --serviceendpoint (or $SERVICE_ENDPOINT)')
       for (const e of splitList(argv.apiendpoint)) tryParse(e, 'apiendpoint')
       for (const e of splitList(argv.serviceendpoint)) tryParse(e, 'serviceendpoint')
       checkPort(argv.frontendport, 'frontendport')
       if (!Number.isInteger(argv.connections) || argv.connections < 1 || argv.connections > 64) throw new UsageError('--connections must be a whole number from 1 to 64')
       if (!(argv.keepalive > 0)) throw new UsageError('--keepalive must be a positive number of seconds')
+      // Also checks the *_PROXY variables, so a typo there is reported at start, not on every retry.
+      for (const e of splitList(argv.apiendpoint)) {
+        try { proxyFor(parseEndpoint(e), argv.proxy) } catch (err) { throw new UsageError((err as Error).message) }
+      }
       return true
     })
 }
 
 type Args = Awaited<ReturnType<typeof builder>['argv']>
 
-const splitList = (values: string[]): string[] => values.flatMap(v => v.split(',')).map(v => v.trim()).filter(v => v !== '')
+/** Repeated and comma-separated values, flattened; yargs may hand over [undefined] when unset. */
+const splitList = (values: Array<string | undefined> | undefined): string[] =>
+  (values ?? []).flatMap(v => typeof v === 'string' ? v.split(',') : []).map(v => v.trim()).filter(v => v !== '')
 
 function tryParse (text: string, option: string): ReturnType<typeof parseEndpoint> {
   try {
@@ -49,14 +57,14 @@ function tryParse (text: string, option: string): ReturnType<typeof parseEndpoin
 
 export async function handler (argv: Args): Promise<void> {
   const log = createLogger(argv.loglevel, 'tunnel')
-  const backends = splitList(argv.serviceendpoint ?? []).map(e => tryParse(e, 'serviceendpoint'))
+  const backends = splitList(argv.serviceendpoint).map(e => tryParse(e, 'serviceendpoint'))
   const ports = new Set(backends.map(b => b.port))
   if (ports.size > 1) throw new UsageError('every --serviceendpoint must use the same port (the tunnel has one targetPort)')
   let ca: string | undefined
   if (argv.ca !== undefined) {
     try { ca = readFileSync(argv.ca, 'utf8') } catch (err) { throw new UsageError(`--ca: cannot read ${argv.ca}: ${(err as NodeJS.ErrnoException).code ?? ''}`) }
   }
-  const client = new TunnelClient(splitList(argv.apiendpoint ?? []), {
+  const client = new TunnelClient(splitList(argv.apiendpoint), {
     serviceName: argv.servicename,
     instanceName: argv.instancename,
     token: argv.token,
@@ -70,8 +78,13 @@ export async function handler (argv: Args): Promise<void> {
     fingerprint: argv.fingerprint,
     muxer: argv.mux,
     keepaliveMs: argv.keepalive * 1000,
+    proxy: argv.proxy,
     logger: log
   })
-  log.info(`NewTunnelClient to apiEndpoint [${splitList(argv.apiendpoint ?? []).join(', ')}] for service "${argv.servicename}" -> ${splitList(argv.serviceendpoint ?? []).join(', ')}`)
+  log.info(`NewTunnelClient to apiEndpoint [${splitList(argv.apiendpoint).join(', ')}] for service "${argv.servicename}" -> ${splitList(argv.serviceendpoint).join(', ')}`)
+  for (const e of splitList(argv.apiendpoint)) {
+    const proxy = proxyFor(parseEndpoint(e), argv.proxy)
+    if (proxy !== undefined) log.info(`connecting to ${e} through proxy ${redactProxy(proxy)}`)
+  }
   onShutdown(async () => await client.close())
 }

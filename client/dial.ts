@@ -2,13 +2,15 @@ import { once } from 'node:events'
 import { connect as netConnect, isIP } from 'node:net'
 import { connect as tlsConnect, rootCertificates } from 'node:tls'
 import { WebSocket } from 'ws'
-import { MAX_WS_PAYLOAD, REFUSAL_HEADER, TUNNEL_PATH, subprotocolFor } from '../protocol/index.js'
+import { MAX_WS_PAYLOAD, PROTOCOL_VERSION, REFUSAL_HEADER, TUNNEL_PATH, subprotocolFor } from '../protocol/index.js'
 import { formatEndpoint } from './endpoint.js'
 import { AuthorizationError, TlsVerificationError, UpgradeRefusedError } from './errors.js'
+import { proxyAddress, proxyConnector, proxyFor, redactProxy } from './proxy.js'
 import type { Endpoint } from './endpoint.js'
+import type { Connector } from './proxy.js'
 import type { Logger, MuxerName } from '../protocol/index.js'
 import type { Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
+import type { PeerCertificate, TLSSocket } from 'node:tls'
 
 export interface TlsTrust {
   /** Skip verification entirely (warned about once per connection). */
@@ -25,28 +27,62 @@ export interface DialOptions {
   trust: TlsTrust
   timeoutMs: number
   log: Logger
-  /** Opens the TCP connection to the server (directly or through a proxy). */
-  connect?: (endpoint: Endpoint, timeoutMs: number) => Promise<Socket>
+  /** Opens the TCP connection to the server; replaces the direct/proxy choice below. */
+  connect?: Connector
+  /**
+   * HTTP(S) proxy URL (`http://user:pass@host:port`) or 'none'. Unset: HTTPS_PROXY, ALL_PROXY,
+   * HTTP_PROXY and NO_PROXY decide, as in curl.
+   */
+  proxy?: string
+}
+
+/** How a dial reaches the server, and the words that say so in errors. */
+interface Route {
+  connect: Connector
+  /** ' through proxy host:port', or '' when direct. */
+  via: string
 }
 
 const normalizeFingerprint = (fp: string): string => fp.replace(/[^0-9a-f]/gi, '').toUpperCase()
 
+function routeFor (endpoint: Endpoint, opts: DialOptions): Route {
+  if (opts.connect !== undefined) return { connect: opts.connect, via: '' }
+  const proxy = proxyFor(endpoint, opts.proxy)
+  if (proxy === undefined) return { connect: connectDirect, via: '' }
+  opts.log.debug(`dialing ${formatEndpoint(endpoint)} through proxy ${redactProxy(proxy)}`)
+  return {
+    connect: proxyConnector(proxy, { ca: opts.trust.ca, userAgent: `reverselb/v${PROTOCOL_VERSION}` }),
+    via: ` through proxy ${proxyAddress(proxy)}`
+  }
+}
+
 async function connectDirect (endpoint: Endpoint, timeoutMs: number): Promise<Socket> {
+  const where = formatEndpoint(endpoint)
   const socket = netConnect({ host: endpoint.host, port: endpoint.port, noDelay: true })
   try {
-    await withTimeout(once(socket, 'connect'), timeoutMs, `connecting to ${formatEndpoint(endpoint)} timed out after ${timeoutMs} ms`)
+    await withTimeout(once(socket, 'connect'), timeoutMs, `connecting to ${where} timed out after ${timeoutMs} ms`)
   } catch (err) {
     socket.destroy()
-    throw err
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new Error(`cannot resolve the server host "${endpoint.host}" (DNS lookup failed: ${code})`)
+    // Behind an outbound-only firewall this is where it ends; say what would help.
+    throw new Error(`cannot connect to ${where}: ${(err as Error).message}; if this network only lets traffic out through ` +
+      'an HTTP proxy, set HTTPS_PROXY or pass --proxy http://HOST:PORT')
   }
   return socket
+}
+
+const issuerOf = (cert: PeerCertificate): string => {
+  const i = cert.issuer ?? {}
+  return [i.CN, i.O].filter(v => v !== undefined && v !== '').map(String).join(', ') || 'unknown issuer'
 }
 
 /**
  * Completes TLS and checks the server's certificate before a single byte of HTTP (and so the
  * token) is sent: a pinned fingerprint, or the chain against the built-in CAs plus `ca`.
  */
-async function secure (raw: Socket, endpoint: Endpoint, trust: TlsTrust, timeoutMs: number, log: Logger): Promise<TLSSocket> {
+async function secure (raw: Socket, endpoint: Endpoint, trust: TlsTrust, timeoutMs: number, log: Logger, via: string): Promise<TLSSocket> {
+  const where = formatEndpoint(endpoint)
   const socket = tlsConnect({
     socket: raw,
     servername: isIP(endpoint.host) === 0 ? endpoint.host : undefined,
@@ -56,34 +92,40 @@ async function secure (raw: Socket, endpoint: Endpoint, trust: TlsTrust, timeout
     ALPNProtocols: ['http/1.1']
   })
   try {
-    await withTimeout(once(socket, 'secureConnect'), timeoutMs, `TLS handshake with ${formatEndpoint(endpoint)} timed out after ${timeoutMs} ms`)
+    await withTimeout(once(socket, 'secureConnect'), timeoutMs, `timed out after ${timeoutMs} ms`)
   } catch (err) {
     socket.destroy()
-    throw new Error(`TLS handshake with ${formatEndpoint(endpoint)} failed: ${(err as Error).message}`)
+    throw new Error(`TLS handshake with ${where}${via} failed: ${(err as Error).message}` +
+      (via !== '' ? ' (does the proxy forward to a reverselb server?)' : ''))
   }
   const cert = socket.getPeerCertificate()
   if (trust.fingerprint !== undefined) {
     if (normalizeFingerprint(cert.fingerprint256 ?? '') !== normalizeFingerprint(trust.fingerprint)) {
       socket.destroy()
-      throw new TlsVerificationError(`certificate fingerprint mismatch for ${formatEndpoint(endpoint)}: pinned ${trust.fingerprint}, ` +
-        `got ${cert.fingerprint256}; the connection is being intercepted (TLS inspection) or the server certificate changed`)
+      throw new TlsVerificationError(`TLS interception detected (certificate fingerprint mismatch): the certificate presented for ${where}${via} ` +
+        `(SHA-256 ${cert.fingerprint256}, issued by "${issuerOf(cert)}") is not the pinned one (${trust.fingerprint}); ` +
+        'something on the path re-signs TLS (an inspecting proxy) or the server certificate changed. The token was not sent; ' +
+        'to trust an inspecting proxy, pass its CA with --ca instead of --fingerprint')
     }
   } else if (!trust.insecure && !socket.authorized) {
     socket.destroy()
-    throw new TlsVerificationError(`server certificate of ${formatEndpoint(endpoint)} is not trusted (${String(socket.authorizationError)}); ` +
+    throw new TlsVerificationError(`server certificate of ${where}${via} is not trusted (${String(socket.authorizationError)}, ` +
+      `issued by "${issuerOf(cert)}"); ` + (via !== '' ? 'if the proxy inspects TLS, pass its CA with --ca FILE; otherwise ' : '') +
       'pass --ca FILE with its issuing CA, --fingerprint to pin it, or --insecuretls to skip verification')
   } else if (trust.insecure && !socket.authorized) {
-    log.warn(`--insecuretls: not verifying the certificate of ${formatEndpoint(endpoint)} (${cert.fingerprint256})`)
+    log.warn(`--insecuretls: not verifying the certificate of ${where} (${cert.fingerprint256})`)
   }
   return socket
 }
 
 /** Opens a verified WSS connection to the tunnel endpoint and upgrades it with our token and muxer. */
 export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promise<WebSocket> {
-  const raw = await (opts.connect ?? connectDirect)(endpoint, opts.timeoutMs)
-  const socket = await secure(raw, endpoint, opts.trust, opts.timeoutMs, opts.log)
+  const where = formatEndpoint(endpoint)
+  const route = routeFor(endpoint, opts)
+  const raw = await route.connect(endpoint, opts.timeoutMs)
+  const socket = await secure(raw, endpoint, opts.trust, opts.timeoutMs, opts.log, route.via)
   const protocol = subprotocolFor(opts.muxer)
-  const ws = new WebSocket(`wss://${formatEndpoint(endpoint)}${TUNNEL_PATH}`, protocol, {
+  const ws = new WebSocket(`wss://${where}${TUNNEL_PATH}`, protocol, {
     createConnection: () => socket,
     headers: { authorization: `Bearer ${opts.token}` },
     handshakeTimeout: opts.timeoutMs,
@@ -93,17 +135,33 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
   return await new Promise<WebSocket>((resolve, reject) => {
     ws.once('unexpected-response', (req, res) => {
       const reason = res.headers[REFUSAL_HEADER]
-      const detail = typeof reason === 'string' ? reason : `HTTP ${res.statusCode ?? '?'} ${res.statusMessage ?? ''}`.trim()
+      const status = `HTTP ${res.statusCode ?? '?'} ${res.statusMessage ?? ''}`.trim()
+      const viaHeader = typeof res.headers.via === 'string' ? ` (Via: ${res.headers.via})` : ''
       req.destroy()
       socket.destroy()
-      if (res.statusCode === 401) reject(new AuthorizationError(`authorization failed at ${formatEndpoint(endpoint)}: the server rejected the token`))
-      else reject(new UpgradeRefusedError(`server ${formatEndpoint(endpoint)} refused the tunnel: ${detail}`))
+      if (res.statusCode === 401) reject(new AuthorizationError(`authorization failed at ${where}: the server rejected the token`))
+      else if (typeof reason === 'string') reject(new UpgradeRefusedError(`server ${where} refused the tunnel: ${reason}`))
+      else if (res.statusCode === 426) {
+        // The server answers a plain GET with 426: the upgrade headers were lost on the way.
+        reject(new UpgradeRefusedError(`the WebSocket upgrade did not reach ${where}${route.via}: it answered ${status}${viaHeader}, so something ` +
+          'between us strips the Upgrade/Connection headers (a TLS-inspecting proxy must allow WebSocket, e.g. squid: ' +
+          'http_upgrade_request_protocols WebSocket allow all)'))
+      } else {
+        const msg = `${where}${route.via} answered ${status}${viaHeader} instead of upgrading to WebSocket; this answer did not come from a reverselb server`
+        reject((res.statusCode ?? 500) < 500 ? new UpgradeRefusedError(msg) : new Error(msg))
+      }
     })
-    ws.once('error', (err) => { socket.destroy(); reject(err) })
+    ws.once('error', (err) => {
+      socket.destroy()
+      if (/handshake has timed out/i.test(err.message)) {
+        reject(new Error(`no answer to the WebSocket upgrade from ${where}${route.via} within ${opts.timeoutMs} ms: ` +
+          'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)'))
+      } else reject(new Error(`WebSocket upgrade with ${where}${route.via} failed: ${err.message}`))
+    })
     ws.once('open', () => {
       if (ws.protocol !== protocol) {
         ws.terminate()
-        reject(new UpgradeRefusedError(`server ${formatEndpoint(endpoint)} answered with subprotocol "${ws.protocol}", expected ${protocol}`))
+        reject(new UpgradeRefusedError(`server ${where} answered with subprotocol "${ws.protocol}", expected ${protocol}`))
         return
       }
       resolve(ws)

@@ -1,5 +1,5 @@
 import {
-  MAX_CONTROL_MESSAGE_BYTES, WebSocketMessageStream, createMuxer, keepAlive, readFrame, relay,
+  MAX_CONTROL_MESSAGE_BYTES, WebSocketMessageStream, createMuxer, keepAlive, readFrame, readGate, relay,
   validateStreamHeader, validateTunnelDataResponse, writeFrame
 } from '../protocol/index.js'
 import { dialTunnel } from './dial.js'
@@ -26,10 +26,12 @@ export class ClientSession {
   readonly closed: Promise<void>
   private readonly ws: WebSocket
   private readonly opts: SessionOptions
+  private readonly onPause?: (paused: boolean) => void
   active = 0
 
-  private constructor (ws: WebSocket, response: TunnelDataResponse, opts: SessionOptions) {
+  private constructor (ws: WebSocket, response: TunnelDataResponse, opts: SessionOptions, onPause?: (paused: boolean) => void) {
     this.ws = ws
+    this.onPause = onPause
     this.response = response
     this.opts = opts
     this.closed = new Promise(resolve => {
@@ -41,7 +43,8 @@ export class ClientSession {
     const ws = await dialTunnel(endpoint, opts)
     ws.on('error', (err) => opts.log.debug(`connection to ${formatEndpoint(endpoint)}: ${err.message}`))
     try {
-      const muxer = createMuxer(opts.muxer, new WebSocketMessageStream(ws, 'outbound'))
+      const conn = new WebSocketMessageStream(ws, 'outbound')
+      const muxer = createMuxer(opts.muxer, conn)
       keepAlive(ws, opts.keepaliveMs, () => opts.log.warn(`server ${formatEndpoint(endpoint)} stopped answering pings; reconnecting`))
       let session: ClientSession | undefined
       const early: Stream[] = []
@@ -49,7 +52,7 @@ export class ClientSession {
         if (session !== undefined) session.handle(evt.detail); else early.push(evt.detail)
       })
       const response = await register(muxer, td, opts)
-      session = new ClientSession(ws, response, opts)
+      session = new ClientSession(ws, response, opts, opts.muxer === 'mplex' ? readGate(conn) : undefined)
       for (const s of early) session.handle(s)
       return session
     } catch (err) {
@@ -80,7 +83,7 @@ export class ClientSession {
     writeFrame(stream, { ok: true })
     this.active++
     this.opts.log.debug(`connection from ${header.sourceAddress} -> ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
-    const stats = await relay(socket, stream, { head: frame.rest })
+    const stats = await relay(socket, stream, { head: frame.rest, onPause: this.onPause })
     this.active--
     this.opts.log.debug(`connection from ${header.sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
   }

@@ -30,6 +30,11 @@ export interface TunnelClientOptions {
   maxBackoffMs?: number
   /** Opens the TCP connection to a server, e.g. through an HTTP proxy. Default: direct. */
   connect?: (endpoint: Endpoint, timeoutMs: number) => Promise<Socket>
+  /**
+   * HTTP(S) proxy for the WSS connection, `http://user:pass@host:port`, or 'none' for direct.
+   * Unset: HTTPS_PROXY, ALL_PROXY, HTTP_PROXY and NO_PROXY decide, as in curl. `connect` wins.
+   */
+  proxy?: string
   logger?: Logger
 }
 
@@ -123,6 +128,7 @@ export class TunnelClient extends EventEmitter {
           backendDialTimeoutMs: this.opts.backendDialTimeoutMs ?? 5_000,
           keepaliveMs: this.opts.keepaliveMs ?? 20_000,
           connect: this.opts.connect,
+          proxy: this.opts.proxy,
           targets: this.targets,
           log: this.log
         })

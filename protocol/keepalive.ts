@@ -1,17 +1,24 @@
+import type { Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
 /**
  * Pings the peer every `intervalMs` and terminates the WebSocket when a whole interval passes
- * with nothing heard (no pong, no message). WebSocket pings also keep idle proxies from
- * dropping the connection, and work the same whichever muxer runs inside.
+ * with nothing heard (no pong, no message) and nothing of ours accepted by the peer either (we
+ * may have stopped reading on purpose, see read-gate). WebSocket pings also keep idle proxies
+ * from dropping the connection, and work the same whichever muxer runs inside.
  */
 export function keepAlive (ws: WebSocket, intervalMs: number, onDead: () => void): () => void {
+  const socket = (ws as unknown as { _socket?: Socket })._socket
+  let written = socket?.bytesWritten ?? 0
   let heard = true
   const mark = (): void => { heard = true }
   ws.on('pong', mark)
   ws.on('message', mark)
   ws.on('ping', mark)
   const timer = setInterval(() => {
+    const nowWritten = socket?.bytesWritten ?? 0
+    if (nowWritten !== written && (socket?.writableLength ?? 0) > 0) heard = true
+    written = nowWritten
     if (!heard) {
       onDead()
       ws.terminate()

@@ -33,10 +33,11 @@ export async function relay (socket: Socket, stream: Stream, opts: RelayOptions 
   let socketPaused = false
 
   const setStreamPaused = (paused: boolean): void => {
-    if (paused === streamPaused || stream.readStatus === 'closed' || stream.readStatus === 'closing') return
+    if (paused === streamPaused) return
     streamPaused = paused
-    if (paused) stream.pause(); else stream.resume()
     opts.onPause?.(paused)
+    if (stream.readStatus === 'closed' || stream.readStatus === 'closing') return
+    if (paused) stream.pause(); else stream.resume()
   }
 
   const writeToSocket = (data: Uint8Array | Uint8ArrayList): void => {
@@ -112,5 +113,6 @@ export async function relay (socket: Socket, stream: Stream, opts: RelayOptions 
   socket.resume()
 
   await Promise.all([streamClosed, socketClosed])
+  if (streamPaused) opts.onPause?.(false)
   return stats
 }

@@ -34,7 +34,9 @@ export class WebSocketMessageStream extends AbstractMessageStream {
   }
 
   sendData (data: Uint8ArrayList): SendResult {
-    if (this.ws.readyState !== WebSocket.OPEN) throw new Error('WebSocket is not open')
+    // A muxer may still flush (window updates from a microtask) after the socket closed; throwing
+    // there would be an uncaught exception. The 'close' handler already ends every stream.
+    if (this.ws.readyState !== WebSocket.OPEN) return { sentBytes: data.byteLength, canSendMore: true }
     // One WebSocket message per muxer write; subarray() only copies when it spans several chunks.
     this.ws.send(data.subarray(), { binary: true, compress: false })
     return { sentBytes: data.byteLength, canSendMore: this.socket.writableLength < WRITE_HIGH_WATER_MARK }

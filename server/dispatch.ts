@@ -36,7 +36,7 @@ export async function dispatch (service: Service, socket: Socket, instance: stri
     session.totalConnections++
     opts.log.debug(`service ${service.name}: connection from ${source} -> session ${session.id}`)
     opts.events.emit('connectionOpened', { service, session, sourceAddress: source })
-    const stats = await relay(socket, opened.stream, { head: opened.rest })
+    const stats = await relay(socket, opened.stream, { head: opened.rest, onPause: session.onPause })
     session.activeConnections--
     session.bytesIn += stats.bytesIn
     session.bytesOut += stats.bytesOut

@@ -30,6 +30,8 @@ export class ServerSession {
   bytesIn = 0
   bytesOut = 0
   closing = false
+  /** Relay hook that stops reading the connection while a stream waits (mplex only, see read-gate). */
+  readonly onPause?: (paused: boolean) => void
   private readonly muxer: StreamMuxer
   private readonly closeConnection: () => void
 
@@ -40,6 +42,7 @@ export class ServerSession {
     registration: TunnelData
     instance: string
     close: () => void
+    onPause?: (paused: boolean) => void
   }) {
     this.remoteAddress = init.remoteAddress
     this.muxerName = init.muxerName
@@ -47,6 +50,7 @@ export class ServerSession {
     this.registration = init.registration
     this.instance = init.instance
     this.closeConnection = init.close
+    this.onPause = init.onPause
   }
 
   /**

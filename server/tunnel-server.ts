@@ -3,7 +3,7 @@ import { createServer } from 'node:https'
 import { WebSocketServer } from 'ws'
 import {
   MAX_CONTROL_MESSAGE_BYTES, MAX_WS_PAYLOAD, REFUSAL_HEADER, TUNNEL_PATH, WebSocketMessageStream,
-  createMuxer, defaultLogger, keepAlive, parseSubprotocol, readFrame, splitServiceName,
+  createMuxer, defaultLogger, keepAlive, parseSubprotocol, readFrame, readGate, splitServiceName,
   validateTunnelData, writeFrame
 } from '../protocol/index.js'
 import { TokenAuth, bearerToken } from './auth.js'
@@ -182,13 +182,17 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     const control = await this.firstStream(muxer)
     // Only the server opens relay streams; anything else a client opens is refused.
     muxer.addEventListener('stream', (evt) => { evt.detail.abort(new Error('clients may not open streams')) })
-    const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.handshakeTimeoutMs, what: 'registration' })
     let response: TunnelDataResponse
     const started = Date.now()
     try {
+      const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.handshakeTimeoutMs, what: 'registration' })
       const td = validateTunnelData(frame.message)
       const { instance } = splitServiceName(td.serviceName, td.instanceName)
-      const session = new ServerSession({ remoteAddress: from, muxerName, muxer, registration: td, instance, close: () => ws.close(1001) })
+      const session = new ServerSession({
+        remoteAddress: from, muxerName, muxer, registration: td, instance,
+        close: () => ws.close(1001),
+        onPause: muxerName === 'mplex' ? readGate(conn) : undefined
+      })
       const service = await this.registry.register(session, td.frontendData.port)
       const cleanup = (): void => {
         session.closing = true
@@ -203,7 +207,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     } catch (err) {
       this.log.warn(`registration from ${from} refused: ${(err as Error).message}`)
       this.emit('registrationRefused', { remoteAddress: from, reason: (err as Error).message })
-      writeFrame(control, { error: (err as Error).message })
+      try { writeFrame(control, { error: (err as Error).message }) } catch { /* the client is gone already */ }
       await control.close().catch(() => {})
       setTimeout(() => ws.close(1008), 1000).unref()
       return

@@ -1,0 +1,186 @@
+// Shared helpers of the benchmark: process bookkeeping, /proc memory readings, small statistics.
+import { spawn, execFileSync } from 'node:child_process'
+import { appendFileSync, openSync, readFileSync, readdirSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ChildProcess } from 'node:child_process'
+
+export const log = (msg: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`)
+}
+
+export interface Proc {
+  name: string
+  pid: number
+  child: ChildProcess
+  logFile: string
+  exited: Promise<number | null>
+}
+
+/**
+ * Every process the bench starts, in start order. Each runs in its own process group (detached),
+ * so a group kill also reaches what it spawned; descendants that left the group are found by
+ * walking /proc parent links.
+ */
+export const procs: Proc[] = []
+let pgidFile: string | undefined
+
+/** Where the process groups are recorded for the reaper (see run.ts) that survives a SIGKILL of the bench. */
+export function setPgidFile (file: string): void { pgidFile = file }
+
+/**
+ * Starts `cmd args` through bash with the open-files limit raised to the hard limit (10k idle
+ * connections need more than the usual soft limit of 1024), output into `logFile`.
+ */
+export function start (name: string, logFile: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const fd = openSync(logFile, 'a')
+  const child = spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench-start', cmd, ...args], {
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, ...env }
+  })
+  if (child.pid === undefined) throw new Error(`could not start ${name}`)
+  const exited = new Promise<number | null>(resolve => child.once('exit', (code) => resolve(code)))
+  const p: Proc = { name, pid: child.pid, child, logFile, exited }
+  procs.push(p)
+  if (pgidFile !== undefined) appendFileSync(pgidFile, `${child.pid}\n`)
+  return p
+}
+
+export function alive (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch { return false }
+}
+
+/** Child PIDs of `pid` (from /proc/<pid>/task/<pid>/children). */
+export function children (pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(s => s !== '').map(Number)
+  } catch {
+    return []
+  }
+}
+
+export function descendants (pid: number): number[] {
+  const out: number[] = []
+  const stack = [pid]
+  for (let guard = 0; stack.length > 0 && guard < 10_000; guard++) {
+    for (const c of children(stack.pop() as number)) { out.push(c); stack.push(c) }
+  }
+  return out
+}
+
+/** SIGTERM to the process group and all descendants; SIGKILL after `graceMs`. */
+export async function stop (p: Proc, graceMs = 3000): Promise<void> {
+  const idx = procs.indexOf(p)
+  if (idx >= 0) procs.splice(idx, 1)
+  const tree = [p.pid, ...descendants(p.pid)]
+  try { process.kill(-p.pid, 'SIGTERM') } catch { /* gone */ }
+  for (const pid of tree) { try { process.kill(pid, 'SIGTERM') } catch { /* gone */ } }
+  const deadline = Date.now() + graceMs
+  while (Date.now() < deadline && tree.some(alive)) await sleep(50)
+  if (tree.some(alive)) {
+    log(`SIGKILL leftover processes of ${p.name}`)
+    try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ }
+    for (const pid of tree) { try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } }
+  }
+  await Promise.race([p.exited, sleep(1000)])
+}
+
+/** Synchronous last-resort cleanup for 'exit' handlers. */
+export function killAllSync (): void {
+  for (const p of [...procs].reverse()) {
+    const tree = [p.pid, ...descendants(p.pid)]
+    try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ }
+    for (const pid of tree) { try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } }
+  }
+  procs.length = 0
+}
+
+export async function stopAll (): Promise<void> {
+  for (const p of [...procs].reverse()) await stop(p)
+}
+
+/** Resident set size in bytes (VmRSS), 0 when the process is gone. */
+export function rss (pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m === null ? 0 : Number(m[1]) * 1024
+  } catch {
+    return 0
+  }
+}
+
+export function comm (pid: number): string {
+  try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return '' }
+}
+
+/** Samples a memory figure every `everyMs` until stopped; returns the peak. */
+export function peakSampler (read: () => number, everyMs = 50): { stop: () => number } {
+  let peak = read()
+  const timer = setInterval(() => { peak = Math.max(peak, read()) }, everyMs)
+  return {
+    stop: () => {
+      clearInterval(timer)
+      peak = Math.max(peak, read())
+      return peak
+    }
+  }
+}
+
+export function isListening (port: number): boolean {
+  try {
+    return execFileSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8' }).trim() !== ''
+  } catch {
+    return false
+  }
+}
+
+export async function waitListen (port: number, p: Proc, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (isListening(port)) return
+    if (p.child.exitCode !== null || !alive(p.pid)) throw new Error(`${p.name} exited before port ${port} was listening (see ${p.logFile})`)
+    await sleep(50)
+  }
+  throw new Error(`timeout waiting for port ${port} (${p.name}, see ${p.logFile})`)
+}
+
+/** Runs a command to completion with a hard time limit; returns stdout. Fails on non-zero exit. */
+export async function run (cmd: string, args: string[], timeoutMs: number, logFile?: string): Promise<string> {
+  return await new Promise<string>((resolve, reject) => {
+    const child = spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench-run', cmd, ...args], {
+      detached: true, stdio: ['ignore', 'pipe', 'pipe']
+    })
+    const proc: Proc = { name: cmd, pid: child.pid ?? -1, child, logFile: logFile ?? '', exited: Promise.resolve(null) }
+    procs.push(proc)
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+    const timer = setTimeout(() => {
+      try { process.kill(-(child.pid ?? 0), 'SIGKILL') } catch { /* gone */ }
+    }, timeoutMs)
+    child.once('close', (code, signal) => {
+      clearTimeout(timer)
+      const i = procs.indexOf(proc)
+      if (i >= 0) procs.splice(i, 1)
+      if (logFile !== undefined) appendFileSync(logFile, `$ ${cmd} ${args.join(' ')}\n${out}${err}\n`)
+      if (code === 0) resolve(out)
+      else reject(new Error(`${cmd} ${args.slice(0, 3).join(' ')} failed (${signal ?? `exit ${String(code)}`}): ${err.trim().split('\n').slice(-2).join(' | ')}`))
+    })
+  })
+}
+
+export function median (xs: number[]): number | undefined {
+  const v = xs.filter(x => Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return undefined
+  const m = Math.floor(v.length / 2)
+  return v.length % 2 === 1 ? v[m] : (v[m - 1] + v[m]) / 2
+}
+
+export function quantile (sorted: Float64Array | number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
+}
+
+export function listPids (): number[] {
+  return readdirSync('/proc').filter(d => /^\d+$/.test(d)).map(Number)
+}

@@ -1,0 +1,273 @@
+// Load generator of the benchmark; every mode has a hard wall-clock limit and prints one JSON line.
+//   rtt   PORT COUNT SIZE WARMUP    one connection, one SIZE-byte echo in flight at a time
+//                                   -> {median_us, p10_us, p90_us, p99_us, min_us, max_us, count}
+//   rate  PORT SECS CONC SIZE       CONC workers: connect, one SIZE-byte echo, close, repeat
+//                                   -> {conn_per_s, ok, errors, elapsed_s}
+//   probe PORT TIMEOUT_S echo|stream  retries one exchange until it works (exit 0) or times out (1)
+//   scale PORT N CONC HOLD_S        opens N connections (at most CONC opening at once), each does one
+//                                   64-byte echo and then stays idle; prints {open_s, ok, errors},
+//                                   then holds them until "close" on stdin (or HOLD_S) and exits
+//   solo  PORT SECS                 one "SRC" download read at full speed -> {fast_MBps}
+//   slow  PORT SECS RATE            a "SRC" download read at RATE bytes/s, and beside it (after 1 s)
+//                                   another read at full speed -> {fast_MBps, slow_MBps, slow_ok}
+// Host: 127.0.0.1 (BENCH_HOST overrides). The echo modes follow ../shared/bench/echo-client.js.
+import { connect } from 'node:net'
+import type { Socket } from 'node:net'
+
+const host = process.env.BENCH_HOST ?? '127.0.0.1'
+const [mode, portArg, ...rest] = process.argv.slice(2)
+const port = Number(portArg)
+const num = (i: number, d: number): number => (rest[i] === undefined ? d : Number(rest[i]))
+
+function hardLimit (seconds: number, what: string): void {
+  setTimeout(() => {
+    process.stderr.write(`loadgen: ${what} exceeded its hard limit of ${seconds}s\n`)
+    process.exit(3)
+  }, seconds * 1000).unref()
+}
+const die = (msg: string): never => { process.stderr.write(`loadgen ${mode}: ${msg}\n`); process.exit(1) }
+const out = (o: object): void => { process.stdout.write(JSON.stringify(o) + '\n') }
+const r1 = (x: number): number => Math.round(x * 10) / 10
+const now = (): number => Number(process.hrtime.bigint()) / 1e6 // ms
+
+function rtt (count: number, size: number, warmup: number): void {
+  hardLimit(60, 'rtt')
+  const total = warmup + count
+  const samples = new Float64Array(count)
+  const payload = Buffer.alloc(size, 0x61)
+  const sock = connect({ host, port, noDelay: true })
+  let i = 0
+  let got = 0
+  let t0 = 0n
+  let tag = 0
+  const sendNext = (): void => {
+    tag = i & 0xff
+    payload[0] = tag // tag each message so a mixed-up echo is detected
+    got = 0
+    t0 = process.hrtime.bigint()
+    sock.write(payload)
+  }
+  sock.on('connect', sendNext)
+  sock.on('data', (d) => {
+    if (got === 0 && d[0] !== tag) die('echoed data mismatch')
+    got += d.length
+    if (got < size) return
+    const dt = Number(process.hrtime.bigint() - t0) / 1000
+    if (got > size) die('too many bytes echoed')
+    if (i >= warmup) samples[i - warmup] = dt
+    i++
+    if (i < total) { sendNext(); return }
+    sock.destroy()
+    samples.sort()
+    const q = (p: number): number => samples[Math.min(count - 1, Math.floor(p * count))]
+    const med = count % 2 === 1 ? samples[(count - 1) / 2] : (samples[count / 2 - 1] + samples[count / 2]) / 2
+    out({ median_us: r1(med), p10_us: r1(q(0.1)), p90_us: r1(q(0.9)), p99_us: r1(q(0.99)), min_us: r1(samples[0]), max_us: r1(samples[count - 1]), count })
+    process.exit(0)
+  })
+  sock.on('error', (e) => die(e.message))
+  sock.on('close', () => { if (i < total) die('connection closed early') })
+}
+
+function rate (seconds: number, concurrency: number, size: number): void {
+  hardLimit(seconds + 20, 'rate')
+  const payload = Buffer.alloc(size, 0x62)
+  const start = now()
+  const deadline = start + seconds * 1000
+  let ok = 0
+  let errors = 0
+  let running = concurrency
+  const kinds = new Map<string, number>()
+  const finish = (): void => {
+    if (running > 0) return
+    const elapsed = (now() - start) / 1000
+    out({ conn_per_s: Math.round(ok / elapsed), ok, errors, elapsed_s: Math.round(elapsed * 1000) / 1000, concurrency, error_kinds: Object.fromEntries(kinds) })
+    process.exit(ok > 0 ? 0 : 1)
+  }
+  const worker = (): void => {
+    if (now() >= deadline) { running--; finish(); return }
+    let done = false
+    let got = 0
+    const sock = connect({ host, port, noDelay: true })
+    sock.setTimeout(5000)
+    const end = (err: string | null): void => {
+      if (done) return
+      done = true
+      sock.destroy()
+      if (err !== null) {
+        errors++
+        kinds.set(err, (kinds.get(err) ?? 0) + 1)
+        setTimeout(worker, 5) // a dead tunnel must not spin
+      } else {
+        ok++
+        setImmediate(worker)
+      }
+    }
+    sock.on('connect', () => sock.write(payload))
+    sock.on('data', (d) => { got += d.length; if (got >= size) end(null) })
+    sock.on('timeout', () => end('timeout'))
+    sock.on('error', (e: NodeJS.ErrnoException) => end(e.code ?? e.message))
+    sock.on('close', () => end(got >= size ? null : 'closed_early'))
+  }
+  for (let k = 0; k < concurrency; k++) worker()
+}
+
+function probe (timeoutS: number, kind: string): void {
+  hardLimit(timeoutS + 2, 'probe')
+  const deadline = Date.now() + timeoutS * 1000
+  const request = kind === 'stream' ? Buffer.from('PING\n') : Buffer.alloc(64, 0x63)
+  const want = kind === 'stream' ? 5 : 64
+  const attempt = (): void => {
+    let got = 0
+    let done = false
+    const sock = connect({ host, port })
+    sock.setTimeout(2000)
+    const fail = (): void => {
+      if (done) return
+      done = true
+      sock.destroy()
+      if (Date.now() >= deadline) die(`no answer via ${host}:${port}`)
+      setTimeout(attempt, 100)
+    }
+    sock.on('connect', () => sock.write(request))
+    sock.on('data', (d) => { got += d.length; if (got >= want) { done = true; sock.destroy(); process.exit(0) } })
+    sock.on('timeout', fail)
+    sock.on('error', fail)
+    sock.on('close', fail)
+  }
+  attempt()
+}
+
+function scale (n: number, concurrency: number, holdS: number): void {
+  hardLimit(holdS + 30, 'scale')
+  const payload = Buffer.alloc(64, 0x64)
+  const socks: Socket[] = []
+  const start = now()
+  let started = 0
+  let ok = 0
+  let errors = 0
+  let pending = 0
+  let reported = false
+  const kinds = new Map<string, number>()
+  const report = (): void => {
+    if (reported || pending > 0 || started < n) return
+    reported = true
+    out({ open_s: Math.round(now() - start) / 1000, ok, errors, error_kinds: Object.fromEntries(kinds) })
+    const closeAll = (): void => {
+      for (const s of socks) s.destroy()
+      setTimeout(() => process.exit(ok === n ? 0 : 1), 200)
+    }
+    process.stdin.on('data', (d) => { if (d.toString().includes('close')) closeAll() })
+    process.stdin.on('end', closeAll)
+    setTimeout(closeAll, holdS * 1000).unref()
+  }
+  const openOne = (): void => {
+    if (started >= n) { report(); return }
+    started++
+    pending++
+    let got = 0
+    let settled = false
+    const sock = connect({ host, port, noDelay: true })
+    sock.setTimeout(15_000)
+    const settle = (err: string | null): void => {
+      if (settled) return
+      settled = true
+      pending--
+      sock.setTimeout(0)
+      if (err === null) { ok++; socks.push(sock) } else {
+        errors++
+        kinds.set(err, (kinds.get(err) ?? 0) + 1)
+        sock.destroy()
+      }
+      if (errors > n / 10) die(`too many errors opening connections: ${JSON.stringify(Object.fromEntries(kinds))}`)
+      openOne()
+    }
+    sock.on('connect', () => sock.write(payload))
+    sock.on('data', (d) => { got += d.length; if (got >= 64) settle(null) })
+    sock.on('timeout', () => settle('timeout'))
+    sock.on('error', (e: NodeJS.ErrnoException) => settle(e.code ?? e.message))
+    sock.on('close', () => settle('closed_early'))
+  }
+  for (let k = 0; k < concurrency; k++) openOne()
+}
+
+/** A "SRC" download; `rate` 0 = read as fast as possible, else read at about `rate` bytes/s. */
+function download (rate: number, onError: (e: string) => void): { bytes: () => number, sock: Socket } {
+  const sock = connect({ host, port, noDelay: true })
+  let bytes = 0
+  sock.on('connect', () => sock.write('SRC\n'))
+  sock.on('error', (e) => onError(e.message))
+  sock.on('close', () => onError('closed'))
+  if (rate === 0) {
+    sock.on('data', (d) => { bytes += d.length })
+  } else {
+    // Token bucket, 10 ms ticks: stop reading (the kernel buffer then fills, then TCP pushes back)
+    // once ahead of the allowance, resume when the allowance caught up.
+    const t0 = now()
+    sock.on('data', (d) => {
+      bytes += d.length
+      if (bytes > rate * (now() - t0) / 1000) sock.pause()
+    })
+    const tick = setInterval(() => {
+      if (sock.isPaused() && bytes <= rate * (now() - t0) / 1000) sock.resume()
+    }, 10)
+    sock.once('close', () => clearInterval(tick))
+  }
+  return { bytes: () => bytes, sock }
+}
+
+function solo (seconds: number): void {
+  hardLimit(seconds + 20, 'solo')
+  let finished = false
+  const fast = download(0, (e) => { if (!finished) die(`fast stream: ${e}`) })
+  setTimeout(() => {
+    const b0 = fast.bytes()
+    const t0 = now()
+    setTimeout(() => {
+      finished = true
+      const mbps = (fast.bytes() - b0) / ((now() - t0) / 1000) / 1e6
+      fast.sock.destroy()
+      out({ fast_MBps: r1(mbps) })
+      process.exit(0)
+    }, seconds * 1000)
+  }, 500)
+}
+
+function slow (seconds: number, rateBps: number): void {
+  hardLimit(seconds + 20, 'slow')
+  let finished = false
+  let slowError: string | undefined
+  const slowDl = download(rateBps, (e) => { if (!finished) slowError ??= e })
+  // Let the slow stream back up first: its buffers along the path are full by the time we measure.
+  setTimeout(() => {
+    const fast = download(0, (e) => { if (!finished) die(`fast stream: ${e}`) })
+    setTimeout(() => {
+      const b0 = fast.bytes()
+      const s0 = slowDl.bytes()
+      const t0 = now()
+      setTimeout(() => {
+        finished = true
+        const dt = (now() - t0) / 1000
+        out({
+          fast_MBps: r1((fast.bytes() - b0) / dt / 1e6),
+          slow_MBps: Math.round((slowDl.bytes() - s0) / dt / 1e4) / 100,
+          slow_ok: slowError === undefined,
+          ...(slowError !== undefined ? { slow_error: slowError } : {})
+        })
+        fast.sock.destroy()
+        slowDl.sock.destroy()
+        process.exit(0)
+      }, seconds * 1000)
+    }, 500)
+  }, 1000)
+}
+
+if (!Number.isInteger(port)) die('usage: loadgen.js rtt|rate|probe|scale|solo|slow PORT ...')
+switch (mode) {
+  case 'rtt': rtt(num(0, 2000), num(1, 64), num(2, 200)); break
+  case 'rate': rate(num(0, 5), num(1, 16), num(2, 64)); break
+  case 'probe': probe(num(0, 10), rest[1] ?? 'echo'); break
+  case 'scale': scale(num(0, 10_000), num(1, 200), num(2, 60)); break
+  case 'solo': solo(num(0, 5)); break
+  case 'slow': slow(num(0, 5), num(1, 1_000_000)); break
+  default: die('unknown mode')
+}

@@ -1,0 +1,550 @@
+// reverselb benchmark against `ssh -R` (issue 5). See bench/README.md.
+//
+// Starts on 127.0.0.1: an iperf3 server and a Node backend (echo + stream ports), a private sshd,
+// and per configuration and round the tunnel under test as separate processes (reverselb server +
+// tunnel clients, or ssh -R), measures, stops it, and goes on with the next configuration (the
+// order rotates each round). Prints one table of medians and writes bench/results/latest.{json,md}.
+// Everything it starts is stopped on exit, SIGINT, SIGTERM, errors, and by a watchdog; a reaper
+// process also stops it if this process is killed outright.
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs'
+import { cpus, hostname, release, totalmem, userInfo } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import {
+  comm, descendants, isListening, killAllSync, log, median, peakSampler, procs, rss, run,
+  setPgidFile, start, stop, stopAll, waitListen
+} from './lib.js'
+import type { Proc } from './lib.js'
+
+// ---------------------------------------------------------------------------------------------
+// Settings (environment)
+// ---------------------------------------------------------------------------------------------
+const HERE = dirname(fileURLToPath(import.meta.url)) // dist/bench
+const ROOT = resolve(HERE, '../..')
+const env = process.env
+const int = (name: string, d: number): number => {
+  const v = env[name]
+  if (v === undefined || v === '') return d
+  const n = Number(v)
+  if (!Number.isFinite(n)) throw new Error(`${name} must be a number`)
+  return n
+}
+const list = (name: string, d: string): string[] => (env[name] ?? d).split(/[\s,]+/).filter(s => s !== '')
+
+const ALL_CONFIGS = ['raw', 'ssh', 'ssh_nodelay', 'yamux', 'mplex'] as const
+type Config = typeof ALL_CONFIGS[number]
+const ALL_TESTS = ['bulk', 'rtt', 'rate', 'slow', 'scale'] as const
+type Test = typeof ALL_TESTS[number]
+
+const S = {
+  runs: int('RUNS', 3),
+  configs: list('CONFIGS', ALL_CONFIGS.join(' ')) as Config[],
+  tests: list('TESTS', ALL_TESTS.join(' ')) as Test[],
+  portBase: int('PORT_BASE', 24400),
+  bulkSecs: int('BULK_SECS', 5),
+  bulkStreams: int('BULK_STREAMS', 8),
+  rttCount: int('RTT_COUNT', 2000),
+  rttWarmup: int('RTT_WARMUP', 200),
+  msgSize: int('MSG_SIZE', 64),
+  rateSecs: int('RATE_SECS', 5),
+  rateConc: int('RATE_CONC', 16),
+  scaleConns: int('SCALE_CONNS', 10_000),
+  scaleConc: int('SCALE_CONC', 200),
+  slowSecs: int('SLOW_SECS', 5),
+  slowRate: int('SLOW_RATE', 1_000_000),
+  readyTimeoutMs: int('READY_TIMEOUT', 20) * 1000,
+  sshCipher: env.SSH_CIPHER ?? '',
+  cli: resolve(env.REVERSELB_CLI ?? join(ROOT, 'dist/cli/main.js')),
+  nodeArgs: list('RLB_NODE_ARGS', ''),
+  profileDir: env.PROFILE_DIR !== undefined && env.PROFILE_DIR !== '' ? resolve(env.PROFILE_DIR) : undefined,
+  resultsDir: resolve(env.RESULTS_DIR ?? join(ROOT, 'bench/results')),
+  keepTmp: env.KEEP_TMP === '1',
+  label: env.BENCH_LABEL ?? ''
+}
+for (const c of S.configs) if (!(ALL_CONFIGS as readonly string[]).includes(c)) throw new Error(`unknown config ${c} (known: ${ALL_CONFIGS.join(' ')})`)
+for (const t of S.tests) if (!(ALL_TESTS as readonly string[]).includes(t)) throw new Error(`unknown test ${t} (known: ${ALL_TESTS.join(' ')})`)
+const perConfigS = 3 * (S.bulkSecs + 25) + S.rateSecs + 40 + 2 * (S.slowSecs + 25) + 150
+const MAX_SECONDS = int('MAX_SECONDS', 120 + S.runs * S.configs.length * perConfigS)
+
+const P = S.portBase
+const PORTS = {
+  iperf: P + 1,
+  echo: P + 2,
+  stream: P + 3,
+  sshd: P + 4,
+  ssh: { iperf: P + 11, echo: P + 12, stream: P + 13 },
+  ssh_nodelay: { iperf: P + 21, echo: P + 22, stream: P + 23 },
+  yamux: { api: P + 30, iperf: P + 31, echo: P + 32, stream: P + 33, dyn: P + 35 },
+  mplex: { api: P + 40, iperf: P + 41, echo: P + 42, stream: P + 43, dyn: P + 45 }
+}
+const TOKEN = 'bench-token-' + String(process.pid)
+const LOADGEN = join(HERE, 'loadgen.js')
+const BACKEND = join(HERE, 'backend.js')
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: traps, watchdog, reaper
+// ---------------------------------------------------------------------------------------------
+const TMP = mkdtempSync('/tmp/reverselb-bench.')
+const PGIDS = join(TMP, 'pgids')
+writeFileSync(PGIDS, '')
+setPgidFile(PGIDS)
+let createdRunSshd = false
+let failed = false
+
+function finalCleanupSync (): void {
+  killAllSync()
+  if (createdRunSshd) { try { rmdirSync('/run/sshd') } catch { /* not empty or gone */ } createdRunSshd = false }
+}
+process.on('exit', finalCleanupSync)
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    log(`${sig} received: stopping everything`)
+    stopAll().finally(() => { finalCleanupSync(); process.exit(130) })
+    setTimeout(() => { finalCleanupSync(); process.exit(130) }, 8000).unref()
+  })
+}
+process.on('uncaughtException', (err) => { log(`uncaught: ${err.stack ?? err.message}`); finalCleanupSync(); process.exit(1) })
+process.on('unhandledRejection', (err) => { log(`unhandled rejection: ${String(err)}`); finalCleanupSync(); process.exit(1) })
+setTimeout(() => {
+  log(`watchdog: MAX_SECONDS=${MAX_SECONDS} exceeded; stopping everything`)
+  stopAll().finally(() => { finalCleanupSync(); process.exit(4) })
+}, MAX_SECONDS * 1000).unref()
+
+// The reaper outlives a SIGKILLed bench: it then stops the process groups still listed in PGIDS.
+const reaper = spawn('bash', ['-c', `
+  while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done
+  for sig in TERM KILL; do
+    while read -r pg; do [ -n "$pg" ] && { kill -$sig -- -$pg 2>/dev/null; kill -$sig $pg 2>/dev/null; }; done < '${PGIDS}'
+    sleep 2
+  done
+  exit 0`], { detached: true, stdio: 'ignore' })
+reaper.unref()
+/** Keeps the reaper's list to what is still running, so it never signals a recycled PID. */
+const syncPgids = (): void => { try { writeFileSync(PGIDS, procs.map(p => `${p.pid}\n`).join('')) } catch { /* tmp gone */ } }
+
+// ---------------------------------------------------------------------------------------------
+// Backends and sshd (started once)
+// ---------------------------------------------------------------------------------------------
+const SSH_USER = userInfo().username
+let sshdProc: Proc | undefined
+
+async function startBackends (): Promise<void> {
+  const iperf = start('iperf3-server', join(TMP, 'iperf3-server.log'), 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(PORTS.iperf)])
+  const backend = start('backend', join(TMP, 'backend.log'), process.execPath, [BACKEND, String(PORTS.echo), String(PORTS.stream), '127.0.0.1'])
+  await waitListen(PORTS.iperf, iperf, S.readyTimeoutMs)
+  await waitListen(PORTS.echo, backend, S.readyTimeoutMs)
+  await waitListen(PORTS.stream, backend, S.readyTimeoutMs)
+}
+
+async function startSshd (): Promise<void> {
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'bench-host', '-f', join(TMP, 'ssh_host_ed25519_key')])
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'bench-client', '-f', join(TMP, 'client_ed25519')])
+  writeFileSync(join(TMP, 'authorized_keys'), readFileSync(join(TMP, 'client_ed25519.pub')), { mode: 0o600 })
+  writeFileSync(join(TMP, 'sshd_config'), [
+    '# private sshd for the reverselb bench: loopback only, key auth only',
+    `Port ${PORTS.sshd}`, 'ListenAddress 127.0.0.1',
+    `HostKey ${join(TMP, 'ssh_host_ed25519_key')}`, `PidFile ${join(TMP, 'sshd.pid')}`,
+    `AuthorizedKeysFile ${join(TMP, 'authorized_keys')}`,
+    'StrictModes no', 'PermitRootLogin prohibit-password', 'PubkeyAuthentication yes',
+    'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'UsePAM no', 'GatewayPorts no',
+    'AllowTcpForwarding yes', 'AllowStreamLocalForwarding no', 'X11Forwarding no', 'PermitTTY no',
+    'PrintMotd no', 'LogLevel ERROR', ''
+  ].join('\n'))
+  if (process.getuid?.() === 0 && !existsSync('/run/sshd')) {
+    mkdirSync('/run/sshd', { mode: 0o755 })
+    createdRunSshd = true
+  }
+  execFileSync('/usr/sbin/sshd', ['-t', '-f', join(TMP, 'sshd_config')])
+  sshdProc = start('sshd', join(TMP, 'sshd.log'), '/usr/sbin/sshd', ['-D', '-e', '-f', join(TMP, 'sshd_config')])
+  await waitListen(PORTS.sshd, sshdProc, S.readyTimeoutMs)
+}
+
+function sshOpts (): string[] {
+  return ['-F', 'none', '-T', '-p', String(PORTS.sshd), '-i', join(TMP, 'client_ed25519'),
+    '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no',
+    '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ExitOnForwardFailure=yes', '-o', 'LogLevel=ERROR',
+    ...(S.sshCipher !== '' ? ['-c', S.sshCipher] : [])]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tunnel setups
+// ---------------------------------------------------------------------------------------------
+type Kind = 'iperf' | 'echo' | 'stream'
+interface Setup {
+  fronts: Record<Kind, number>
+  serverRss: () => number
+  clientRss: (kind: Kind) => number
+  stop: () => Promise<void>
+}
+
+async function ready (fronts: Record<Kind, number>, owner: Proc): Promise<void> {
+  for (const k of ['iperf', 'echo', 'stream'] as const) await waitListen(fronts[k], owner, S.readyTimeoutMs)
+  await run(process.execPath, [LOADGEN, 'probe', String(fronts.echo), String(S.readyTimeoutMs / 1000), 'echo'], S.readyTimeoutMs + 5000)
+  await run(process.execPath, [LOADGEN, 'probe', String(fronts.stream), String(S.readyTimeoutMs / 1000), 'stream'], S.readyTimeoutMs + 5000)
+}
+
+let instance = 0
+async function setup (cfg: Config, round: number): Promise<Setup> {
+  instance++
+  if (cfg === 'raw') {
+    return { fronts: { iperf: PORTS.iperf, echo: PORTS.echo, stream: PORTS.stream }, serverRss: () => 0, clientRss: () => 0, stop: async () => {} }
+  }
+  if (cfg === 'ssh' || cfg === 'ssh_nodelay') {
+    const f = PORTS[cfg]
+    const forwards = (['iperf', 'echo', 'stream'] as const).flatMap(k => ['-R', `${f[k]}:127.0.0.1:${PORTS[k]}`])
+    const logf = join(TMP, `${cfg}-${instance}.log`)
+    // ssh -N never calls set_nodelay(); a no-op remote session (fed by an idle pipe) makes OpenSSH
+    // disable Nagle on both ends, see ../shared/bench/README.md.
+    const p = cfg === 'ssh'
+      ? start(cfg, logf, 'ssh', [...sshOpts(), '-N', ...forwards, `${SSH_USER}@127.0.0.1`])
+      : start(cfg, logf, 'bash', ['-c', 'sleep 86400 | exec "$@"', '_', 'ssh', ...sshOpts(), ...forwards, `${SSH_USER}@127.0.0.1`, 'exec cat >/dev/null'])
+    syncPgids()
+    const stopIt = async (): Promise<void> => { await stop(p); syncPgids() }
+    try { await ready(f, p) } catch (err) { await stopIt(); throw err }
+    const sshPid = (): number => cfg === 'ssh' ? p.pid : (descendants(p.pid).find(pid => comm(pid) === 'ssh') ?? p.pid)
+    const sshdPid = sshdProc?.pid ?? -1
+    return {
+      fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream },
+      // every sshd process below the listener belongs to this (the only) ssh connection
+      serverRss: () => descendants(sshdPid).reduce((sum, pid) => sum + rss(pid), 0),
+      clientRss: () => rss(sshPid()),
+      stop: stopIt
+    }
+  }
+  const f = PORTS[cfg]
+  const tag = `${cfg}-r${round}-${instance}`
+  const nodeArgs = (role: string): string[] => [
+    ...S.nodeArgs,
+    ...(S.profileDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${join(S.profileDir, `${tag}-${role}`)}`] : []),
+    S.cli, '-t', TOKEN
+  ]
+  const server = start(`${cfg}-server`, join(TMP, `${tag}-server.log`), process.execPath, [...nodeArgs('server'), 'server',
+    '-p', String(f.api), '--host', '127.0.0.1', '--frontendhost', '127.0.0.1', '--dynport', String(f.dyn), '--dynportcount', '4'])
+  const tunnels: Partial<Record<Kind, Proc>> = {}
+  const all = [server]
+  syncPgids()
+  const stopIt = async (): Promise<void> => {
+    for (const p of [...all].reverse()) await stop(p)
+    syncPgids()
+  }
+  try {
+    await waitListen(f.api, server, S.readyTimeoutMs)
+    for (const k of ['iperf', 'echo', 'stream'] as const) {
+      const t = start(`${cfg}-tunnel-${k}`, join(TMP, `${tag}-tunnel-${k}.log`), process.execPath, [...nodeArgs(`tunnel-${k}`), 'tunnel',
+        '-e', `127.0.0.1:${f.api}`, '-p', String(f[k]), '-b', `127.0.0.1:${PORTS[k]}`, '-s', `bench-${k}`, '--insecuretls', '--mux', cfg])
+      tunnels[k] = t
+      all.push(t)
+    }
+    syncPgids()
+    await ready({ iperf: f.iperf, echo: f.echo, stream: f.stream }, server)
+  } catch (err) {
+    await stopIt()
+    throw err
+  }
+  return {
+    fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream },
+    serverRss: () => rss(server.pid),
+    clientRss: (k) => rss(tunnels[k]?.pid ?? -1),
+    stop: stopIt
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+// ---------------------------------------------------------------------------------------------
+type Metrics = Record<string, number | boolean | string | undefined>
+const MB = 1e6
+
+async function iperf (port: number, streams: number, reverse: boolean): Promise<number> {
+  let lastErr: Error | undefined
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    try {
+      const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(S.bulkSecs), '--connect-timeout', '5000', '-J',
+        ...(streams > 1 ? ['-P', String(streams)] : []), ...(reverse ? ['-R'] : [])]
+      const outText = await run('iperf3', args, (S.bulkSecs + 20) * 1000, join(TMP, 'iperf-client.log'))
+      const j = JSON.parse(outText) as { error?: string, end: { sum_received: { bits_per_second: number } } }
+      if (j.error !== undefined) throw new Error(`iperf3: ${j.error}`)
+      return Math.round(j.end.sum_received.bits_per_second / 8 / MB * 10) / 10
+    } catch (err) {
+      lastErr = err as Error
+      log(`  iperf3 via ${port} failed (attempt ${attempt}): ${lastErr.message}`)
+      await sleep(1000)
+    }
+  }
+  throw lastErr ?? new Error('iperf3 failed')
+}
+
+async function loadgen (args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  const outText = await run(process.execPath, [LOADGEN, ...args], timeoutMs, join(TMP, 'loadgen.log'))
+  return JSON.parse(outText.trim().split('\n').pop() ?? '{}') as Record<string, unknown>
+}
+
+async function attempt (m: Metrics, what: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn()
+  } catch (err) {
+    failed = true
+    m[`${what}_error`] = (err as Error).message
+    log(`  ${what} FAILED: ${(err as Error).message}`)
+  }
+}
+
+async function testsA (s: Setup, m: Metrics): Promise<void> {
+  if (S.tests.includes('bulk')) {
+    await attempt(m, 'bulk1_up', async () => { m.bulk1_up_MBps = await iperf(s.fronts.iperf, 1, false) })
+    await attempt(m, 'bulk1_down', async () => { m.bulk1_down_MBps = await iperf(s.fronts.iperf, 1, true) })
+    await attempt(m, 'bulkN_up', async () => { m.bulkN_up_MBps = await iperf(s.fronts.iperf, S.bulkStreams, false) })
+    log(`  bulk MB/s: 1 up ${String(m.bulk1_up_MBps)}, 1 down ${String(m.bulk1_down_MBps)}, ${S.bulkStreams} up ${String(m.bulkN_up_MBps)}`)
+  }
+  if (S.tests.includes('rtt')) {
+    await attempt(m, 'rtt', async () => {
+      const r = await loadgen(['rtt', String(s.fronts.echo), String(S.rttCount), String(S.msgSize), String(S.rttWarmup)], 90_000)
+      m.rtt_median_us = r.median_us as number
+      m.rtt_p99_us = r.p99_us as number
+      log(`  rtt: median ${String(r.median_us)} us, p99 ${String(r.p99_us)} us, max ${String(r.max_us)} us`)
+    })
+  }
+  if (S.tests.includes('rate')) {
+    await attempt(m, 'rate', async () => {
+      const r = await loadgen(['rate', String(s.fronts.echo), String(S.rateSecs), String(S.rateConc), String(S.msgSize)], (S.rateSecs + 40) * 1000)
+      m.conn_per_s = r.conn_per_s as number
+      m.rate_errors = r.errors as number
+      log(`  rate: ${String(r.conn_per_s)} conn/s (${String(r.errors)} errors)`)
+    })
+  }
+}
+
+async function testSlow (s: Setup, m: Metrics): Promise<void> {
+  await attempt(m, 'slow', async () => {
+    const solo = await loadgen(['solo', String(s.fronts.stream), String(S.slowSecs)], (S.slowSecs + 30) * 1000)
+    m.slow_solo_MBps = solo.fast_MBps as number
+    m.slow_server_base_rss_MB = Math.round(s.serverRss() / MB)
+    m.slow_client_base_rss_MB = Math.round(s.clientRss('stream') / MB)
+    const ps = peakSampler(() => s.serverRss())
+    const pc = peakSampler(() => s.clientRss('stream'))
+    let r: Record<string, unknown>
+    try {
+      r = await loadgen(['slow', String(s.fronts.stream), String(S.slowSecs), String(S.slowRate)], (S.slowSecs + 30) * 1000)
+    } finally {
+      m.slow_server_peak_rss_MB = Math.round(ps.stop() / MB)
+      m.slow_client_peak_rss_MB = Math.round(pc.stop() / MB)
+    }
+    m.slow_fast_MBps = r.fast_MBps as number
+    m.slow_slow_MBps = r.slow_MBps as number
+    m.slow_slow_ok = r.slow_ok as boolean
+    m.slow_kept = Math.round((r.fast_MBps as number) / (solo.fast_MBps as number) * 1000) / 1000
+    log(`  slow reader: fast ${String(r.fast_MBps)} MB/s vs solo ${String(solo.fast_MBps)} (kept ${String(m.slow_kept)}), slow ${String(r.slow_MBps)} MB/s ok=${String(r.slow_ok)}, peak RSS server ${String(m.slow_server_peak_rss_MB)} MB client ${String(m.slow_client_peak_rss_MB)} MB`)
+  })
+}
+
+async function testScale (s: Setup, m: Metrics): Promise<void> {
+  await attempt(m, 'scale', async () => {
+    m.scale_server_base_rss_MB = Math.round(s.serverRss() / MB)
+    m.scale_client_base_rss_MB = Math.round(s.clientRss('echo') / MB)
+    const holdS = 60
+    const child = spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench-scale', process.execPath, LOADGEN,
+      'scale', String(s.fronts.echo), String(S.scaleConns), String(S.scaleConc), String(holdS)], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
+    const p: Proc = { name: 'loadgen-scale', pid: child.pid ?? -1, child, logFile: '', exited: new Promise(resolve => child.once('exit', resolve)) }
+    procs.push(p)
+    syncPgids()
+    let errText = ''
+    child.stderr.on('data', (d: Buffer) => { errText += d.toString() })
+    try {
+      const ps = peakSampler(() => s.serverRss(), 200)
+      const pc = peakSampler(() => s.clientRss('echo'), 200)
+      const line = await new Promise<string>((resolve, reject) => {
+        let buf = ''
+        const timer = setTimeout(() => reject(new Error('scale: no report within 150 s')), 150_000)
+        child.stdout.on('data', (d: Buffer) => {
+          buf += d.toString()
+          if (buf.includes('\n')) { clearTimeout(timer); resolve(buf.split('\n')[0]) }
+        })
+        child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`scale loadgen exited (${String(code)}): ${errText.trim()}`)) })
+      })
+      const r = JSON.parse(line) as { open_s: number, ok: number, errors: number }
+      await sleep(1000) // let both sides settle with all connections idle
+      m.scale_open_s = r.open_s
+      m.scale_ok = r.ok
+      m.scale_errors = r.errors
+      m.scale_server_rss_MB = Math.round(s.serverRss() / MB)
+      m.scale_client_rss_MB = Math.round(s.clientRss('echo') / MB)
+      m.scale_server_peak_rss_MB = Math.round(ps.stop() / MB)
+      m.scale_client_peak_rss_MB = Math.round(pc.stop() / MB)
+      if (r.ok < S.scaleConns) throw new Error(`only ${r.ok} of ${S.scaleConns} connections opened (${r.errors} errors)`)
+      log(`  scale: ${r.ok} idle connections in ${r.open_s} s, RSS server ${String(m.scale_server_rss_MB)} MB (peak ${String(m.scale_server_peak_rss_MB)}), client ${String(m.scale_client_rss_MB)} MB (peak ${String(m.scale_client_peak_rss_MB)})`)
+      child.stdin.write('close\n')
+      await Promise.race([p.exited, sleep(20_000)])
+    } finally {
+      await stop(p)
+      syncPgids()
+    }
+  })
+}
+
+async function measure (cfg: Config, round: number): Promise<Metrics> {
+  const m: Metrics = {}
+  const groups: Array<[string, (s: Setup) => Promise<void>]> = []
+  if (S.tests.some(t => t === 'bulk' || t === 'rtt' || t === 'rate')) groups.push(['bulk/rtt/rate', async (s) => await testsA(s, m)])
+  // Memory figures come from fresh processes, so they are not inflated by the tests before.
+  if (S.tests.includes('slow')) groups.push(['slow', async (s) => await testSlow(s, m)])
+  if (S.tests.includes('scale')) groups.push(['scale', async (s) => await testScale(s, m)])
+  for (const [name, fn] of groups) {
+    let s: Setup
+    try {
+      s = await setup(cfg, round)
+    } catch (err) {
+      failed = true
+      m[`setup_${name}_error`] = (err as Error).message
+      log(`  ${cfg}: setup for ${name} failed: ${(err as Error).message}`)
+      continue
+    }
+    m.idle_server_rss_MB ??= Math.round(s.serverRss() / MB)
+    m.idle_client_rss_MB ??= Math.round(s.clientRss('echo') / MB)
+    try { await fn(s) } finally { await s.stop() }
+  }
+  return m
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+interface Row { key: string, label: string, better: 'higher' | 'lower', ref: Config, target?: string, digits: number }
+const ROWS: Row[] = [
+  { key: 'bulk1_up_MBps', label: 'bulk, 1 stream, front→backend (MB/s)', better: 'higher', ref: 'ssh', target: '≥ 1.0', digits: 0 },
+  { key: 'bulk1_down_MBps', label: 'bulk, 1 stream, backend→front (MB/s)', better: 'higher', ref: 'ssh', target: '≥ 1.0', digits: 0 },
+  { key: 'bulkN_up_MBps', label: `bulk, ${S.bulkStreams} streams, front→backend (MB/s)`, better: 'higher', ref: 'ssh', target: '≥ 1.0', digits: 0 },
+  { key: 'rtt_median_us', label: `RTT median, ${S.msgSize} B echo (µs)`, better: 'lower', ref: 'ssh', digits: 0 },
+  { key: 'rtt_added_us', label: 'added RTT median vs direct (µs)', better: 'lower', ref: 'ssh', target: '≤ 1.0', digits: 0 },
+  { key: 'rtt_p99_us', label: 'RTT p99 (µs)', better: 'lower', ref: 'ssh', digits: 0 },
+  { key: 'conn_per_s', label: `new connections/s (${S.rateConc} concurrent), ratio vs ssh_nodelay`, better: 'higher', ref: 'ssh_nodelay', target: '≥ 1.0', digits: 0 },
+  { key: 'scale_open_s', label: `${S.scaleConns} idle connections: time to open (s)`, better: 'lower', ref: 'ssh', digits: 2 },
+  { key: 'scale_server_rss_MB', label: `${S.scaleConns} idle connections: server RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 250 MB', digits: 0 },
+  { key: 'scale_client_rss_MB', label: `${S.scaleConns} idle connections: client RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 250 MB', digits: 0 },
+  { key: 'slow_solo_MBps', label: 'slow reader: fast stream alone (MB/s)', better: 'higher', ref: 'ssh', digits: 0 },
+  { key: 'slow_fast_MBps', label: `slow reader: fast stream beside a ${S.slowRate / 1e6} MB/s reader (MB/s)`, better: 'higher', ref: 'ssh', digits: 0 },
+  { key: 'slow_kept', label: 'slow reader: fast stream kept (fraction of alone)', better: 'higher', ref: 'ssh', target: '≥ 0.80 (abs.)', digits: 2 },
+  { key: 'slow_server_peak_rss_MB', label: 'slow reader: server peak RSS (MB)', better: 'lower', ref: 'ssh', target: 'bounded', digits: 0 },
+  { key: 'slow_client_peak_rss_MB', label: 'slow reader: client peak RSS (MB)', better: 'lower', ref: 'ssh', target: 'bounded', digits: 0 }
+]
+
+function fmt (v: number | undefined, digits: number): string {
+  if (v === undefined || !Number.isFinite(v)) return 'n/a'
+  return v.toFixed(digits)
+}
+
+function machine (): Record<string, string | number> {
+  const sh = (cmd: string, args: string[]): string => {
+    try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() } catch (err) {
+      return ((err as { stderr?: string }).stderr ?? '').trim()
+    }
+  }
+  let cipher = ''
+  if (sshdProc !== undefined) {
+    const v = sh('bash', ['-c', `timeout 15 ssh -v ${sshOpts().map(a => `'${a}'`).join(' ')} ${SSH_USER}@127.0.0.1 true </dev/null 2>&1 || true`])
+    cipher = /kex: server->client cipher: (\S+)/.exec(v)?.[1] ?? ''
+  }
+  let bufferutil = 'no'
+  try { execFileSync(process.execPath, ['-e', 'require("bufferutil")'], { cwd: ROOT, stdio: 'ignore' }); bufferutil = 'yes' } catch { /* missing */ }
+  return {
+    host: hostname(),
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model ?? '',
+    mem_GB: Math.round(totalmem() / 1e9),
+    kernel: release(),
+    os: sh('bash', ['-c', '. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME"']),
+    node: process.version,
+    ssh: sh('ssh', ['-V']),
+    ssh_cipher: cipher || (S.sshCipher !== '' ? S.sshCipher : 'default'),
+    iperf3: sh('iperf3', ['--version']).split('\n')[0],
+    bufferutil,
+    virtualization: sh('bash', ['-c', 'systemd-detect-virt 2>/dev/null || lscpu | sed -n "s/^Hypervisor vendor: *//p"'])
+  }
+}
+
+async function main (): Promise<void> {
+  for (const cmd of ['iperf3', 'ss', 'ssh', 'ssh-keygen']) {
+    try { execFileSync('bash', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }) } catch { throw new Error(`missing ${cmd}: apt-get install -y openssh-server openssh-client iperf3 iproute2`) }
+  }
+  if (S.configs.some(c => c === 'yamux' || c === 'mplex') && !existsSync(S.cli)) throw new Error(`${S.cli} not found: run npm run build`)
+  if (!existsSync(LOADGEN)) throw new Error(`${LOADGEN} not found: run npm run build`)
+  const ports = [PORTS.iperf, PORTS.echo, PORTS.stream, PORTS.sshd]
+  for (const c of S.configs) if (c !== 'raw') ports.push(...Object.values(PORTS[c]))
+  for (const port of ports) if (isListening(port)) throw new Error(`port ${port} is in use (set PORT_BASE)`)
+
+  log(`configs: ${S.configs.join(' ')} | tests: ${S.tests.join(' ')} | runs: ${S.runs} | tmp: ${TMP} | watchdog ${MAX_SECONDS} s`)
+  await startBackends()
+  if (S.configs.some(c => c.startsWith('ssh'))) await startSshd()
+  syncPgids()
+  const started = new Date()
+  const rounds: Array<{ round: number, config: Config, metrics: Metrics }> = []
+  for (let r = 1; r <= S.runs; r++) {
+    const order = S.configs.map((_, i) => S.configs[(i + r - 1) % S.configs.length])
+    for (const cfg of order) {
+      log(`round ${r}/${S.runs}: ${cfg}`)
+      const m = await measure(cfg, r)
+      rounds.push({ round: r, config: cfg, metrics: m })
+    }
+    // added latency: against the direct (raw) figure of the same round
+    const raw = rounds.find(x => x.round === r && x.config === 'raw')?.metrics.rtt_median_us
+    for (const x of rounds) {
+      if (x.round === r && typeof raw === 'number' && typeof x.metrics.rtt_median_us === 'number') {
+        x.metrics.rtt_added_us = Math.round((x.metrics.rtt_median_us - raw) * 10) / 10
+      }
+    }
+  }
+
+  const medians: Record<string, Record<string, number | undefined>> = {}
+  for (const c of S.configs) {
+    medians[c] = {}
+    for (const row of ROWS) {
+      medians[c][row.key] = median(rounds.filter(x => x.config === c).map(x => x.metrics[row.key]).filter((v): v is number => typeof v === 'number'))
+    }
+  }
+  const ratio = (c: Config, row: Row): number | undefined => {
+    const a = medians[c]?.[row.key]
+    const b = medians[row.ref]?.[row.key]
+    if (a === undefined || b === undefined || b === 0) return undefined
+    return a / b
+  }
+  const tunnels = (['yamux', 'mplex'] as const).filter(c => S.configs.includes(c))
+  const head = ['metric', ...tunnels.map(c => `reverselb ${c}`), 'ssh -R', 'ssh_nodelay', 'direct', ...tunnels.map(c => `${c} ÷ ssh`), 'target']
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => i === 0 ? '---' : '---:').join('|')}|`]
+  const tableRows = ROWS.filter(row => S.configs.some(c => medians[c][row.key] !== undefined)).map(row => {
+    const cell = (c: Config): string => S.configs.includes(c) ? fmt(medians[c][row.key], row.digits) : '–'
+    const cells = [row.label, ...tunnels.map(cell), cell('ssh'), cell('ssh_nodelay'), cell('raw'), ...tunnels.map(c => fmt(ratio(c, row), 2)), row.target ?? '']
+    lines.push(`| ${cells.join(' | ')} |`)
+    return { key: row.key, label: row.label, better: row.better, ratio_vs: row.ref, target: row.target, ...Object.fromEntries(S.configs.map(c => [c, medians[c][row.key]])), ...Object.fromEntries(tunnels.map(c => [`${c}_ratio`, ratio(c, row)])) }
+  })
+  const mach = machine()
+  const desc = `${String(mach.cpus)} vCPU ${String(mach.cpu)} (${String(mach.virtualization)}), ${String(mach.mem_GB)} GB RAM, ${String(mach.os)}, Linux ${String(mach.kernel)}, Node ${String(mach.node)}, ${String(mach.ssh)} (cipher ${String(mach.ssh_cipher)}), ${String(mach.iperf3)}, bufferutil: ${String(mach.bufferutil)}`
+  const notes = [
+    `Medians of ${S.runs} rounds; configurations alternate within each round (order rotated per round); all on 127.0.0.1, every process shares the same CPUs.`,
+    `Ratios are reverselb ÷ ssh -R (for new connections/s: ÷ ssh_nodelay, ssh with Nagle off). "added RTT" = tunnel RTT − direct RTT of the same round.`,
+    `bulk: iperf3 ${S.bulkSecs} s, receiver side, MB = 10^6 B. slow reader: two downloads through the tunnel, one read at ${S.slowRate / 1e6} MB/s; "kept" = fast stream's throughput ÷ its throughput alone; RSS peaks sampled every 50 ms.`,
+    `ssh figures: server = all sshd processes of the connection, client = the ssh process. reverselb: server process, and the tunnel client process of that backend.`
+  ]
+  const md = [`Machine: ${desc}.`, `Run: ${started.toISOString()}${S.label !== '' ? ` (${S.label})` : ''}.`, '', ...lines, '', ...notes.map(n => `- ${n}`), ''].join('\n')
+  process.stdout.write('\n' + md)
+
+  mkdirSync(S.resultsDir, { recursive: true })
+  const json = { started: started.toISOString(), finished: new Date().toISOString(), label: S.label, machine: mach, machine_description: desc, settings: { ...S, cli: S.cli }, table: tableRows, medians, rounds, notes }
+  writeFileSync(join(S.resultsDir, 'latest.json'), JSON.stringify(json, null, 2) + '\n')
+  writeFileSync(join(S.resultsDir, 'latest.md'), md)
+  log(`wrote ${join(S.resultsDir, 'latest.json')} and latest.md`)
+}
+
+main().then(async () => {
+  await stopAll()
+  finalCleanupSync()
+  if (failed || S.keepTmp) log(`logs kept in ${TMP}`); else rmSync(TMP, { recursive: true, force: true })
+  process.exit(failed ? 2 : 0)
+}, async (err: Error) => {
+  log(`ERROR: ${err.message}`)
+  await stopAll()
+  finalCleanupSync()
+  log(`logs kept in ${TMP}`)
+  process.exit(1)
+})
+

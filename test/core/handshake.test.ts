@@ -1,0 +1,149 @@
+import { expect } from 'chai'
+import { WebSocket } from 'ws'
+import { dialTunnel } from '../../client/dial.js'
+import { parseEndpoint } from '../../client/endpoint.js'
+import { AuthorizationError, RegistrationRefusedError, TlsVerificationError, TunnelClient } from '../../index.js'
+import { WebSocketMessageStream, createMuxer, encodeFrame, readFrame } from '../../protocol/index.js'
+import { echoServer, exchange, freePort } from '../fixtures/net.js'
+import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
+import type { TunnelServer } from '../../index.js'
+import type { TcpServer } from '../fixtures/net.js'
+
+describe('handshake: token, TLS, protocol version, registration', function () {
+  let server: TunnelServer
+  let backend: TcpServer
+
+  before(async function () {
+    backend = await echoServer()
+    server = await startServer({ dynPortCount: 4, dynPort: await freePort() })
+  })
+  after(async function () {
+    await server.close()
+    await backend.close()
+  })
+
+  it('refuses a wrong token with 401 and the client says "authorization failed"', async function () {
+    const failures: string[] = []
+    server.on('authFailure', (e) => failures.push(e.remoteAddress))
+    const client = startClient(server, tunnelData(backend.port, { token: 'wrong' }))
+    const err = await client.ready().then(() => undefined, (e: Error) => e)
+    await client.close()
+    expect(err).to.be.instanceOf(AuthorizationError)
+    expect(err?.message).to.match(/authorization failed/)
+    expect(err?.message).not.to.contain('wrong')
+    expect(failures.length).to.be.greaterThan(0)
+  })
+
+  it('backs off after an authorization failure instead of hammering', async function () {
+    this.timeout(10_000)
+    let failures = 0
+    const count = (): void => { failures++ }
+    server.on('authFailure', count)
+    const client = startClient(server, tunnelData(backend.port, { token: 'wrong' }))
+    await new Promise(resolve => setTimeout(resolve, 3000))
+    await client.close()
+    server.off('authFailure', count)
+    expect(failures).to.equal(1)
+  })
+
+  it('refuses an unverifiable self-signed certificate by default', async function () {
+    const client = new TunnelClient(`localhost:${server.port}`, tunnelData(backend.port), { logger: testLogger })
+    const err = await client.ready().then(() => undefined, (e: Error) => e)
+    await client.close()
+    expect(err).to.be.instanceOf(TlsVerificationError)
+    expect(err?.message).to.match(/not trusted/)
+  })
+
+  it('accepts the server by its pinned fingerprint and refuses a wrong pin', async function () {
+    const good = startClient(server, tunnelData(backend.port, { serviceName: 'pinned' }))
+    const { frontendPort } = await good.ready()
+    expect((await exchange(frontendPort, Buffer.from('pinned ok'))).toString()).to.equal('pinned ok')
+    await good.close()
+    const bad = startClient(server, tunnelData(backend.port), { fingerprint: 'AA:'.repeat(31) + 'AA' })
+    const err = await bad.ready().then(() => undefined, (e: Error) => e)
+    await bad.close()
+    expect(err).to.be.instanceOf(TlsVerificationError)
+    expect(err?.message).to.match(/fingerprint mismatch/)
+  })
+
+  it('trusts the server through --ca with the certificate as CA', async function () {
+    const pem = (server as unknown as { certificate: { cert: string } }).certificate.cert
+    const client = new TunnelClient(`localhost:${server.port}`, tunnelData(backend.port, { serviceName: 'ca' }), { ca: pem, logger: testLogger })
+    const { frontendPort } = await client.ready()
+    expect(frontendPort).to.be.a('number')
+    await client.close()
+  })
+
+  it('refuses an unknown protocol version with a reason the client can print', async function () {
+    const ws = new WebSocket(`wss://127.0.0.1:${server.port}/tunnel`, 'reverselb.v99.yamux', {
+      rejectUnauthorized: false, headers: { authorization: `Bearer ${TOKEN}` }
+    })
+    const res = await new Promise<{ status?: number, reason?: string | string[] }>((resolve, reject) => {
+      ws.on('unexpected-response', (_req, r) => resolve({ status: r.statusCode, reason: r.headers['x-reverselb-error'] }))
+      ws.on('open', () => reject(new Error('upgrade should have been refused')))
+      ws.on('error', reject)
+    })
+    expect(res.status).to.equal(400)
+    expect(res.reason).to.match(/unsupported protocol version v99.*speaks v1/)
+  })
+
+  describe('malformed registrations are refused with a reason, and the server keeps serving', function () {
+    async function register (raw: Uint8Array): Promise<unknown> {
+      const ws = await dialTunnel(parseEndpoint(`127.0.0.1:${server.port}`), {
+        token: TOKEN, muxer: 'yamux', trust: { insecure: false, fingerprint: server.fingerprint }, timeoutMs: 5000, log: testLogger
+      })
+      const muxer = createMuxer('yamux', new WebSocketMessageStream(ws, 'outbound'))
+      const control = await muxer.createStream()
+      control.send(raw)
+      const frame = await readFrame(control, { maxBytes: 16384, timeoutMs: 5000, what: 'response' })
+      ws.terminate()
+      return frame.message
+    }
+    const frameOf = (body: string): Uint8Array => {
+      const b = Buffer.from(body)
+      const out = Buffer.alloc(4 + b.length)
+      out.writeUInt32BE(b.length, 0)
+      b.copy(out, 4)
+      return out
+    }
+
+    it('not JSON', async function () {
+      expect(await register(frameOf('{nope'))).to.deep.equal({ error: 'registration is not valid JSON' })
+    })
+    it('oversized', async function () {
+      const head = Buffer.alloc(4)
+      head.writeUInt32BE(50_000_000, 0)
+      expect(await register(head)).to.have.property('error').that.matches(/exceeds the limit/)
+    })
+    it('wrong types', async function () {
+      expect(await register(encodeFrame({ serviceName: 12, targetAddresses: [] }))).to.have.property('error').that.matches(/serviceName/)
+      expect(await register(encodeFrame({ serviceName: 'x', targetAddresses: 'a' }))).to.have.property('error').that.matches(/targetAddresses/)
+      expect(await register(encodeFrame({ serviceName: 'x', targetAddresses: [], frontendData: { port: 70000 } }))).to.have.property('error').that.matches(/frontendData.port/)
+    })
+    it('control characters in names', async function () {
+      expect(await register(encodeFrame({ serviceName: 'evil\nname', targetAddresses: [] }))).to.have.property('error').that.matches(/printable/)
+    })
+    it('deeply nested JSON', async function () {
+      expect(await register(frameOf('['.repeat(5000) + ']'.repeat(5000)))).to.have.property('error').that.matches(/must be an object/)
+    })
+    after(async function () {
+      const client = startClient(server, tunnelData(backend.port, { serviceName: 'after-garbage' }))
+      const { frontendPort } = await client.ready()
+      expect((await exchange(frontendPort, Buffer.from('still serving'))).toString()).to.equal('still serving')
+      await client.close()
+    })
+  })
+
+  it('refuses a port held by another service, clearly', async function () {
+    const a = startClient(server, tunnelData(backend.port, { serviceName: 'holder' }))
+    const { frontendPort } = await a.ready()
+    const b = startClient(server, tunnelData(backend.port, { serviceName: 'intruder', frontendData: { port: frontendPort } }))
+    const err = await b.ready().then(() => undefined, (e: Error) => e)
+    await b.close()
+    expect(err).to.be.instanceOf(RegistrationRefusedError)
+    expect(err?.message).to.contain(`port ${frontendPort} is already used by service "holder"`)
+    // The holder is unaffected.
+    expect((await exchange(frontendPort, Buffer.from('mine'))).toString()).to.equal('mine')
+    await a.close()
+  })
+})
