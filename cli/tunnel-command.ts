@@ -23,6 +23,7 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('mux', { choices: MUXERS, default: (env('MUX') ?? 'yamux') as typeof MUXERS[number], describe: 'stream muxer inside the WebSocket [$MUX]' })
     .option('connections', { type: 'number', default: envInt('CONNECTIONS') ?? 1, describe: 'parallel sessions kept to each server (backendAcceptBacklog) [$CONNECTIONS]' })
     .option('keepalive', { type: 'number', default: envInt('KEEPALIVE') ?? 20, describe: 'seconds between WebSocket pings to the server [$KEEPALIVE]' })
+    .option('proxyprotocol', { choices: ['v1', 'v2'] as const, default: env('PROXY_PROTOCOL') as 'v1' | 'v2' | undefined, describe: 'send a HAProxy PROXY protocol header to the backend [$PROXY_PROTOCOL]' })
     .option('proxy', { type: 'string', describe: 'HTTP(S) proxy URL http://[USER:PASSWORD@]HOST:PORT, or "none"; wins over $HTTPS_PROXY, $ALL_PROXY, $HTTP_PROXY, $NO_PROXY (used as in curl)' })
     .check((argv) => {
       requireToken(argv.token)

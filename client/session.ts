@@ -5,9 +5,11 @@ import {
 import { dialTunnel } from './dial.js'
 import { formatEndpoint } from './endpoint.js'
 import { RegistrationRefusedError } from './errors.js'
+import { proxyHeader } from './proxy-header.js'
 import type { DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
 import type { Targets } from './targets.js'
+import type { ProxyProtocolVersion } from './proxy-header.js'
 import type { TunnelData, TunnelDataResponse } from '../protocol/index.js'
 import type { Stream, StreamMuxer } from '@libp2p/interface'
 import type { WebSocket } from 'ws'
@@ -17,6 +19,8 @@ export interface SessionOptions extends DialOptions {
   /** How long a backend dial may take before the server is told it failed. */
   backendDialTimeoutMs: number
   targets: Targets
+  /** Send a PROXY protocol header to the backend first, so it sees the real client address. */
+  proxyProtocol?: ProxyProtocolVersion
 }
 
 /** One registered connection to one server: relays every stream the server opens. */
@@ -81,8 +85,9 @@ export class ClientSession {
       return
     }
     writeFrame(stream, { ok: true })
+    if (this.opts.proxyProtocol !== undefined) socket.write(proxyHeader(this.opts.proxyProtocol, header.sourceAddress, header.destinationAddress ?? ''))
     this.active++
-    this.opts.log.debug(`connection from ${header.sourceAddress} -> ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
+    this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
     const stats = await relay(socket, stream, { head: frame.rest, onPause: this.onPause })
     this.active--
     this.opts.log.debug(`connection from ${header.sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)

@@ -7,6 +7,7 @@ import { AuthorizationError, isPermanent } from './errors.js'
 import { ClientSession } from './session.js'
 import { Targets } from './targets.js'
 import type { TlsTrust } from './dial.js'
+import type { ProxyProtocolVersion } from './proxy-header.js'
 import type { Endpoint } from './endpoint.js'
 import type { Logger, MuxerName, TunnelData } from '../protocol/index.js'
 import type { Socket } from 'node:net'
@@ -35,6 +36,8 @@ export interface TunnelClientOptions {
    * Unset: HTTPS_PROXY, ALL_PROXY, HTTP_PROXY and NO_PROXY decide, as in curl. `connect` wins.
    */
   proxy?: string
+  /** Send a HAProxy PROXY protocol header (v1 or v2) to the backend on each connection. */
+  proxyProtocol?: ProxyProtocolVersion
   logger?: Logger
 }
 
@@ -130,6 +133,7 @@ export class TunnelClient extends EventEmitter {
           connect: this.opts.connect,
           proxy: this.opts.proxy,
           targets: this.targets,
+          proxyProtocol: this.opts.proxyProtocol,
           log: this.log
         })
         if (signal.aborted) { session.close(); break }

@@ -25,7 +25,10 @@ export interface TunnelDataResponse {
 /** First message of every relayed stream, server to client. */
 export interface StreamHeader {
   serviceName: string
+  /** The frontend peer, `ip:port`. */
   sourceAddress: string
+  /** The frontend address it connected to, `ip:port` (for PROXY protocol headers). */
+  destinationAddress?: string
 }
 
 /** The client's answer once it has dialled (or failed to dial) the backend. */
@@ -116,7 +119,12 @@ export function validateTunnelDataResponse (v: unknown): TunnelDataResponse {
 export function validateStreamHeader (v: unknown): StreamHeader {
   const o = object(v, 'stream header')
   if (typeof o.sourceAddress !== 'string' || o.sourceAddress.length > 300) throw new ProtocolError('sourceAddress must be a string')
-  return { serviceName: name(o.serviceName, 'serviceName'), sourceAddress: o.sourceAddress }
+  const header: StreamHeader = { serviceName: name(o.serviceName, 'serviceName'), sourceAddress: o.sourceAddress }
+  if (o.destinationAddress !== undefined) {
+    if (typeof o.destinationAddress !== 'string' || o.destinationAddress.length > 300) throw new ProtocolError('destinationAddress must be a string')
+    header.destinationAddress = o.destinationAddress
+  }
+  return header
 }
 
 export function validateStreamAck (v: unknown): StreamAck {

@@ -102,9 +102,9 @@ export async function relay (socket: Socket, stream: Stream, opts: RelayOptions 
   })
   if (opts.socketHead !== undefined && opts.socketHead.byteLength > 0) sendToStream(opts.socketHead)
   socket.on('data', sendToStream)
-  socket.on('end', () => {
-    stream.close().catch((err: Error) => fail(err))
-  })
+  const onSocketEnd = (): void => { stream.close().catch((err: Error) => fail(err)) }
+  // The peer may have sent its FIN while the first bytes were being read (routing).
+  if (socket.readableEnded) onSocketEnd(); else socket.on('end', onSocketEnd)
   socket.on('error', (err) => fail(err))
   socket.on('close', () => {
     // Closed without a FIN from its peer (destroyed locally, timed out): the stream must not linger.

@@ -5,7 +5,7 @@ export type LbPolicy = typeof LB_POLICIES[number]
 
 /**
  * Chooses the session for the next frontend connection among those not yet tried. Closing
- * sessions get nothing new.
+ * sessions get nothing new; unhealthy ones (backend failing) only when no healthy one is left.
  */
 export class Balancer {
   private cursor = 0
@@ -13,7 +13,10 @@ export class Balancer {
   constructor (private readonly policy: LbPolicy = 'roundrobin') {}
 
   pick (sessions: readonly ServerSession[], exclude: ReadonlySet<ServerSession>): ServerSession | undefined {
-    const usable = sessions.filter(s => !s.closing && !exclude.has(s))
+    const open = sessions.filter(s => !s.closing && !exclude.has(s))
+    const now = Date.now()
+    const healthy = open.filter(s => s.healthy(now))
+    const usable = healthy.length > 0 ? healthy : open
     if (usable.length === 0) return undefined
     if (this.policy === 'leastconn') {
       let best = usable[0]

@@ -37,6 +37,24 @@ export class Service {
     return this.instances.size === 0
   }
 
+  hasNamedInstances (): boolean {
+    for (const name of this.instances.keys()) if (name !== '') return true
+    return false
+  }
+
+  /** An instance by its exact name, or by the first label of a host name (`box1.example.com`). */
+  resolveInstance (name: string): string | undefined {
+    const lower = name.toLowerCase()
+    for (const instance of this.instances.keys()) {
+      if (instance !== '' && instance.toLowerCase() === lower) return instance
+    }
+    const label = lower.split('.')[0]
+    for (const instance of this.instances.keys()) {
+      if (instance !== '' && instance.toLowerCase() === label) return instance
+    }
+    return undefined
+  }
+
   get sessions (): ServerSession[] {
     return [...this.instances.values()].flat()
   }

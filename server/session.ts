@@ -12,6 +12,10 @@ export interface OpenedStream {
   rest: Uint8ArrayList
 }
 
+const UNHEALTHY_AFTER = 3
+const BASE_SIT_OUT_MS = 2_000
+const MAX_SIT_OUT_MS = 60_000
+
 /** The client refused a stream: its backend could not be dialled. */
 export class BackendDialError extends Error {
   override name = 'BackendDialError'
@@ -30,6 +34,9 @@ export class ServerSession {
   bytesIn = 0
   bytesOut = 0
   closing = false
+  /** Backend dial failures in a row; after a few the session sits out for a while. */
+  private failures = 0
+  private unhealthyUntil = 0
   /** Relay hook that stops reading the connection while a stream waits (mplex only, see read-gate). */
   readonly onPause?: (paused: boolean) => void
   private readonly muxer: StreamMuxer
@@ -69,6 +76,23 @@ export class ServerSession {
       stream.abort(err as Error)
       throw err
     }
+  }
+
+  /** False while the session sits out after repeated backend failures; it comes back by itself. */
+  healthy (now = Date.now()): boolean {
+    return now >= this.unhealthyUntil
+  }
+
+  noteDialFailure (now = Date.now()): void {
+    this.failures++
+    if (this.failures >= UNHEALTHY_AFTER) {
+      this.unhealthyUntil = now + Math.min(MAX_SIT_OUT_MS, BASE_SIT_OUT_MS * 2 ** (this.failures - UNHEALTHY_AFTER))
+    }
+  }
+
+  noteDialSuccess (): void {
+    this.failures = 0
+    this.unhealthyUntil = 0
   }
 
   close (): void {

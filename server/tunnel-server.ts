@@ -9,12 +9,14 @@ import {
 import { TokenAuth, bearerToken } from './auth.js'
 import { loadCertificate, selfSignedCertificate } from './certificate.js'
 import { dispatch } from './dispatch.js'
+import { ServerEndpoints } from './endpoints.js'
 import { PortPool } from './port-pool.js'
 import { ServiceRegistry } from './registry.js'
 import { ServerSession } from './session.js'
 import type { Logger, MuxerName, TunnelDataResponse } from '../protocol/index.js'
 import type { LbPolicy } from './balancer.js'
 import type { ServerCertificate } from './certificate.js'
+import type { EndpointOptions } from './endpoints.js'
 import type { ServerEvents } from './events.js'
 import type { Stream, StreamMuxer } from '@libp2p/interface'
 import type { IncomingMessage } from 'node:http'
@@ -22,7 +24,7 @@ import type { Server } from 'node:https'
 import type { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 
-export interface TunnelServerOptions {
+export interface TunnelServerOptions extends EndpointOptions {
   /** API (WSS) port; 0 picks a free one. Default 9999. */
   port?: number
   /** Address the API port binds; default all interfaces. */
@@ -46,6 +48,9 @@ export interface TunnelServerOptions {
   handshakeTimeoutMs?: number
   /** Time a client has to dial its backend for a new connection. Default 10 s. */
   dialTimeoutMs?: number
+  /** On ports shared by named instances: most bytes and time spent reading the first bytes. Default 16 KiB, 10 s. */
+  sniffMaxBytes?: number
+  sniffTimeoutMs?: number
   logger?: Logger
 }
 
@@ -58,13 +63,15 @@ export interface ServerAddress {
 /** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
 export class TunnelServer extends EventEmitter<ServerEvents> {
   readonly registry: ServiceRegistry
-  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'logger' | 'token'>> & TunnelServerOptions
+  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'logger' | 'token' | keyof EndpointOptions>> & TunnelServerOptions
   private readonly log: Logger
   private readonly auth: TokenAuth
   private readonly wss: WebSocketServer
   private readonly sockets = new Set<WebSocket>()
   private https?: Server
   private certificate?: ServerCertificate
+  /** REST API, dashboard, metrics and NATS (see endpoints.ts); undefined when none is configured. */
+  private endpoints?: ServerEndpoints
 
   constructor (options: TunnelServerOptions) {
     super()
@@ -77,6 +84,8 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       keepaliveMs: 20_000,
       handshakeTimeoutMs: 10_000,
       dialTimeoutMs: 10_000,
+      sniffMaxBytes: 16 * 1024,
+      sniffTimeoutMs: 10_000,
       ...options
     }
     this.log = options.logger ?? defaultLogger('server')
@@ -88,7 +97,13 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       onServiceUp: (service) => this.emit('serviceUp', { service }),
       onServiceDown: (service) => this.emit('serviceDown', { service }),
       onConnection: (service, socket) => {
-        dispatch(service, socket, '', { ackTimeoutMs: this.opts.dialTimeoutMs, log: this.log, events: this })
+        this.endpoints?.frontendConnection(service, socket)
+        dispatch(service, socket, {
+          ackTimeoutMs: this.opts.dialTimeoutMs,
+          sniff: { maxBytes: this.opts.sniffMaxBytes, timeoutMs: this.opts.sniffTimeoutMs },
+          log: this.log,
+          events: this
+        })
           .catch((err: Error) => { this.log.error(`dispatch failed: ${err.message}`); socket.destroy() })
       }
     })
@@ -137,6 +152,12 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       https.listen({ port: this.opts.port, host: this.opts.host }, () => { https.off('error', reject); resolve() })
     })
     this.https = https
+    try {
+      this.endpoints = await ServerEndpoints.start(this, { ...this.opts, certificate: this.certificate, auth: this.auth, registry: this.registry, log: this.log })
+    } catch (err) {
+      await this.close()
+      throw err
+    }
     this.log.info(`tunnel service listening on: wss://${this.opts.host ?? '[::]'}:${this.port}${TUNNEL_PATH}`)
     this.log.info(`certificate SHA-256 fingerprint: ${this.certificate.fingerprint}`)
     return { port: this.port, fingerprint: this.certificate.fingerprint }
@@ -237,6 +258,9 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       await closed
     }
     await Promise.all([...this.registry.services.values()].map(async s => await s.frontend.close(true)))
+    const endpoints = this.endpoints
+    this.endpoints = undefined
+    await endpoints?.close()
   }
 }
 

@@ -4,7 +4,7 @@ import { dialTunnel } from '../../client/dial.js'
 import { parseEndpoint } from '../../client/endpoint.js'
 import { AuthorizationError, RegistrationRefusedError, TlsVerificationError, TunnelClient } from '../../index.js'
 import { WebSocketMessageStream, createMuxer, encodeFrame, readFrame } from '../../protocol/index.js'
-import { echoServer, exchange, freePort } from '../fixtures/net.js'
+import { echoServer, exchange } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelServer } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
@@ -15,7 +15,7 @@ describe('handshake: token, TLS, protocol version, registration', function () {
 
   before(async function () {
     backend = await echoServer()
-    server = await startServer({ dynPortCount: 4, dynPort: await freePort() })
+    server = await startServer({ dynPortCount: 4 })
   })
   after(async function () {
     await server.close()

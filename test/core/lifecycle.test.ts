@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { connect } from 'node:net'
 import { TunnelClient, TunnelServer } from '../../index.js'
-import { echoServer, eventually, exchange, freePort, tcpServer } from '../fixtures/net.js'
+import { echoServer, eventually, exchange, freePort, freePortRange, tcpServer } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import type { TcpServer } from '../fixtures/net.js'
 
@@ -21,7 +21,7 @@ describe('service lifecycle', function () {
   it('runs the README library example as written', async function () {
     const apiPort = await freePort()
     const web = await tcpServer((s) => s.end('HTTP/1.0 200 OK\r\n\r\nfrom 8080'), '127.0.0.2')
-    const server = new TunnelServer({ port: apiPort, token: '1234', autoCertSubjectName: 'localhost', dynPort: await freePort(), dynPortCount: 1, logger: testLogger })
+    const server = new TunnelServer({ port: apiPort, token: '1234', autoCertSubjectName: 'localhost', dynPort: await freePortRange(1), dynPortCount: 1, logger: testLogger })
     await server.listen()
     const tc = new TunnelClient(`localhost:${apiPort}`, {
       serviceName: 'web8888', token: '1234', backendAcceptBacklog: 1,
@@ -38,7 +38,7 @@ describe('service lifecycle', function () {
   })
 
   it('shares one frontend port between clients of a service and closes it with the last one', async function () {
-    const server = await startServer({ dynPortCount: 1, dynPort: await freePort() })
+    const server = await startServer({ dynPortCount: 1 })
     const other = await tcpServer((s) => s.end('second backend'))
     const a = startClient(server, tunnelData(backend.port, { serviceName: 'shared' }))
     const { frontendPort } = await a.ready()
@@ -73,16 +73,14 @@ describe('service lifecycle', function () {
   it('re-registers on the same frontend port after a server restart', async function () {
     this.timeout(30_000)
     const apiPort = await freePort()
-    const dynPort = await freePort()
+    const dynPort = await freePortRange(10)
     const opts = { port: apiPort, host: '127.0.0.1', frontendHost: '127.0.0.1', token: TOKEN, dynPort, dynPortCount: 10, logger: testLogger }
     let server = new TunnelServer(opts)
     await server.listen()
     const client = new TunnelClient(`127.0.0.1:${apiPort}`, tunnelData(backend.port, { serviceName: 'phoenix' }), { insecureTls: true, logger: testLogger, maxBackoffMs: 1000 })
     const { frontendPort } = await client.ready()
     await server.close()
-    // Something else takes the first pool port meanwhile: the client must still get its own back.
-    const squatter = await tcpServer(() => {})
-    server = new TunnelServer({ ...opts, dynPort: frontendPort === dynPort ? dynPort : dynPort })
+    server = new TunnelServer(opts)
     await server.listen()
     await eventually(async () => {
       expect(server.registry.services.get('phoenix')?.port).to.equal(frontendPort)
@@ -90,7 +88,6 @@ describe('service lifecycle', function () {
     }, 15_000, 200)
     await client.close()
     await server.close()
-    await squatter.close()
   })
 
   it('a client with no server keeps retrying and connects when the server appears', async function () {
@@ -98,7 +95,7 @@ describe('service lifecycle', function () {
     const apiPort = await freePort()
     const client = new TunnelClient(`127.0.0.1:${apiPort}`, tunnelData(backend.port, { serviceName: 'late' }), { insecureTls: true, logger: testLogger, maxBackoffMs: 500 })
     await new Promise(resolve => setTimeout(resolve, 1000))
-    const server = new TunnelServer({ port: apiPort, host: '127.0.0.1', frontendHost: '127.0.0.1', token: TOKEN, dynPort: await freePort(), dynPortCount: 1, logger: testLogger })
+    const server = new TunnelServer({ port: apiPort, host: '127.0.0.1', frontendHost: '127.0.0.1', token: TOKEN, dynPort: await freePortRange(1), dynPortCount: 1, logger: testLogger })
     await server.listen()
     const { frontendPort } = await client.ready()
     expect((await exchange(frontendPort, Buffer.from('late hello'))).toString()).to.equal('late hello')

@@ -1,0 +1,121 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { connect } from 'node:net'
+import { expect } from 'chai'
+import { randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import type { TunnelClient } from '../../index.js'
+import type { TcpServer } from '../fixtures/net.js'
+import type { ChildProcess } from 'node:child_process'
+
+/** Environment variables that would route a child or this process through some proxy. */
+export const PROXY_VARS = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY']
+
+/** The current environment minus every *_PROXY variable, plus `extra`. */
+export function cleanEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env }
+  for (const v of PROXY_VARS) delete env[v]
+  return { ...env, ...extra }
+}
+
+/** Sets process.env for the duration of `fn`, then restores it, so tests do not leak proxies. */
+export async function withEnv<T> (vars: Record<string, string | undefined>, fn: () => Promise<T> | T): Promise<T> {
+  const saved = new Map(PROXY_VARS.concat(Object.keys(vars)).map(k => [k, process.env[k]]))
+  for (const v of PROXY_VARS) delete process.env[v]
+  for (const [k, v] of Object.entries(vars)) { if (v === undefined) delete process.env[k]; else process.env[k] = v }
+  try {
+    return await fn()
+  } finally {
+    for (const [k, v] of saved) { if (v === undefined) delete process.env[k]; else process.env[k] = v }
+  }
+}
+
+/**
+ * A backend that hashes everything it receives and, once the peer half-closes, answers with its
+ * own random payload: a transfer checks both directions with different bytes.
+ */
+export interface HashingBackend extends TcpServer {
+  download: Buffer
+  /** SHA-256 of what each connection delivered, in order of completion. */
+  received: string[]
+}
+
+export async function hashingBackend (downloadBytes = 2 * 1024 * 1024): Promise<HashingBackend> {
+  const download = randomPayload(downloadBytes)
+  const received: string[] = []
+  const server = await tcpServer((socket) => {
+    const chunks: Buffer[] = []
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    socket.on('end', () => {
+      received.push(sha256(Buffer.concat(chunks)))
+      socket.end(download)
+    })
+  })
+  return Object.assign(server, { download, received })
+}
+
+/**
+ * Sends `uploadBytes` random bytes through the frontend, reads the backend's answer, and checks
+ * SHA-256 of both directions. Bounded by `timeoutMs`.
+ */
+export async function transferBothWays (frontendPort: number, backend: HashingBackend, uploadBytes = 2 * 1024 * 1024, timeoutMs = 20_000): Promise<void> {
+  const upload = randomPayload(uploadBytes)
+  const socket = connect({ port: frontendPort, host: '127.0.0.1', allowHalfOpen: true })
+  const timer = setTimeout(() => socket.destroy(new Error(`transfer through port ${frontendPort} timed out`)), timeoutMs)
+  const chunks: Buffer[] = []
+  socket.on('data', (c: Buffer) => chunks.push(c))
+  try {
+    await once(socket, 'connect')
+    const before = backend.received.length
+    socket.end(upload)
+    await once(socket, 'end')
+    expect(sha256(Buffer.concat(chunks)), 'download SHA-256').to.equal(sha256(backend.download))
+    expect(backend.received.length).to.equal(before + 1)
+    expect(backend.received[before], 'upload SHA-256').to.equal(sha256(upload))
+  } finally {
+    clearTimeout(timer)
+    socket.destroy()
+  }
+}
+
+/** The first 'error' a TunnelClient reports (it keeps retrying), or a timeout error. */
+export async function firstError (client: TunnelClient, timeoutMs = 10_000): Promise<Error> {
+  return await new Promise<Error>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no error reported within ${timeoutMs} ms`)), timeoutMs)
+    client.once('error', (err: Error) => { clearTimeout(timer); resolve(err) })
+  })
+}
+
+/** A reverselb CLI child process whose output is collected. */
+export interface CliProcess {
+  child: ChildProcess
+  output: () => string
+  /** Resolves when the output matches `re`; rejects after `timeoutMs` or when the process exits first. */
+  waitFor: (re: RegExp, timeoutMs?: number) => Promise<string>
+  stop: () => Promise<void>
+}
+
+export function runCli (cmd: string, args: string[], env: NodeJS.ProcessEnv): CliProcess {
+  const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+  const waitFor = async (re: RegExp, timeoutMs = 15_000): Promise<string> => {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      const m = re.exec(out)
+      if (m !== null) return m[0]
+      if (child.exitCode !== null || child.signalCode !== null) break
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    throw new Error(`CLI output did not match ${String(re)} (exit ${String(child.exitCode ?? child.signalCode)}):\n${out.slice(-3000)}`)
+  }
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    await exited
+    clearTimeout(timer)
+  }
+  return { child, output: () => out, waitFor, stop }
+}
