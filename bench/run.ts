@@ -33,14 +33,19 @@ const int = (name: string, d: number): number => {
 }
 const list = (name: string, d: string): string[] => (env[name] ?? d).split(/[\s,]+/).filter(s => s !== '')
 
-const ALL_CONFIGS = ['raw', 'ssh', 'ssh_nodelay', 'yamux', 'mplex'] as const
-type Config = typeof ALL_CONFIGS[number]
+const DEFAULT_CONFIGS = ['raw', 'ssh', 'ssh_nodelay', 'yamux', 'mplex']
+/**
+ * raw | ssh | ssh_nodelay | yamux | mplex | NAME=MUXER[:CLI]: the last form runs another reverselb
+ * build (CLI = path of its dist/cli/main.js) as its own column, e.g. to compare two builds in one run.
+ */
+type Config = string
+interface TunnelCfg { name: string, muxer: 'yamux' | 'mplex', cli: string }
 const ALL_TESTS = ['bulk', 'rtt', 'rate', 'slow', 'scale'] as const
 type Test = typeof ALL_TESTS[number]
 
 const S = {
   runs: int('RUNS', 3),
-  configs: list('CONFIGS', ALL_CONFIGS.join(' ')) as Config[],
+  configSpecs: list('CONFIGS', DEFAULT_CONFIGS.join(' ')),
   tests: list('TESTS', ALL_TESTS.join(' ')) as Test[],
   portBase: int('PORT_BASE', 24400),
   bulkSecs: int('BULK_SECS', 5),
@@ -64,10 +69,19 @@ const S = {
   keepTmp: env.KEEP_TMP === '1',
   label: env.BENCH_LABEL ?? ''
 }
-for (const c of S.configs) if (!(ALL_CONFIGS as readonly string[]).includes(c)) throw new Error(`unknown config ${c} (known: ${ALL_CONFIGS.join(' ')})`)
+const TUNNELS = new Map<string, TunnelCfg>()
+const CONFIGS: Config[] = S.configSpecs.map(spec => {
+  if (spec === 'raw' || spec === 'ssh' || spec === 'ssh_nodelay') return spec
+  const m = /^(?:([\w.-]+)=)?(yamux|mplex)(?::(.+))?$/.exec(spec)
+  if (m === null) throw new Error(`unknown config ${spec} (raw, ssh, ssh_nodelay, yamux, mplex or NAME=yamux|mplex[:CLI])`)
+  const name = m[1] ?? m[2]
+  TUNNELS.set(name, { name, muxer: m[2] as 'yamux' | 'mplex', cli: resolve(m[3] ?? S.cli) })
+  return name
+})
+if (new Set(CONFIGS).size !== CONFIGS.length) throw new Error('CONFIGS names must be unique')
 for (const t of S.tests) if (!(ALL_TESTS as readonly string[]).includes(t)) throw new Error(`unknown test ${t} (known: ${ALL_TESTS.join(' ')})`)
 const perConfigS = 3 * (S.bulkSecs + 25) + S.rateSecs + 40 + 2 * (S.slowSecs + 25) + 150
-const MAX_SECONDS = int('MAX_SECONDS', 120 + S.runs * S.configs.length * perConfigS)
+const MAX_SECONDS = int('MAX_SECONDS', 120 + S.runs * CONFIGS.length * perConfigS)
 
 const P = S.portBase
 const PORTS = {
@@ -76,9 +90,12 @@ const PORTS = {
   stream: P + 3,
   sshd: P + 4,
   ssh: { iperf: P + 11, echo: P + 12, stream: P + 13 },
-  ssh_nodelay: { iperf: P + 21, echo: P + 22, stream: P + 23 },
-  yamux: { api: P + 30, iperf: P + 31, echo: P + 32, stream: P + 33, dyn: P + 35 },
-  mplex: { api: P + 40, iperf: P + 41, echo: P + 42, stream: P + 43, dyn: P + 45 }
+  ssh_nodelay: { iperf: P + 21, echo: P + 22, stream: P + 23 }
+}
+/** Ports of the i-th reverselb configuration: API, three fronts, and its (unused) dynamic pool. */
+const tunnelPorts = (name: string): { api: number, iperf: number, echo: number, stream: number, dyn: number } => {
+  const b = P + 30 + 10 * [...TUNNELS.keys()].indexOf(name)
+  return { api: b, iperf: b + 1, echo: b + 2, stream: b + 3, dyn: b + 5 }
 }
 const TOKEN = 'bench-token-' + String(process.pid)
 const LOADGEN = join(HERE, 'loadgen.js')
@@ -214,12 +231,14 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
       stop: stopIt
     }
   }
-  const f = PORTS[cfg]
+  const tc = TUNNELS.get(cfg)
+  if (tc === undefined) throw new Error(`unknown config ${cfg}`)
+  const f = tunnelPorts(cfg)
   const tag = `${cfg}-r${round}-${instance}`
   const nodeArgs = (role: string): string[] => [
     ...S.nodeArgs,
     ...(S.profileDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${join(S.profileDir, `${tag}-${role}`)}`] : []),
-    S.cli, '-t', TOKEN
+    tc.cli, '-t', TOKEN
   ]
   const server = start(`${cfg}-server`, join(TMP, `${tag}-server.log`), process.execPath, [...nodeArgs('server'), 'server',
     '-p', String(f.api), '--host', '127.0.0.1', '--frontendhost', '127.0.0.1', '--dynport', String(f.dyn), '--dynportcount', '4'])
@@ -234,7 +253,7 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
     await waitListen(f.api, server, S.readyTimeoutMs)
     for (const k of ['iperf', 'echo', 'stream'] as const) {
       const t = start(`${cfg}-tunnel-${k}`, join(TMP, `${tag}-tunnel-${k}.log`), process.execPath, [...nodeArgs(`tunnel-${k}`), 'tunnel',
-        '-e', `127.0.0.1:${f.api}`, '-p', String(f[k]), '-b', `127.0.0.1:${PORTS[k]}`, '-s', `bench-${k}`, '--insecuretls', '--mux', cfg])
+        '-e', `127.0.0.1:${f.api}`, '-p', String(f[k]), '-b', `127.0.0.1:${PORTS[k]}`, '-s', `bench-${k}`, '--insecuretls', '--mux', tc.muxer])
       tunnels[k] = t
       all.push(t)
     }
@@ -469,20 +488,23 @@ async function main (): Promise<void> {
   for (const cmd of ['iperf3', 'ss', 'ssh', 'ssh-keygen']) {
     try { execFileSync('bash', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }) } catch { throw new Error(`missing ${cmd}: apt-get install -y openssh-server openssh-client iperf3 iproute2`) }
   }
-  if (S.configs.some(c => c === 'yamux' || c === 'mplex') && !existsSync(S.cli)) throw new Error(`${S.cli} not found: run npm run build`)
+  for (const t of TUNNELS.values()) if (!existsSync(t.cli)) throw new Error(`${t.cli} not found: run npm run build`)
   if (!existsSync(LOADGEN)) throw new Error(`${LOADGEN} not found: run npm run build`)
   const ports = [PORTS.iperf, PORTS.echo, PORTS.stream, PORTS.sshd]
-  for (const c of S.configs) if (c !== 'raw') ports.push(...Object.values(PORTS[c]))
+  for (const c of CONFIGS) {
+    if (c === 'ssh' || c === 'ssh_nodelay') ports.push(...Object.values(PORTS[c]))
+    else if (c !== 'raw') ports.push(...Object.values(tunnelPorts(c)))
+  }
   for (const port of ports) if (isListening(port)) throw new Error(`port ${port} is in use (set PORT_BASE)`)
 
-  log(`configs: ${S.configs.join(' ')} | tests: ${S.tests.join(' ')} | runs: ${S.runs} | tmp: ${TMP} | watchdog ${MAX_SECONDS} s`)
+  log(`configs: ${CONFIGS.join(' ')} | tests: ${S.tests.join(' ')} | runs: ${S.runs} | tmp: ${TMP} | watchdog ${MAX_SECONDS} s`)
   await startBackends()
-  if (S.configs.some(c => c.startsWith('ssh'))) await startSshd()
+  if (CONFIGS.some(c => c.startsWith('ssh'))) await startSshd()
   syncPgids()
   const started = new Date()
   const rounds: Array<{ round: number, config: Config, metrics: Metrics }> = []
   for (let r = 1; r <= S.runs; r++) {
-    const order = S.configs.map((_, i) => S.configs[(i + r - 1) % S.configs.length])
+    const order = CONFIGS.map((_, i) => CONFIGS[(i + r - 1) % CONFIGS.length])
     for (const cfg of order) {
       log(`round ${r}/${S.runs}: ${cfg}`)
       const m = await measure(cfg, r)
@@ -498,7 +520,7 @@ async function main (): Promise<void> {
   }
 
   const medians: Record<string, Record<string, number | undefined>> = {}
-  for (const c of S.configs) {
+  for (const c of CONFIGS) {
     medians[c] = {}
     for (const row of ROWS) {
       medians[c][row.key] = median(rounds.filter(x => x.config === c).map(x => x.metrics[row.key]).filter((v): v is number => typeof v === 'number'))
@@ -510,14 +532,14 @@ async function main (): Promise<void> {
     if (a === undefined || b === undefined || b === 0) return undefined
     return a / b
   }
-  const tunnels = (['yamux', 'mplex'] as const).filter(c => S.configs.includes(c))
+  const tunnels = [...TUNNELS.keys()]
   const head = ['metric', ...tunnels.map(c => `reverselb ${c}`), 'ssh -R', 'ssh_nodelay', 'direct', ...tunnels.map(c => `${c} ÷ ssh`), 'target']
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => i === 0 ? '---' : '---:').join('|')}|`]
-  const tableRows = ROWS.filter(row => S.configs.some(c => medians[c][row.key] !== undefined)).map(row => {
-    const cell = (c: Config): string => S.configs.includes(c) ? fmt(medians[c][row.key], row.digits) : '–'
+  const tableRows = ROWS.filter(row => CONFIGS.some(c => medians[c][row.key] !== undefined)).map(row => {
+    const cell = (c: Config): string => CONFIGS.includes(c) ? fmt(medians[c][row.key], row.digits) : '–'
     const cells = [row.label, ...tunnels.map(cell), cell('ssh'), cell('ssh_nodelay'), cell('raw'), ...tunnels.map(c => fmt(ratio(c, row), 2)), row.target ?? '']
     lines.push(`| ${cells.join(' | ')} |`)
-    return { key: row.key, label: row.label, better: row.better, ratio_vs: row.ref, target: row.target, ...Object.fromEntries(S.configs.map(c => [c, medians[c][row.key]])), ...Object.fromEntries(tunnels.map(c => [`${c}_ratio`, ratio(c, row)])) }
+    return { key: row.key, label: row.label, better: row.better, ratio_vs: row.ref, target: row.target, ...Object.fromEntries(CONFIGS.map(c => [c, medians[c][row.key]])), ...Object.fromEntries(tunnels.map(c => [`${c}_ratio`, ratio(c, row)])) }
   })
   const mach = machine()
   const desc = `${String(mach.cpus)} vCPU ${String(mach.cpu)} (${String(mach.virtualization)}), ${String(mach.mem_GB)} GB RAM, ${String(mach.os)}, Linux ${String(mach.kernel)}, Node ${String(mach.node)}, ${String(mach.ssh)} (cipher ${String(mach.ssh_cipher)}), ${String(mach.iperf3)}, bufferutil: ${String(mach.bufferutil)}`

@@ -18,13 +18,15 @@ export class Balancer {
     const healthy = open.filter(s => s.healthy(now))
     const usable = healthy.length > 0 ? healthy : open
     if (usable.length === 0) return undefined
-    if (this.policy === 'leastconn') {
-      let best = usable[0]
-      for (const s of usable) if (s.activeConnections < best.activeConnections) best = s
-      return best
-    }
-    const chosen = usable[this.cursor % usable.length]
+    // leastconn narrows to the least loaded; ties (and roundrobin) rotate.
+    const candidates = this.policy === 'leastconn' ? leastLoaded(usable) : usable
+    const chosen = candidates[this.cursor % candidates.length]
     this.cursor = (this.cursor + 1) % Number.MAX_SAFE_INTEGER
     return chosen
   }
+}
+
+function leastLoaded (sessions: ServerSession[]): ServerSession[] {
+  const min = Math.min(...sessions.map(s => s.activeConnections))
+  return sessions.filter(s => s.activeConnections === min)
 }

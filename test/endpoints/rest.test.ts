@@ -1,0 +1,206 @@
+import { expect } from 'chai'
+import { once } from 'node:events'
+import { connect } from 'node:net'
+import { echoServer, eventually, exchange, freePort, freePortRange, randomPayload, tcpServer } from '../fixtures/net.js'
+import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
+import { api, httpsGetPinned, parseMetrics, portIsClosed, sample } from './helpers.js'
+import type { TunnelClient, TunnelServer } from '../../index.js'
+import type { TcpServer } from '../fixtures/net.js'
+
+const SERVICE_KEYS = ['name', 'frontend', 'instances', 'activeConnections', 'totalConnections', 'bytesIn', 'bytesOut', 'sessions']
+const SESSION_KEYS = ['id', 'instance', 'clientAddress', 'muxer', 'connectedSince', 'closing', 'activeConnections', 'totalConnections', 'bytesIn', 'bytesOut', 'target']
+
+describe('endpoints: REST API', function () {
+  this.timeout(30_000)
+  let backend: TcpServer
+  let server: TunnelServer
+  let base: string
+  const clients: TunnelClient[] = []
+
+  before(async function () {
+    backend = await echoServer()
+    const httpPort = await freePort()
+    server = await startServer({ httpPort, dynPort: await freePortRange(3), dynPortCount: 3 })
+    base = `http://127.0.0.1:${httpPort}`
+  })
+  afterEach(async function () {
+    await Promise.all(clients.splice(0).map(async c => await c.close()))
+    await eventually(() => expect(server.registry.services.size).to.equal(0))
+  })
+  after(async function () {
+    await server.close()
+    await backend.close()
+  })
+
+  it('serves /healthz and the dashboard shell without a token, and nothing else', async function () {
+    const health = await api(base, '/healthz')
+    expect(health.status).to.equal(200)
+    expect(health.body).to.deep.equal({ status: 'ok' })
+    const page = await api(base, '/')
+    expect(page.status).to.equal(200)
+    expect(page.headers.get('content-type')).to.match(/^text\/html/)
+    expect(page.text).to.contain('<title>reverselb dashboard</title>')
+    expect(page.headers.get('content-security-policy')).to.match(/script-src 'sha256-/)
+
+    const protectedRoutes: Array<[string, string]> = [
+      ['GET', '/help'], ['GET', '/services'], ['GET', '/services/x'], ['GET', '/events'], ['GET', '/metrics'],
+      ['DELETE', '/services/x/sessions/y']
+    ]
+    for (const [method, path] of protectedRoutes) {
+      for (const token of [undefined, 'not-the-token']) {
+        const res = await api(base, path, { method, token })
+        expect(res.status, `${method} ${path} with token ${String(token)}`).to.equal(401)
+        expect(res.headers.get('www-authenticate')).to.match(/^Bearer/)
+        expect(res.body.error).to.be.a('string')
+      }
+    }
+    const metrics = parseMetrics((await api(base, '/metrics', { token: TOKEN })).text)
+    expect(sample(metrics, 'reverselb_auth_failures_total', { endpoint: 'http' })).to.equal(protectedRoutes.length * 2)
+  })
+
+  it('lists its routes on /help and answers 404/405 as JSON', async function () {
+    const help = await api(base, '/help', { token: TOKEN })
+    expect(help.status).to.equal(200)
+    const routes = (help.body.routes as Array<{ method: string, path: string, auth: boolean }>).map(r => `${r.method} ${r.path} ${String(r.auth)}`)
+    expect(routes).to.include.members([
+      'GET / false', 'GET /healthz false', 'GET /help true', 'GET /services true', 'GET /services/:name true',
+      'DELETE /services/:name/sessions/:id true', 'GET /events true', 'GET /metrics true'
+    ])
+    const missing = await api(base, '/nothing-here', { token: TOKEN })
+    expect(missing.status).to.equal(404)
+    expect(missing.body.error).to.match(/\/help/)
+    const wrongMethod = await api(base, '/services', { method: 'POST', token: TOKEN })
+    expect(wrongMethod.status).to.equal(405)
+    expect(wrongMethod.headers.get('allow')).to.equal('GET, HEAD')
+    const unknown = await api(base, '/services/no-such-service', { token: TOKEN })
+    expect(unknown.status).to.equal(404)
+    expect(unknown.body).to.deep.equal({ error: 'no service named "no-such-service"' })
+  })
+
+  it('describes every service and session with the documented shape and counters', async function () {
+    const a = startClient(server, tunnelData(backend.port, { serviceName: 'alpha', backendAcceptBacklog: 2 }))
+    const b = startClient(server, tunnelData(backend.port, { serviceName: 'beta/with slash' }))
+    clients.push(a, b)
+    const { frontendPort: alphaPort } = await a.ready()
+    const { frontendPort: betaPort } = await b.ready()
+    await eventually(() => expect(a.connectedSessions).to.equal(2))
+    const payload = randomPayload(1500)
+    expect((await exchange(alphaPort, payload)).equals(payload)).to.equal(true)
+
+    const before = Date.now()
+    const res = await eventually(async () => {
+      const r = await api(base, '/services', { token: TOKEN })
+      expect(r.body.services[0].bytesOut).to.equal(1500)
+      expect(r.body.services[0].sessions.reduce((n: number, s: { bytesOut: number }) => n + s.bytesOut, 0)).to.equal(1500)
+      return r
+    })
+    expect(res.status).to.equal(200)
+    expect(res.headers.get('content-type')).to.match(/^application\/json/)
+    expect(res.text).not.to.contain(TOKEN)
+    expect(Date.parse(res.body.time)).to.be.closeTo(before, 5000)
+    const [alpha, beta] = res.body.services
+    expect(Object.keys(alpha)).to.have.members(SERVICE_KEYS)
+    expect(alpha).to.deep.include({
+      name: 'alpha',
+      frontend: { address: '127.0.0.1', port: alphaPort },
+      instances: [{ name: '', sessions: 2 }],
+      activeConnections: 0,
+      totalConnections: 1,
+      bytesIn: 1500,
+      bytesOut: 1500
+    })
+    expect(alpha.sessions).to.have.length(2)
+    for (const s of alpha.sessions) {
+      expect(Object.keys(s)).to.have.members(SESSION_KEYS)
+      expect(s.id).to.match(/^[0-9a-f-]{36}$/)
+      expect(s).to.deep.include({ instance: '', clientAddress: '127.0.0.1', muxer: 'yamux', closing: false, activeConnections: 0, target: { port: backend.port, addresses: ['127.0.0.1'] } })
+      expect(Date.parse(s.connectedSince)).to.be.within(before - 20_000, Date.now())
+    }
+    // The one connection went to exactly one of the two sessions.
+    expect(alpha.sessions.map((s: { totalConnections: number }) => s.totalConnections).sort()).to.deep.equal([0, 1])
+    expect(alpha.sessions.map((s: { bytesIn: number }) => s.bytesIn).sort((x: number, y: number) => x - y)).to.deep.equal([0, 1500])
+    expect(beta).to.deep.include({ name: 'beta/with slash', frontend: { address: '127.0.0.1', port: betaPort }, totalConnections: 0, bytesIn: 0 })
+
+    // One service by name (percent-encoded: names may hold '/').
+    const one = await api(base, `/services/${encodeURIComponent('beta/with slash')}`, { token: TOKEN })
+    expect(one.status).to.equal(200)
+    expect(one.body.name).to.equal('beta/with slash')
+    expect(one.body.sessions).to.have.length(1)
+  })
+
+  it('counts the bytes of a connection that is still open', async function () {
+    const c = startClient(server, tunnelData(backend.port, { serviceName: 'live' }))
+    clients.push(c)
+    const { frontendPort } = await c.ready()
+    const socket = connect({ port: frontendPort, host: '127.0.0.1' })
+    await once(socket, 'connect')
+    let echoed = 0
+    socket.on('data', (chunk: Buffer) => { echoed += chunk.length })
+    socket.write(randomPayload(5000))
+    await eventually(() => expect(echoed).to.equal(5000))
+    // Not closed yet: the relay has not reported its totals, the live counters already show them.
+    const live = await api(base, '/services/live', { token: TOKEN })
+    expect(live.body).to.deep.include({ activeConnections: 1, totalConnections: 1, bytesIn: 5000, bytesOut: 5000 })
+    expect(live.body.sessions[0]).to.deep.include({ activeConnections: 1, bytesIn: 5000, bytesOut: 5000 })
+    socket.end()
+    await once(socket, 'close')
+    // After the close the session's own counters take over: no double counting.
+    await eventually(async () => {
+      const after = await api(base, '/services/live', { token: TOKEN })
+      expect(after.body).to.deep.include({ activeConnections: 0, bytesIn: 5000, bytesOut: 5000 })
+      expect(after.body.sessions[0]).to.deep.include({ activeConnections: 0, bytesIn: 5000, bytesOut: 5000 })
+    })
+  })
+
+  it('DELETE /services/:name/sessions/:id disconnects exactly that client session', async function () {
+    const c = startClient(server, tunnelData(backend.port, { serviceName: 'gamma', backendAcceptBacklog: 2 }))
+    clients.push(c)
+    await c.ready()
+    await eventually(() => expect(c.connectedSessions).to.equal(2))
+    const listed = (await api(base, '/services/gamma', { token: TOKEN })).body.sessions.map((s: { id: string }) => s.id) as string[]
+    expect(listed).to.have.length(2)
+    const [victim, survivor] = listed
+    const disconnected = new Promise<string>(resolve => c.on('disconnected', (r: { id: string }) => resolve(r.id)))
+
+    const res = await api(base, `/services/gamma/sessions/${victim}`, { method: 'DELETE', token: TOKEN })
+    expect(res.status).to.equal(202)
+    expect(res.body).to.deep.equal({ service: 'gamma', session: victim, status: 'closing' })
+    expect(await disconnected).to.equal(victim)
+    await eventually(async () => {
+      const ids = (await api(base, '/services/gamma', { token: TOKEN })).body.sessions.map((s: { id: string }) => s.id)
+      expect(ids).not.to.include(victim)
+      expect(ids).to.include(survivor)
+    })
+    expect((await api(base, `/services/gamma/sessions/${victim}`, { method: 'DELETE', token: TOKEN })).status).to.equal(404)
+    expect((await api(base, `/services/nope/sessions/${survivor}`, { method: 'DELETE', token: TOKEN })).status).to.equal(404)
+  })
+
+  it('serves HTTPS with the server certificate when httpsTls is set', async function () {
+    const httpPort = await freePort()
+    const tlsServer = await startServer({ httpPort, httpsTls: true })
+    try {
+      const res = await httpsGetPinned(httpPort, '/services', tlsServer.fingerprint, TOKEN)
+      expect(res.status).to.equal(200)
+      expect(JSON.parse(res.body).services).to.deep.equal([])
+      // Plain HTTP is not served on that port.
+      const plain = await api(`http://127.0.0.1:${httpPort}`, '/healthz').then(r => r.status, () => 'refused')
+      expect(plain).not.to.equal(200)
+    } finally {
+      await tlsServer.close()
+    }
+    expect(await portIsClosed(httpPort)).to.equal(true)
+  })
+
+  it('fails listen() and releases the tunnel port when the HTTP port is taken', async function () {
+    const squatter = await tcpServer(s => s.destroy())
+    const apiPort = await freePort()
+    try {
+      let error: Error | undefined
+      await startServer({ port: apiPort, httpPort: squatter.port }).catch((err: Error) => { error = err })
+      expect(error?.message).to.match(new RegExp(`cannot listen on HTTP port ${squatter.port}: EADDRINUSE`))
+      expect(await portIsClosed(apiPort)).to.equal(true)
+    } finally {
+      await squatter.close()
+    }
+  })
+})
