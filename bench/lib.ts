@@ -109,6 +109,18 @@ export function rss (pid: number): number {
   }
 }
 
+/** CPU time (user + system) a process has used so far, in seconds; 0 when it is gone. */
+export function cpuSeconds (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15, in clock ticks (100/s)
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return 0
+  }
+}
+
 export function comm (pid: number): string {
   try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() } catch { return '' }
 }

@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import {
-  comm, descendants, isListening, killAllSync, log, median, peakSampler, procs, rss, run,
+  comm, cpuSeconds, descendants, isListening, killAllSync, log, median, peakSampler, procs, rss, run,
   setPgidFile, start, stop, stopAll, waitListen
 } from './lib.js'
 import type { Proc } from './lib.js'
@@ -194,6 +194,8 @@ interface Setup {
   fronts: Record<Kind, number>
   serverRss: () => number
   clientRss: (kind: Kind) => number
+  /** CPU seconds used so far by the tunnel's server side plus its client side for `kind`. */
+  cpu: (kind: Kind) => number
   stop: () => Promise<void>
 }
 
@@ -207,7 +209,7 @@ let instance = 0
 async function setup (cfg: Config, round: number): Promise<Setup> {
   instance++
   if (cfg === 'raw') {
-    return { fronts: { iperf: PORTS.iperf, echo: PORTS.echo, stream: PORTS.stream }, serverRss: () => NaN, clientRss: () => NaN, stop: async () => {} }
+    return { fronts: { iperf: PORTS.iperf, echo: PORTS.echo, stream: PORTS.stream }, serverRss: () => NaN, clientRss: () => NaN, cpu: () => NaN, stop: async () => {} }
   }
   if (cfg === 'ssh' || cfg === 'ssh_nodelay') {
     const f = PORTS[cfg]
@@ -228,6 +230,7 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
       // every sshd process below the listener belongs to this (the only) ssh connection
       serverRss: () => descendants(sshdPid).reduce((sum, pid) => sum + rss(pid), 0),
       clientRss: () => rss(sshPid()),
+      cpu: () => [sshPid(), ...descendants(sshdPid)].reduce((sum, pid) => sum + cpuSeconds(pid), 0),
       stop: stopIt
     }
   }
@@ -267,6 +270,7 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
     fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream },
     serverRss: () => rss(server.pid),
     clientRss: (k) => rss(tunnels[k]?.pid ?? -1),
+    cpu: (k) => cpuSeconds(server.pid) + cpuSeconds(tunnels[k]?.pid ?? -1),
     stop: stopIt
   }
 }
@@ -277,16 +281,16 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
 type Metrics = Record<string, number | boolean | string | undefined>
 const MB = 1e6
 
-async function iperf (port: number, streams: number, reverse: boolean): Promise<number> {
+async function iperf (port: number, streams: number, reverse: boolean): Promise<{ MBps: number, bytes: number }> {
   let lastErr: Error | undefined
   for (let attempt = 1; attempt <= 2; attempt++) {
     try {
       const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(S.bulkSecs), '--connect-timeout', '5000', '-J',
         ...(streams > 1 ? ['-P', String(streams)] : []), ...(reverse ? ['-R'] : [])]
       const outText = await run('iperf3', args, (S.bulkSecs + 20) * 1000, join(TMP, 'iperf-client.log'))
-      const j = JSON.parse(outText) as { error?: string, end: { sum_received: { bits_per_second: number } } }
+      const j = JSON.parse(outText) as { error?: string, end: { sum_received: { bits_per_second: number, bytes: number } } }
       if (j.error !== undefined) throw new Error(`iperf3: ${j.error}`)
-      return Math.round(j.end.sum_received.bits_per_second / 8 / MB * 10) / 10
+      return { MBps: Math.round(j.end.sum_received.bits_per_second / 8 / MB * 10) / 10, bytes: j.end.sum_received.bytes }
     } catch (err) {
       lastErr = err as Error
       log(`  iperf3 via ${port} failed (attempt ${attempt}): ${lastErr.message}`)
@@ -313,11 +317,20 @@ async function attempt (m: Metrics, what: string, fn: () => Promise<void>): Prom
 
 async function testsA (s: Setup, m: Metrics): Promise<void> {
   if (S.tests.includes('bulk')) {
-    const modes = S.bulkModes
-    if (modes.includes('1up')) await attempt(m, 'bulk1_up', async () => { m.bulk1_up_MBps = await iperf(s.fronts.iperf, 1, false) })
-    if (modes.includes('1down')) await attempt(m, 'bulk1_down', async () => { m.bulk1_down_MBps = await iperf(s.fronts.iperf, 1, true) })
-    if (modes.includes('Nup')) await attempt(m, 'bulkN_up', async () => { m.bulkN_up_MBps = await iperf(s.fronts.iperf, S.bulkStreams, false) })
-    log(`  bulk MB/s: 1 up ${String(m.bulk1_up_MBps)}, 1 down ${String(m.bulk1_down_MBps)}, ${S.bulkStreams} up ${String(m.bulkN_up_MBps)}`)
+    const bulk = async (key: string, streams: number, reverse: boolean): Promise<void> => {
+      await attempt(m, key, async () => {
+        const cpu0 = s.cpu('iperf')
+        const r = await iperf(s.fronts.iperf, streams, reverse)
+        m[`${key}_MBps`] = r.MBps
+        // CPU seconds the tunnel (both ends) spent per GB moved: steadier than throughput on a busy machine
+        const cpu = s.cpu('iperf') - cpu0
+        if (Number.isFinite(cpu) && r.bytes > 0) m[`${key}_cpu_s_per_GB`] = Math.round(cpu / (r.bytes / 1e9) * 100) / 100
+      })
+    }
+    if (S.bulkModes.includes('1up')) await bulk('bulk1_up', 1, false)
+    if (S.bulkModes.includes('1down')) await bulk('bulk1_down', 1, true)
+    if (S.bulkModes.includes('Nup')) await bulk('bulkN_up', S.bulkStreams, false)
+    log(`  bulk MB/s: 1 up ${String(m.bulk1_up_MBps)}, 1 down ${String(m.bulk1_down_MBps)}, ${S.bulkStreams} up ${String(m.bulkN_up_MBps)}; tunnel CPU s/GB: ${String(m.bulk1_up_cpu_s_per_GB)}, ${String(m.bulk1_down_cpu_s_per_GB)}, ${String(m.bulkN_up_cpu_s_per_GB)}`)
   }
   if (S.tests.includes('rtt')) {
     await attempt(m, 'rtt', async () => {
@@ -436,6 +449,8 @@ const ROWS: Row[] = [
   { key: 'bulk1_up_MBps', label: 'bulk, 1 stream, front→backend (MB/s)', better: 'higher', ref: 'ssh', target: '≥ 1.0', digits: 0 },
   { key: 'bulk1_down_MBps', label: 'bulk, 1 stream, backend→front (MB/s)', better: 'higher', ref: 'ssh', target: '≥ 1.0', digits: 0 },
   { key: 'bulkN_up_MBps', label: `bulk, ${S.bulkStreams} streams, front→backend (MB/s)`, better: 'higher', ref: 'ssh', target: '≥ 1.0', digits: 0 },
+  { key: 'bulk1_up_cpu_s_per_GB', label: 'tunnel CPU per GB, 1 stream front→backend (s, both ends)', better: 'lower', ref: 'ssh', digits: 2 },
+  { key: 'bulk1_down_cpu_s_per_GB', label: 'tunnel CPU per GB, 1 stream backend→front (s, both ends)', better: 'lower', ref: 'ssh', digits: 2 },
   { key: 'rtt_median_us', label: `RTT median, ${S.msgSize} B echo (µs)`, better: 'lower', ref: 'ssh', digits: 0 },
   { key: 'rtt_added_us', label: 'added RTT median vs direct (µs)', better: 'lower', ref: 'ssh', target: '≤ 1.0', digits: 0 },
   { key: 'rtt_p99_us', label: 'RTT p99 (µs)', better: 'lower', ref: 'ssh', digits: 0 },

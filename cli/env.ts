@@ -45,6 +45,7 @@ export function onShutdown (stop: () => Promise<void>): void {
   process.once('SIGTERM', handler)
 }
 
-export function requireToken (token: string): void {
-  if (token === '') throw new UsageError('Missing required option: --token (or $TOKEN)')
+/** --token given at least once (yargs makes a repeated option an array). */
+export function requireToken (token: string | string[]): void {
+  if ([token].flat().every(t => t === '')) throw new UsageError('Missing required option: --token (or $TOKEN)')
 }

@@ -1,5 +1,9 @@
 import { TunnelServer } from '../server/tunnel-server.js'
 import { LB_POLICIES } from '../server/balancer.js'
+import { parseTokensFile } from '../server/auth.js'
+import { DEFAULT_LIMITS } from '../server/limits.js'
+import { PortRanges } from '../server/port-ranges.js'
+import type { TokenSpec } from '../server/auth.js'
 import { UsageError, checkPort, requireToken, env, envBool, envInt, onShutdown } from './env.js'
 import { createLogger } from '../protocol/index.js'
 import type { GlobalArgs } from './main.js'
@@ -25,8 +29,31 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('tls-key', { type: 'string', default: env('TLS_KEY'), describe: 'PEM private key for --tls-cert [$TLS_KEY]' })
     .option('lbpolicy', { choices: LB_POLICIES, default: (env('LB_POLICY') ?? 'roundrobin') as typeof LB_POLICIES[number], describe: 'load balancing across sessions of a service [$LB_POLICY]' })
     .option('keepalive', { type: 'number', default: envInt('KEEPALIVE') ?? 20, describe: 'seconds between WebSocket pings to clients [$KEEPALIVE]' })
+    .option('tokensfile', { type: 'string', default: env('TOKENS_FILE'), describe: 'file of tokens, one per line, each optionally followed by the service names (or * patterns) it may register [$TOKENS_FILE]' })
+    .option('allowports', { type: 'string', default: env('ALLOW_PORTS') ?? DEFAULT_LIMITS.allowedPorts, describe: 'explicit frontend ports clients may ask for, e.g. 8000-8099,8888 (the dynamic pool is always allowed) [$ALLOW_PORTS]' })
+    .option('maxservices', { type: 'number', default: envInt('MAX_SERVICES') ?? DEFAULT_LIMITS.maxServicesPerAddress, describe: 'services one client address may register [$MAX_SERVICES]' })
+    .option('maxsessions', { type: 'number', default: envInt('MAX_SESSIONS') ?? DEFAULT_LIMITS.maxSessionsPerAddress, describe: 'tunnel sessions one client address may hold [$MAX_SESSIONS]' })
+    .option('maxstreams', { type: 'number', default: envInt('MAX_STREAMS') ?? DEFAULT_LIMITS.maxStreamsPerSession, describe: 'concurrent connections per session [$MAX_STREAMS]' })
+    .option('maxservicestreams', { type: 'number', default: envInt('MAX_SERVICE_STREAMS') ?? DEFAULT_LIMITS.maxStreamsPerService, describe: 'concurrent connections per service [$MAX_SERVICE_STREAMS]' })
+    .option('maxcontrolbytes', { type: 'number', default: envInt('MAX_CONTROL_BYTES') ?? DEFAULT_LIMITS.maxControlMessageBytes, describe: 'largest registration message accepted [$MAX_CONTROL_BYTES]' })
+    .option('handshaketimeout', { type: 'number', default: envInt('HANDSHAKE_TIMEOUT') ?? 10, describe: 'seconds allowed for TLS, upgrade and registration [$HANDSHAKE_TIMEOUT]' })
+    .option('idletimeout', { type: 'number', default: envInt('IDLE_TIMEOUT') ?? 0, describe: 'close frontend connections idle this many seconds (0 = never) [$IDLE_TIMEOUT]' })
+    .option('sniffbytes', { type: 'number', default: envInt('SNIFF_BYTES') ?? 16384, describe: 'most first bytes read to route a connection to an instance [$SNIFF_BYTES]' })
+    .option('snifftimeout', { type: 'number', default: envInt('SNIFF_TIMEOUT') ?? 10, describe: 'seconds a connection to an instance port may stay silent [$SNIFF_TIMEOUT]' })
+    .option('authfailures', { type: 'number', default: envInt('AUTH_FAILURES') ?? DEFAULT_LIMITS.authFailuresPerWindow, describe: 'failed authorizations per address per minute before it is refused [$AUTH_FAILURES]' })
+    .option('drain', { type: 'number', default: envInt('DRAIN') ?? 10, describe: 'seconds open connections may finish after SIGTERM [$DRAIN]' })
     .check((argv) => {
-      requireToken(argv.token)
+      if (argv.tokensfile === undefined) requireToken(argv.token)
+      try { PortRanges.parse(argv.allowports) } catch (err) { throw new UsageError(`--allowports: ${(err as Error).message}`) }
+      for (const name of ['maxservices', 'maxsessions', 'maxstreams', 'maxservicestreams', 'maxcontrolbytes', 'sniffbytes', 'authfailures'] as const) {
+        if (!Number.isInteger(argv[name]) || argv[name] < 1) throw new UsageError(`--${name} must be a whole number above 0`)
+      }
+      for (const name of ['handshaketimeout', 'snifftimeout'] as const) {
+        if (!(argv[name] > 0)) throw new UsageError(`--${name} must be a positive number of seconds`)
+      }
+      for (const name of ['idletimeout', 'drain'] as const) {
+        if (!(argv[name] >= 0)) throw new UsageError(`--${name} must be 0 or a positive number of seconds`)
+      }
       checkPort(argv.port, 'port')
       checkPort(argv.httpport, 'httpport')
       checkPort(argv.natsport, 'natsport')
@@ -46,10 +73,28 @@ type Args = Awaited<ReturnType<typeof builder>['argv']>
 
 export async function handler (argv: Args): Promise<void> {
   const log = createLogger(argv.loglevel, 'server')
+  // --token may be repeated; a tokens file adds tokens bound to services.
+  const tokens: Array<string | TokenSpec> = [argv.token].flat().filter(t => t !== '')
+  if (argv.tokensfile !== undefined) {
+    try { tokens.push(...parseTokensFile(argv.tokensfile)) } catch (err) { throw new UsageError(`--tokensfile: ${(err as Error).message}`) }
+  }
   const server = new TunnelServer({
     port: argv.port,
     host: argv.host,
-    token: argv.token,
+    token: tokens,
+    handshakeTimeoutMs: argv.handshaketimeout * 1000,
+    sniffMaxBytes: argv.sniffbytes,
+    sniffTimeoutMs: argv.snifftimeout * 1000,
+    limits: {
+      allowedPorts: argv.allowports,
+      maxServicesPerAddress: argv.maxservices,
+      maxSessionsPerAddress: argv.maxsessions,
+      maxStreamsPerSession: argv.maxstreams,
+      maxStreamsPerService: argv.maxservicestreams,
+      maxControlMessageBytes: argv.maxcontrolbytes,
+      idleTimeoutMs: argv.idletimeout * 1000,
+      authFailuresPerWindow: argv.authfailures
+    },
     autoCertSubjectName: argv.autocertsubjectname,
     tlsCert: argv['tls-cert'],
     tlsKey: argv['tls-key'],
@@ -66,5 +111,5 @@ export async function handler (argv: Args): Promise<void> {
     logger: log
   })
   await server.listen()
-  onShutdown(async () => await server.close())
+  onShutdown(async () => await server.close({ drainMs: argv.drain * 1000 }))
 }

@@ -68,7 +68,7 @@ export async function handler (argv: Args): Promise<void> {
   const client = new TunnelClient(splitList(argv.apiendpoint), {
     serviceName: argv.servicename,
     instanceName: argv.instancename,
-    token: argv.token,
+    token: [argv.token].flat().at(-1) ?? '',
     frontendData: { port: argv.frontendport },
     backendAcceptBacklog: argv.connections,
     targetPort: backends[0].port,

@@ -132,8 +132,15 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
     maxPayload: MAX_WS_PAYLOAD,
     perMessageDeflate: false
   })
+  const noAnswer = `no answer to the WebSocket upgrade from ${where}${route.via} within ${opts.timeoutMs} ms: ` +
+    'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)'
   return await new Promise<WebSocket>((resolve, reject) => {
+    // ws's handshakeTimeout relies on a socket timeout its own createConnection would set; ours
+    // hands over a connected socket, so the upgrade gets a timer of its own.
+    const timer = setTimeout(() => { reject(new Error(noAnswer)); ws.terminate() }, opts.timeoutMs)
+    ws.once('close', () => clearTimeout(timer))
     ws.once('unexpected-response', (req, res) => {
+      clearTimeout(timer)
       const reason = res.headers[REFUSAL_HEADER]
       const status = `HTTP ${res.statusCode ?? '?'} ${res.statusMessage ?? ''}`.trim()
       const viaHeader = typeof res.headers.via === 'string' ? ` (Via: ${res.headers.via})` : ''
@@ -152,13 +159,12 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
       }
     })
     ws.once('error', (err) => {
+      clearTimeout(timer)
       socket.destroy()
-      if (/handshake has timed out/i.test(err.message)) {
-        reject(new Error(`no answer to the WebSocket upgrade from ${where}${route.via} within ${opts.timeoutMs} ms: ` +
-          'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)'))
-      } else reject(new Error(`WebSocket upgrade with ${where}${route.via} failed: ${err.message}`))
+      reject(new Error(/handshake has timed out/i.test(err.message) ? noAnswer : `WebSocket upgrade with ${where}${route.via} failed: ${err.message}`))
     })
     ws.once('open', () => {
+      clearTimeout(timer)
       if (ws.protocol !== protocol) {
         ws.terminate()
         reject(new UpgradeRefusedError(`server ${where} answered with subprotocol "${ws.protocol}", expected ${protocol}`))

@@ -12,8 +12,8 @@ export class Balancer {
 
   constructor (private readonly policy: LbPolicy = 'roundrobin') {}
 
-  pick (sessions: readonly ServerSession[], exclude: ReadonlySet<ServerSession>): ServerSession | undefined {
-    const open = sessions.filter(s => !s.closing && !exclude.has(s))
+  pick (sessions: readonly ServerSession[], exclude: ReadonlySet<ServerSession>, maxActive = Infinity): ServerSession | undefined {
+    const open = sessions.filter(s => !s.closing && !exclude.has(s) && s.activeConnections < maxActive)
     const now = Date.now()
     const healthy = open.filter(s => s.healthy(now))
     const usable = healthy.length > 0 ? healthy : open

@@ -3,6 +3,7 @@ import { BackendDialError } from './session.js'
 import { routeConnection } from './route.js'
 import type { Logger } from '../protocol/index.js'
 import type { ServerEvents } from './events.js'
+import type { Limits } from './limits.js'
 import type { SniffLimits } from './route.js'
 import type { Service } from './service.js'
 import type { ServerSession } from './session.js'
@@ -12,6 +13,7 @@ import type { Socket } from 'node:net'
 export interface DispatchOptions {
   ackTimeoutMs: number
   sniff: SniffLimits
+  limits: Pick<Limits, 'maxStreamsPerSession' | 'maxStreamsPerService' | 'idleTimeoutMs'>
   log: Logger
   events: EventEmitter<ServerEvents>
 }
@@ -37,8 +39,22 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
     return
   }
   const { route } = routing
+  const { maxStreamsPerSession, maxStreamsPerService, idleTimeoutMs } = opts.limits
+  if (service.activeConnections() >= maxStreamsPerService) {
+    opts.log.warn(`service ${service.name}: ${maxStreamsPerService} connections open, the most allowed; refusing ${source}`)
+    opts.events.emit('connectionRejected', { service, sourceAddress: source })
+    socket.destroy()
+    return
+  }
+  if (idleTimeoutMs > 0) {
+    socket.setTimeout(idleTimeoutMs, () => {
+      opts.log.debug(`service ${service.name}: connection from ${source} idle for ${idleTimeoutMs} ms; closing it`)
+      socket.destroy()
+    })
+  }
   const tried = new Set<ServerSession>()
-  for (let session = service.pick(route.instance, tried); session !== undefined; session = service.pick(route.instance, tried)) {
+  const pick = (): ServerSession | undefined => service.pick(route.instance, tried, maxStreamsPerSession)
+  for (let session = pick(); session !== undefined; session = pick()) {
     tried.add(session)
     let opened
     try {

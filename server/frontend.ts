@@ -33,10 +33,19 @@ export class Frontend {
     return this.sockets.size
   }
 
-  /** Stops accepting; open connections are left to finish unless `destroy` is set. */
-  async close (destroy = false): Promise<void> {
-    const closed = new Promise<void>(resolve => this.server.close(() => resolve()))
-    if (destroy) for (const s of this.sockets) s.destroy()
-    await closed
+  /** Stops accepting; resolves once every open connection has closed too. */
+  async stopAccepting (): Promise<void> {
+    await new Promise<void>(resolve => this.server.close(() => resolve()))
+  }
+
+  destroyConnections (): void {
+    for (const s of this.sockets) s.destroy()
+  }
+
+  /** Stops accepting and closes every open connection. */
+  async close (): Promise<void> {
+    const stopped = this.stopAccepting()
+    this.destroyConnections()
+    await stopped
   }
 }

@@ -82,7 +82,7 @@ export class ServiceRegistry {
     const service = this.services.get(name)
     if (service === undefined || !service.remove(session)) return
     this.services.delete(name)
-    await service.frontend.close(true)
+    await service.frontend.close()
     this.opts.pool.release(service.port)
     this.opts.onServiceDown(service)
   }

@@ -59,12 +59,18 @@ export class Service {
     return [...this.instances.values()].flat()
   }
 
-  /** Next session of `instance` not in `exclude`, by the service's policy. */
-  pick (instance: string, exclude: ReadonlySet<ServerSession>): ServerSession | undefined {
+  activeConnections (): number {
+    let n = 0
+    for (const list of this.instances.values()) for (const s of list) n += s.activeConnections
+    return n
+  }
+
+  /** Next session of `instance` not in `exclude` and below `maxActive` connections, by the service's policy. */
+  pick (instance: string, exclude: ReadonlySet<ServerSession>, maxActive = Infinity): ServerSession | undefined {
     const list = this.instances.get(instance)
     if (list === undefined) return undefined
     let balancer = this.balancers.get(instance)
     if (balancer === undefined) { balancer = new Balancer(this.policy); this.balancers.set(instance, balancer) }
-    return balancer.pick(list, exclude)
+    return balancer.pick(list, exclude, maxActive)
   }
 }

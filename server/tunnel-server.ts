@@ -2,20 +2,26 @@ import { EventEmitter } from 'node:events'
 import { createServer } from 'node:https'
 import { WebSocketServer } from 'ws'
 import {
-  MAX_CONTROL_MESSAGE_BYTES, MAX_WS_PAYLOAD, REFUSAL_HEADER, TUNNEL_PATH, WebSocketMessageStream,
+  MAX_WS_PAYLOAD, REFUSAL_HEADER, TUNNEL_PATH, WebSocketMessageStream,
   createMuxer, defaultLogger, keepAlive, parseSubprotocol, readFrame, readGate, splitServiceName,
   validateTunnelData, writeFrame
 } from '../protocol/index.js'
+import { admit } from './admission.js'
 import { TokenAuth, bearerToken } from './auth.js'
+import { AuthFailureLimiter } from './auth-limiter.js'
 import { loadCertificate, selfSignedCertificate } from './certificate.js'
 import { dispatch } from './dispatch.js'
 import { ServerEndpoints } from './endpoints.js'
+import { DEFAULT_LIMITS } from './limits.js'
 import { PortPool } from './port-pool.js'
+import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
 import { ServerSession } from './session.js'
 import type { Logger, MuxerName, TunnelDataResponse } from '../protocol/index.js'
 import type { LbPolicy } from './balancer.js'
+import type { TokenGrant, TokenSpec } from './auth.js'
 import type { ServerCertificate } from './certificate.js'
+import type { Limits } from './limits.js'
 import type { EndpointOptions } from './endpoints.js'
 import type { ServerEvents } from './events.js'
 import type { Stream, StreamMuxer } from '@libp2p/interface'
@@ -29,8 +35,8 @@ export interface TunnelServerOptions extends EndpointOptions {
   port?: number
   /** Address the API port binds; default all interfaces. */
   host?: string
-  /** Shared secret(s) clients must present. */
-  token: string | string[]
+  /** Shared secret(s) clients must present; a TokenSpec may restrict a token to some services. */
+  token: string | Array<string | TokenSpec>
   /** Subject name of the self-signed certificate. Default 'localhost'. */
   autoCertSubjectName?: string
   /** PEM files of an operator's own certificate; replaces the self-signed one. */
@@ -51,6 +57,8 @@ export interface TunnelServerOptions extends EndpointOptions {
   /** On ports shared by named instances: most bytes and time spent reading the first bytes. Default 16 KiB, 10 s. */
   sniffMaxBytes?: number
   sniffTimeoutMs?: number
+  /** What clients are allowed; see Limits for the defaults. */
+  limits?: Partial<Limits>
   logger?: Logger
 }
 
@@ -63,9 +71,15 @@ export interface ServerAddress {
 /** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
 export class TunnelServer extends EventEmitter<ServerEvents> {
   readonly registry: ServiceRegistry
-  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'logger' | 'token' | keyof EndpointOptions>> & TunnelServerOptions
+  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'logger' | 'token' | 'limits' | keyof EndpointOptions>> & TunnelServerOptions
   private readonly log: Logger
   private readonly auth: TokenAuth
+  readonly limits: Limits
+  private readonly allowedPorts: PortRanges
+  private readonly authLimiter: AuthFailureLimiter
+  private readonly pool: PortPool
+  /** Tunnel connections per client address, for maxSessionsPerAddress. */
+  private readonly perAddress = new Map<string, number>()
   private readonly wss: WebSocketServer
   private readonly sockets = new Set<WebSocket>()
   private https?: Server
@@ -90,8 +104,12 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     }
     this.log = options.logger ?? defaultLogger('server')
     this.auth = new TokenAuth(Array.isArray(options.token) ? options.token : [options.token])
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+    this.allowedPorts = PortRanges.parse(this.limits.allowedPorts)
+    this.authLimiter = new AuthFailureLimiter(this.limits.authFailuresPerWindow, this.limits.authFailureWindowMs)
+    this.pool = new PortPool(this.opts.dynPort, this.opts.dynPortCount)
     this.registry = new ServiceRegistry({
-      pool: new PortPool(this.opts.dynPort, this.opts.dynPortCount),
+      pool: this.pool,
       frontendHost: options.frontendHost,
       policy: this.opts.lbPolicy,
       onServiceUp: (service) => this.emit('serviceUp', { service }),
@@ -101,6 +119,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
         dispatch(service, socket, {
           ackTimeoutMs: this.opts.dialTimeoutMs,
           sniff: { maxBytes: this.opts.sniffMaxBytes, timeoutMs: this.opts.sniffTimeoutMs },
+          limits: this.limits,
           log: this.log,
           events: this
         })
@@ -153,7 +172,10 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
     this.https = https
     try {
-      this.endpoints = await ServerEndpoints.start(this, { ...this.opts, certificate: this.certificate, auth: this.auth, registry: this.registry, log: this.log })
+      // NATS authenticates with the first configured token (the operator's own).
+      const first = Array.isArray(this.opts.token) ? this.opts.token[0] : this.opts.token
+      const token = typeof first === 'string' ? first : first.token
+      this.endpoints = await ServerEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, log: this.log })
     } catch (err) {
       await this.close()
       throw err
@@ -172,10 +194,24 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
         `${REFUSAL_HEADER}: ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
     }
     if ((req.url ?? '').split('?')[0] !== TUNNEL_PATH) { refuse(404, 'Not Found', `no tunnel endpoint at this path; use ${TUNNEL_PATH}`); return }
-    if (!this.auth.check(bearerToken(req))) {
+    const blockedMs = this.authLimiter.blockedFor(from)
+    if (blockedMs > 0) {
+      refuse(429, 'Too Many Requests', `too many failed authorizations from this address; retry in ${Math.ceil(blockedMs / 1000)} s`)
+      return
+    }
+    const grant = this.auth.identify(bearerToken(req))
+    if (grant === undefined) {
       this.log.warn(`authorization failed for tunnel client ${from}`)
       this.emit('authFailure', { remoteAddress: from })
+      if (this.authLimiter.fail(from)) {
+        this.log.warn(`auth rate limit: ${this.limits.authFailuresPerWindow} failed authorizations from ${from} within ${this.limits.authFailureWindowMs / 1000} s; refusing it for a while`)
+      }
       refuse(401, 'Unauthorized', 'authorization failed: wrong or missing token')
+      return
+    }
+    if ((this.perAddress.get(from) ?? 0) >= this.limits.maxSessionsPerAddress) {
+      this.log.warn(`refused tunnel client ${from}: it already holds ${this.limits.maxSessionsPerAddress} sessions`)
+      refuse(429, 'Too Many Requests', `this address already holds ${this.limits.maxSessionsPerAddress} tunnel sessions, the most allowed`)
       return
     }
     const parsed = parseSubprotocol(req.headers['sec-websocket-protocol']?.split(',')[0])
@@ -185,16 +221,21 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       return
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.onTunnel(ws, from, parsed.muxer, hostOf(req.headers.host)).catch((err: Error) => {
+      this.onTunnel(ws, from, grant, parsed.muxer, hostOf(req.headers.host)).catch((err: Error) => {
         this.log.warn(`tunnel client ${from} dropped: ${err.message}`)
         ws.terminate()
       })
     })
   }
 
-  private async onTunnel (ws: WebSocket, from: string, muxerName: MuxerName, publicHost: string): Promise<void> {
+  private async onTunnel (ws: WebSocket, from: string, grant: TokenGrant, muxerName: MuxerName, publicHost: string): Promise<void> {
     this.sockets.add(ws)
-    ws.once('close', () => this.sockets.delete(ws))
+    this.perAddress.set(from, (this.perAddress.get(from) ?? 0) + 1)
+    ws.once('close', () => {
+      this.sockets.delete(ws)
+      const n = (this.perAddress.get(from) ?? 1) - 1
+      if (n === 0) this.perAddress.delete(from); else this.perAddress.set(from, n)
+    })
     ws.on('error', (err) => this.log.debug(`tunnel client ${from}: ${err.message}`))
     const conn = new WebSocketMessageStream(ws, 'inbound')
     const muxer = createMuxer(muxerName, conn)
@@ -206,8 +247,12 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     let response: TunnelDataResponse
     const started = Date.now()
     try {
-      const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.handshakeTimeoutMs, what: 'registration' })
+      const frame = await readFrame(control, { maxBytes: this.limits.maxControlMessageBytes, timeoutMs: this.opts.handshakeTimeoutMs, what: 'registration' })
       const td = validateTunnelData(frame.message)
+      admit(td, {
+        auth: this.auth, grant, from, limits: this.limits, allowedPorts: this.allowedPorts, pool: this.pool,
+        reserved: this.reservedPorts(), registry: this.registry
+      })
       const { instance } = splitServiceName(td.serviceName, td.instanceName)
       const session = new ServerSession({
         remoteAddress: from, muxerName, muxer, registration: td, instance,
@@ -236,6 +281,15 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     writeFrame(control, response)
   }
 
+  /** Ports the server listens on itself: never handed out as frontends. */
+  private reservedPorts (): Set<number> {
+    const ports = new Set<number>()
+    if (this.https !== undefined) ports.add(this.port)
+    if (this.opts.httpPort !== undefined && this.opts.httpPort !== 0) ports.add(this.opts.httpPort)
+    if (this.opts.natsPort !== undefined && this.opts.natsPort !== 0) ports.add(this.opts.natsPort)
+    return ports
+  }
+
   private async firstStream (muxer: StreamMuxer): Promise<Stream> {
     return await new Promise<Stream>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no registration within ${this.opts.handshakeTimeoutMs} ms`)), this.opts.handshakeTimeoutMs)
@@ -244,20 +298,32 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   }
 
   /** Stops accepting tunnels, closes every session and frontend. */
-  async close (): Promise<void> {
+  /**
+   * Stops accepting tunnels and frontend connections; with `drainMs`, lets open frontend
+   * connections finish for up to that long; then closes every session and what is left.
+   */
+  async close ({ drainMs = 0 }: { drainMs?: number } = {}): Promise<void> {
     const https = this.https
     this.https = undefined
-    if (https !== undefined) {
-      const closed = new Promise<void>(resolve => https.close(() => resolve()))
-      for (const ws of this.sockets) ws.close(1001)
-      await Promise.all([...this.sockets].map(async ws => await new Promise<void>(resolve => {
-        const t = setTimeout(() => { ws.terminate(); resolve() }, 2000)
-        ws.once('close', () => { clearTimeout(t); resolve() })
-      })))
-      https.closeAllConnections()
-      await closed
+    const httpsClosed = https !== undefined ? new Promise<void>(resolve => https.close(() => resolve())) : Promise.resolve()
+    const services = [...this.registry.services.values()]
+    const stopped = Promise.all(services.map(async s => await s.frontend.stopAccepting()))
+    if (drainMs > 0) {
+      const open = (): number => services.reduce((n, s) => n + s.frontend.connections, 0)
+      if (open() > 0) this.log.info(`draining ${open()} open connections for up to ${drainMs} ms`)
+      const deadline = Date.now() + drainMs
+      while (open() > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
+      if (open() > 0) this.log.warn(`drain period over; closing ${open()} connections still open`)
     }
-    await Promise.all([...this.registry.services.values()].map(async s => await s.frontend.close(true)))
+    for (const ws of this.sockets) ws.close(1001)
+    await Promise.all([...this.sockets].map(async ws => await new Promise<void>(resolve => {
+      if (ws.readyState === ws.CLOSED) { resolve(); return }
+      const t = setTimeout(() => { ws.terminate(); resolve() }, 2000)
+      ws.once('close', () => { clearTimeout(t); resolve() })
+    })))
+    https?.closeAllConnections()
+    for (const s of [...services, ...this.registry.services.values()]) s.frontend.destroyConnections()
+    await Promise.all([httpsClosed, stopped])
     const endpoints = this.endpoints
     this.endpoints = undefined
     await endpoints?.close()

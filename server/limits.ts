@@ -1,0 +1,34 @@
+import { MAX_CONTROL_MESSAGE_BYTES } from '../protocol/index.js'
+
+/** What the operator allows; every field has a safe default (documented in README). */
+export interface Limits {
+  /** Explicit frontend ports clients may ask for (the dynamic pool is always allowed). Default 1024-65535. */
+  allowedPorts: string
+  /** Distinct services one client address may register. Default 64. */
+  maxServicesPerAddress: number
+  /** Tunnel connections (sessions) one client address may hold. Default 256. */
+  maxSessionsPerAddress: number
+  /** Concurrent frontend connections relayed through one session. Default 10,000. */
+  maxStreamsPerSession: number
+  /** Concurrent frontend connections of one service. Default 20,000. */
+  maxStreamsPerService: number
+  /** Largest registration or stream header accepted. Default 16 KiB. */
+  maxControlMessageBytes: number
+  /** Close a frontend connection idle (no bytes either way) this long; 0 = never. Default 0. */
+  idleTimeoutMs: number
+  /** Failed authorizations one address may make per window before it is refused outright. Default 10 per 60 s. */
+  authFailuresPerWindow: number
+  authFailureWindowMs: number
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  allowedPorts: '1024-65535',
+  maxServicesPerAddress: 64,
+  maxSessionsPerAddress: 256,
+  maxStreamsPerSession: 10_000,
+  maxStreamsPerService: 20_000,
+  maxControlMessageBytes: MAX_CONTROL_MESSAGE_BYTES,
+  idleTimeoutMs: 0,
+  authFailuresPerWindow: 10,
+  authFailureWindowMs: 60_000
+}
