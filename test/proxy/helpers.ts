@@ -17,16 +17,18 @@ export function cleanEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv
   return { ...env, ...extra }
 }
 
-/** Sets process.env for the duration of `fn`, then restores it, so tests do not leak proxies. */
-export async function withEnv<T> (vars: Record<string, string | undefined>, fn: () => Promise<T> | T): Promise<T> {
+/** Clears every *_PROXY variable and sets `vars` in process.env; returns the undo. */
+export function setEnv (vars: Record<string, string | undefined>): () => void {
   const saved = new Map(PROXY_VARS.concat(Object.keys(vars)).map(k => [k, process.env[k]]))
   for (const v of PROXY_VARS) delete process.env[v]
   for (const [k, v] of Object.entries(vars)) { if (v === undefined) delete process.env[k]; else process.env[k] = v }
-  try {
-    return await fn()
-  } finally {
-    for (const [k, v] of saved) { if (v === undefined) delete process.env[k]; else process.env[k] = v }
-  }
+  return () => { for (const [k, v] of saved) { if (v === undefined) delete process.env[k]; else process.env[k] = v } }
+}
+
+/** Runs `fn` with `vars` as the proxy environment, then restores it, so tests do not leak proxies. */
+export async function withEnv<T> (vars: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {
+  const restore = setEnv(vars)
+  try { return await fn() } finally { restore() }
 }
 
 /**
