@@ -1,4 +1,8 @@
 import { expect } from 'chai'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { selfSignedCertificate } from '../../server/certificate.js'
 import { WebSocket } from 'ws'
 import { dialTunnel } from '../../client/dial.js'
 import { parseEndpoint } from '../../client/endpoint.js'
@@ -72,6 +76,26 @@ describe('handshake: token, TLS, protocol version, registration', function () {
     const { frontendPort } = await client.ready()
     expect(frontendPort).to.be.a('number')
     await client.close()
+  })
+
+  it('serves an operator\'s own certificate (--tls-cert/--tls-key), trusted through --ca', async function () {
+    const dir = await mkdtemp(join(tmpdir(), 'reverselb-cert-'))
+    const own = await selfSignedCertificate('tunnel.example.test')
+    await writeFile(join(dir, 'cert.pem'), own.cert)
+    await writeFile(join(dir, 'key.pem'), own.key, { mode: 0o600 })
+    const mine = await startServer({ tlsCert: join(dir, 'cert.pem'), tlsKey: join(dir, 'key.pem') })
+    expect(mine.fingerprint).to.equal(own.fingerprint)
+    const client = startClient(mine, tunnelData(backend.port, { serviceName: 'owncert' }), { fingerprint: undefined, ca: own.cert, insecureTls: false })
+    const err = await client.ready().then(() => undefined, (e: Error) => e)
+    await client.close()
+    // 127.0.0.1 is not a name in that certificate: refused even though the CA is trusted.
+    expect(err?.message).to.match(/not trusted/)
+    const byPin = startClient(mine, tunnelData(backend.port, { serviceName: 'owncert' }))
+    const { frontendPort } = await byPin.ready()
+    expect((await exchange(frontendPort, Buffer.from('own cert'))).toString()).to.equal('own cert')
+    await byPin.close()
+    await mine.close()
+    await rm(dir, { recursive: true })
   })
 
   it('refuses an unknown protocol version with a reason the client can print', async function () {
