@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events'
-import { connect as netConnect } from 'node:net'
+import { BlockList, isIP, connect as netConnect } from 'node:net'
 import { rootCertificates } from 'node:tls'
 import { HttpsProxyAgent } from 'https-proxy-agent'
 import { getProxyForUrl } from 'proxy-from-env'
 import { formatEndpoint } from './endpoint.js'
-import { AuthorizationError, UpgradeRefusedError } from './errors.js'
+import { AuthorizationError, TlsVerificationError, UpgradeRefusedError } from './errors.js'
 import type { Endpoint } from './endpoint.js'
 import type { ClientRequest, IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
@@ -44,10 +44,33 @@ export function proxyFor (endpoint: Endpoint, setting?: string): URL | undefined
   const target = formatEndpoint(endpoint)
   // Both lookups apply NO_PROXY to the same host and (explicit) port.
   const found = getProxyForUrl(`https://${target}`) || getProxyForUrl(`http://${target}`)
-  if (found === '') return undefined
+  if (found === '' || curlOnlyNoProxy(endpoint)) return undefined
   // proxy-from-env gives a scheme-less value the target's scheme (https://); curl means http://.
   const asWritten = PROXY_VARS.some(n => process.env[n] === found) ? found : found.replace(/^[a-z]+:\/\//i, '')
   return parseProxyUrl(asWritten, '$HTTPS_PROXY/$ALL_PROXY/$HTTP_PROXY')
+}
+
+/**
+ * The NO_PROXY forms curl accepts that proxy-from-env does not: `example.com` also covering its
+ * subdomains, and CIDR blocks (`10.0.0.0/8`).
+ */
+function curlOnlyNoProxy ({ host, port }: Endpoint): boolean {
+  const lower = process.env.no_proxy
+  const list = (lower !== undefined && lower !== '' ? lower : process.env.NO_PROXY ?? '').toLowerCase().split(/[,\s]+/).filter(e => e !== '')
+  const name = host.toLowerCase()
+  return list.some(entry => {
+    const cidr = /^([0-9a-f.:]+)\/(\d{1,3})$/.exec(entry)
+    if (cidr !== null) {
+      const family = isIP(cidr[1])
+      if (family === 0 || isIP(name) !== family) return false
+      const block = new BlockList()
+      block.addSubnet(cidr[1], Number(cidr[2]), family === 4 ? 'ipv4' : 'ipv6')
+      return block.check(name, family === 4 ? 'ipv4' : 'ipv6')
+    }
+    const m = /^(.+?)(?::(\d+))?$/.exec(entry)
+    if (m === null || (m[2] !== undefined && Number(m[2]) !== port)) return false
+    return name.endsWith(`.${m[1].replace(/^\*?\.?/, '')}`)
+  })
 }
 
 /** Parses a proxy URL; a missing scheme means http://. Errors never repeat the text (it may hold a password). */
@@ -66,11 +89,13 @@ export function parseProxyUrl (text: string, source = 'proxy'): URL {
   return url
 }
 
-/** `host:port` of a proxy, for messages. */
-export function proxyAddress (proxy: URL): string {
+function proxyEndpoint (proxy: URL): Endpoint {
   const port = proxy.port !== '' ? Number(proxy.port) : proxy.protocol === 'https:' ? 443 : 80
-  return formatEndpoint({ host: proxy.hostname.replace(/^\[|\]$/g, ''), port })
+  return { host: proxy.hostname.replace(/^\[|\]$/g, ''), port }
 }
+
+/** `host:port` of a proxy, for messages. */
+export const proxyAddress = (proxy: URL): string => formatEndpoint(proxyEndpoint(proxy))
 
 /** The proxy URL with the password masked, for logs. */
 export function redactProxy (proxy: URL): string {
@@ -101,7 +126,7 @@ export function proxyConnector (proxy: URL, opts: { ca?: string, userAgent?: str
       headers: { 'User-Agent': opts.userAgent ?? 'reverselb' },
       // tls.connect ignores `signal`: hand it a TCP socket that honours it.
       ...(secureProxy
-        ? { socket: netConnect({ host: proxy.hostname.replace(/^\[|\]$/g, ''), port: Number(proxyAddress(proxy).replace(/^.*:/, '')), signal: abort.signal }), ca: opts.ca !== undefined ? [...rootCertificates, opts.ca] : undefined }
+        ? { socket: netConnect({ ...proxyEndpoint(proxy), signal: abort.signal }), ca: opts.ca !== undefined ? [...rootCertificates, opts.ca] : undefined }
         : {})
     } as ConstructorParameters<typeof HttpsProxyAgent>[1])
     // The agent reports the proxy's answer as an event on the request it thinks it serves.
@@ -134,7 +159,7 @@ export function proxyConnector (proxy: URL, opts: { ca?: string, userAgent?: str
   }
 }
 
-function connectFailure (err: NodeJS.ErrnoException, ctx: { proxy: URL, where: string, target: string, timedOut: boolean, timeoutMs: number }): ProxyError {
+function connectFailure (err: NodeJS.ErrnoException, ctx: { proxy: URL, where: string, target: string, timedOut: boolean, timeoutMs: number }): Error {
   if (ctx.timedOut) return new ProxyError(`proxy ${ctx.where} did not open a tunnel to ${ctx.target} within ${ctx.timeoutMs} ms`)
   switch (err.code) {
     case 'ENOTFOUND':
@@ -146,6 +171,10 @@ function connectFailure (err: NodeJS.ErrnoException, ctx: { proxy: URL, where: s
     case 'ENETUNREACH':
     case 'ETIMEDOUT':
       return new ProxyError(`proxy ${ctx.where} is unreachable: ${err.message}`)
+  }
+  if (ctx.proxy.protocol === 'https:' && /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL/.test(err.code ?? '')) {
+    return new TlsVerificationError(`TLS with proxy ${ctx.where} failed: ${err.message} (${err.code ?? ''}); ` +
+      'if the proxy has a private CA, pass it with --ca FILE')
   }
   if (/ended before receiving CONNECT response/.test(err.message)) {
     return new ProxyError(`proxy ${ctx.where} closed the connection without answering CONNECT to ${ctx.target} (is it an HTTP proxy?)`)

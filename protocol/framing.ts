@@ -32,6 +32,32 @@ export interface Frame {
   ended: boolean
 }
 
+export interface DecodedFrame {
+  message: unknown
+  /** Bytes the frame took from the front of the buffer (length prefix included). */
+  length: number
+}
+
+/**
+ * Decodes the frame at the front of `buf` without consuming anything: undefined while more bytes
+ * are needed; throws a ProtocolError on an oversized or malformed frame. Pure, so it can be fuzzed.
+ */
+export function decodeFrame (buf: Uint8ArrayList | Uint8Array, maxBytes: number, what: string): DecodedFrame | undefined {
+  if (buf.byteLength < LENGTH_BYTES) return undefined
+  const list = buf instanceof Uint8ArrayList ? buf : new Uint8ArrayList(buf)
+  const len = list.getUint32(0)
+  if (len > maxBytes) throw new ProtocolError(`${what} of ${len} bytes exceeds the limit of ${maxBytes}`)
+  if (list.byteLength < LENGTH_BYTES + len) return undefined
+  const body = list.subarray(LENGTH_BYTES, LENGTH_BYTES + len)
+  let message: unknown
+  try {
+    message = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'))
+  } catch {
+    throw new ProtocolError(`${what} is not valid JSON`)
+  }
+  return { message, length: LENGTH_BYTES + len }
+}
+
 /**
  * Reads one length-prefixed JSON frame. Rejects with a ProtocolError on oversized or malformed
  * input, on timeout, or when the stream ends first; never leaves a listener behind.
@@ -48,21 +74,17 @@ export async function readFrame (stream: Stream, opts: ReadFrameOptions): Promis
     }
     const fail = (msg: string): void => { cleanup(); reject(new ProtocolError(msg)) }
     const tryParse = (): boolean => {
-      if (buf.byteLength < LENGTH_BYTES) return false
-      const len = buf.getUint32(0)
-      if (len > opts.maxBytes) { fail(`${opts.what} of ${len} bytes exceeds the limit of ${opts.maxBytes}`); return true }
-      if (buf.byteLength < LENGTH_BYTES + len) return false
-      const body = buf.subarray(LENGTH_BYTES, LENGTH_BYTES + len)
-      buf.consume(LENGTH_BYTES + len)
-      let message: unknown
+      let decoded: DecodedFrame | undefined
       try {
-        message = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'))
-      } catch {
-        fail(`${opts.what} is not valid JSON`)
+        decoded = decodeFrame(buf, opts.maxBytes, opts.what)
+      } catch (err) {
+        fail((err as Error).message)
         return true
       }
+      if (decoded === undefined) return false
+      buf.consume(decoded.length)
       cleanup()
-      resolve({ message, rest: buf, ended })
+      resolve({ message: decoded.message, rest: buf, ended })
       return true
     }
     const onMessage = (evt: MessageStreamEvents['message']): void => {

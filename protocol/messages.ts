@@ -62,7 +62,7 @@ function int (v: unknown, what: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     throw new ProtocolError(`${what} must be an integer from ${min} to ${max}`)
   }
-  return v
+  return v + 0 // -0 -> 0: what is accepted must read the same after a trip through JSON
 }
 
 const HOST = /^[A-Za-z0-9._:%\-[\]]+$/
@@ -71,6 +71,21 @@ function host (v: unknown, what: string): string {
   if (typeof v !== 'string' || v.length === 0 || v.length > MAX_HOST_LENGTH || !HOST.test(v)) {
     throw new ProtocolError(`${what} must be a host name or IP address`)
   }
+  return v
+}
+
+// Control characters (C0 and DEL), in text a peer sends that ends up in logs and events.
+const CONTROL = /[\x00-\x1f\x7f]/g
+const PRINTABLE_TEXT = /^[^\x00-\x1f\x7f]*$/
+
+/** Free text from the peer (an error): bounded, control characters replaced, never refused. */
+function text (v: string, max = 1024): string {
+  return v.slice(0, max).replace(CONTROL, ' ')
+}
+
+/** An address or similar that the peer built itself: bounded and printable, or refused. */
+function printable (v: unknown, what: string, max = 300): string {
+  if (typeof v !== 'string' || v.length > max || !PRINTABLE_TEXT.test(v)) throw new ProtocolError(`${what} must be a string of at most ${max} characters without control characters`)
   return v
 }
 
@@ -105,25 +120,21 @@ export function validateTunnelDataResponse (v: unknown): TunnelDataResponse {
   const o = object(v, 'registration response')
   if (o.error !== undefined) {
     if (typeof o.error !== 'string') throw new ProtocolError('error must be a string')
-    return { id: '', serviceName: '', frontendPort: 0, frontendAddress: '', error: o.error.slice(0, 1024) }
+    return { id: '', serviceName: '', frontendPort: 0, frontendAddress: '', error: text(o.error) }
   }
-  if (typeof o.id !== 'string' || typeof o.frontendAddress !== 'string') throw new ProtocolError('id and frontendAddress must be strings')
   return {
-    id: o.id,
+    id: name(o.id, 'id'),
     serviceName: name(o.serviceName, 'serviceName'),
     frontendPort: int(o.frontendPort, 'frontendPort', 1, 65535),
-    frontendAddress: o.frontendAddress
+    frontendAddress: printable(o.frontendAddress, 'frontendAddress')
   }
 }
 
 export function validateStreamHeader (v: unknown): StreamHeader {
   const o = object(v, 'stream header')
-  if (typeof o.sourceAddress !== 'string' || o.sourceAddress.length > 300) throw new ProtocolError('sourceAddress must be a string')
-  const header: StreamHeader = { serviceName: name(o.serviceName, 'serviceName'), sourceAddress: o.sourceAddress }
-  if (o.destinationAddress !== undefined) {
-    if (typeof o.destinationAddress !== 'string' || o.destinationAddress.length > 300) throw new ProtocolError('destinationAddress must be a string')
-    header.destinationAddress = o.destinationAddress
-  }
+  const sourceAddress = printable(o.sourceAddress, 'sourceAddress')
+  const header: StreamHeader = { serviceName: name(o.serviceName, 'serviceName'), sourceAddress }
+  if (o.destinationAddress !== undefined) header.destinationAddress = printable(o.destinationAddress, 'destinationAddress')
   return header
 }
 
@@ -131,5 +142,5 @@ export function validateStreamAck (v: unknown): StreamAck {
   const o = object(v, 'stream ack')
   if (typeof o.ok !== 'boolean') throw new ProtocolError('ok must be a boolean')
   if (o.error !== undefined && typeof o.error !== 'string') throw new ProtocolError('error must be a string')
-  return o.error === undefined ? { ok: o.ok } : { ok: o.ok, error: o.error.slice(0, 1024) }
+  return o.error === undefined ? { ok: o.ok } : { ok: o.ok, error: text(o.error) }
 }

@@ -130,6 +130,9 @@ async function connect () {
     if (!res.ok || !res.body) throw new Error('HTTP ' + res.status)
     setStatus('live', 'live')
     retryMs = 1000
+    // The server replays its recent events on every (re)connect.
+    $('events').replaceChildren()
+    $('no-events').hidden = false
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
     let buf = ''
     for (;;) {
@@ -310,7 +313,7 @@ function drawChart (now) {
   ctx.clearRect(0, 0, w, h)
   const styles = getComputedStyle(document.documentElement)
   const muted = styles.getPropertyValue('--muted').trim(), line = styles.getPropertyValue('--line').trim()
-  let max = 1
+  let max = 1024 // the scale never goes below 1 KiB/s
   for (const pts of series.values()) for (const p of pts) max = Math.max(max, p.rate)
   const step = Math.pow(2, Math.ceil(Math.log2(max)))
   const left = 70, bottom = h - 18, top = 8, right = w - 8

@@ -1,5 +1,7 @@
 import { readFile } from 'node:fs/promises'
-import { HttpApi } from './http-api.js'
+import { AuthFailureLimiter } from './auth-limiter.js'
+import { HttpApi, STREAMED_EVENTS } from './http-api.js'
+import { DEFAULT_LIMITS } from './limits.js'
 import { ServerMetrics } from './metrics.js'
 import { NatsPublisher } from './nats-publisher.js'
 import { NatsServerProcess } from './nats-server-process.js'
@@ -9,6 +11,7 @@ import type { Logger } from '../protocol/index.js'
 import type { TokenAuth } from './auth.js'
 import type { ServerCertificate } from './certificate.js'
 import type { ServerEvents } from './events.js'
+import type { Limits } from './limits.js'
 import type { ServiceRegistry } from './registry.js'
 import type { Service } from './service.js'
 import type { EventJson } from './snapshot.js'
@@ -32,8 +35,11 @@ export interface EndpointOptions {
 export interface EndpointContext extends EndpointOptions {
   host?: string
   frontendHost?: string
-  token: string | string[]
+  /** The token NATS authenticates with (one: nats-server takes a single token). */
+  token: string
   auth: TokenAuth
+  /** The operator's limits; the auth failure rate limit applies to the HTTP API too. */
+  limits?: Partial<Limits>
   certificate: ServerCertificate
   registry: ServiceRegistry
   log: Logger
@@ -84,7 +90,8 @@ export class ServerEndpoints {
 
   private async startAll (httpPort: number, natsPort: number, natsUrl: string): Promise<void> {
     const { ctx } = this
-    const firstToken = Array.isArray(ctx.token) ? ctx.token[0] : ctx.token
+    const firstToken = ctx.token
+    const limits = { ...DEFAULT_LIMITS, ...ctx.limits }
     if (httpPort !== 0) {
       this.listen('connectionOpened', this.traffic.connectionOpened)
       this.listen('connectionClosed', this.traffic.connectionClosed)
@@ -94,6 +101,7 @@ export class ServerEndpoints {
         host: ctx.host,
         tls: ctx.httpsTls === true ? { cert: ctx.certificate.cert, key: ctx.certificate.key } : undefined,
         auth: ctx.auth,
+        limiter: new AuthFailureLimiter(limits.authFailuresPerWindow, limits.authFailureWindowMs),
         snapshot: { registry: ctx.registry, traffic: this.traffic, frontendAddress: ctx.frontendHost ?? '*' },
         metrics: this.metrics,
         log: ctx.log,
@@ -126,7 +134,9 @@ export class ServerEndpoints {
       const ca = ctx.natsCa !== undefined ? await readFile(ctx.natsCa, 'utf8') : undefined
       this.nats = await NatsPublisher.connect({ url: natsUrl, ca, log: ctx.log })
     }
+    // Without NATS only the dashboard stream wants events, and not the per-connection ones.
     for (const name of Object.keys(EVENT_NAMES) as Array<keyof ServerEvents>) {
+      if (this.nats === undefined && !STREAMED_EVENTS.has(EVENT_NAMES[name])) continue
       this.listen(name, (...args) => this.deliver(eventJson(name, ...args)))
     }
   }

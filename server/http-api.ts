@@ -4,6 +4,7 @@ import { bearerToken } from './auth.js'
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js'
 import { serviceJson, servicesJson } from './snapshot.js'
 import type { Logger } from '../protocol/index.js'
+import type { AuthFailureLimiter } from './auth-limiter.js'
 import type { TokenAuth } from './auth.js'
 import type { ServerMetrics } from './metrics.js'
 import type { EventJson, SnapshotContext } from './snapshot.js'
@@ -16,6 +17,8 @@ export interface HttpApiOptions {
   /** Serve HTTPS with this certificate instead of plain HTTP. */
   tls?: { cert: string, key: string }
   auth: TokenAuth
+  /** Failed authorizations per address (its own table: the tunnel port keeps another). */
+  limiter: AuthFailureLimiter
   snapshot: SnapshotContext
   metrics: ServerMetrics
   log: Logger
@@ -37,8 +40,10 @@ interface Route {
 }
 
 /** Lifecycle events the dashboard stream forwards (per-connection events only show in the counters). */
-const STREAMED_EVENTS = new Set(['service.up', 'service.down', 'session.join', 'session.leave', 'auth.failure', 'registration.refused'])
+export const STREAMED_EVENTS: ReadonlySet<string> = new Set(['service.up', 'service.down', 'session.join', 'session.leave', 'auth.failure', 'registration.refused'])
 const MAX_STREAM_CLIENTS = 64
+/** Lifecycle events kept to replay to a dashboard that connects later. */
+const RECENT_EVENTS = 30
 /** A stream client that lets this much pile up is too slow and is dropped. */
 const MAX_STREAM_BACKLOG = 1 << 20
 
@@ -51,6 +56,7 @@ export class HttpApi {
   private readonly server: Server
   private readonly routes: Route[]
   private readonly streams = new Set<ServerResponse>()
+  private readonly recent: EventJson[] = []
   private streamTimer?: NodeJS.Timeout
   private pendingSnapshot?: NodeJS.Timeout
 
@@ -63,7 +69,7 @@ export class HttpApi {
       { method: 'GET', path: '/services', auth: true, description: 'every service with its sessions and counters', handle: (_q, res) => json(res, 200, servicesJson(opts.snapshot)) },
       { method: 'GET', path: '/services/:name', auth: true, description: 'one service', handle: (_q, res, p) => this.service(res, p) },
       { method: 'DELETE', path: '/services/:name/sessions/:id', auth: true, description: 'disconnect one tunnel client session', handle: (_q, res, p) => this.disconnect(res, p) },
-      { method: 'GET', path: '/events', auth: true, description: 'Server-Sent Events: snapshots every second and lifecycle events', handle: (req, res) => this.stream(req, res) },
+      { method: 'GET', path: '/events', auth: true, description: 'Server-Sent Events: recent and new lifecycle events, a snapshot every second', handle: (req, res) => this.stream(req, res) },
       { method: 'GET', path: '/metrics', auth: true, description: 'Prometheus metrics (text exposition format)', handle: async (_q, res) => await this.metrics(res) }
     ]
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -95,7 +101,10 @@ export class HttpApi {
 
   /** A lifecycle event: forwarded to dashboard streams, which also get a fresh snapshot soon. */
   event (e: EventJson): void {
-    if (this.streams.size === 0 || !STREAMED_EVENTS.has(e.event)) return
+    if (!STREAMED_EVENTS.has(e.event)) return
+    this.recent.push(e)
+    if (this.recent.length > RECENT_EVENTS) this.recent.shift()
+    if (this.streams.size === 0) return
     this.broadcast(e.event, e)
     this.pendingSnapshot ??= setTimeout(() => { this.pendingSnapshot = undefined; this.broadcastSnapshot() }, 50)
   }
@@ -122,13 +131,35 @@ export class HttpApi {
       return
     }
     const params = match(route.path, path) ?? {}
-    if (route.auth && !this.opts.auth.check(bearerToken(req))) {
-      this.opts.onAuthFailure(req.socket.remoteAddress ?? '?')
+    if (route.auth && !this.authorized(req, res)) return
+    await route.handle(req, res, params)
+  }
+
+  /**
+   * Only tokens that may register every service open the API: it shows and disconnects every
+   * service's sessions. Addresses that fail too often are refused for a while (429).
+   */
+  private authorized (req: IncomingMessage, res: ServerResponse): boolean {
+    const from = req.socket.remoteAddress ?? '?'
+    const blockedMs = this.opts.limiter.blockedFor(from)
+    if (blockedMs > 0) {
+      res.setHeader('retry-after', String(Math.ceil(blockedMs / 1000)))
+      json(res, 429, { error: `too many failed authorizations from this address; retry in ${Math.ceil(blockedMs / 1000)} s` })
+      return false
+    }
+    const grant = this.opts.auth.identify(bearerToken(req))
+    if (grant === undefined) {
+      if (this.opts.limiter.fail(from)) this.opts.log.warn(`HTTP API: too many failed authorizations from ${from}; refusing it for a while`)
+      this.opts.onAuthFailure(from)
       res.setHeader('www-authenticate', 'Bearer realm="reverselb"')
       json(res, 401, { error: 'authorization required: send "Authorization: Bearer <token>"' })
-      return
+      return false
     }
-    await route.handle(req, res, params)
+    if (grant.services !== undefined) {
+      json(res, 403, { error: 'this token may only register some services; the API needs a token without a service list' })
+      return false
+    }
+    return true
   }
 
   private help (): Array<{ method: string, path: string, auth: boolean, description: string }> {
@@ -182,6 +213,7 @@ export class HttpApi {
       if (this.streams.size === 0) { clearInterval(this.streamTimer); this.streamTimer = undefined }
     })
     res.write('retry: 3000\n\n')
+    for (const e of this.recent) this.send(res, e.event, e)
     this.send(res, 'snapshot', servicesJson(this.opts.snapshot))
     this.streamTimer ??= setInterval(() => this.broadcastSnapshot(), this.opts.snapshotIntervalMs ?? 1000)
   }

@@ -50,7 +50,8 @@ export class NatsServerProcess {
 
   /** The pid of the running nats-server, if one runs. */
   get pid (): number | undefined {
-    return this.child?.exitCode === null ? this.child.pid : undefined
+    const c = this.child
+    return c !== undefined && c.exitCode === null && c.signalCode === null ? c.pid : undefined
   }
 
   async start (): Promise<void> {

@@ -16,6 +16,8 @@ export type Sniffed =
   | { kind: 'http', name?: string }
 
 export const PROXY_PREFIX = Buffer.from('PROXY->')
+/** Longest name reported: any DNS name (253) fits; instance names are far shorter. */
+export const MAX_SNIFFED_NAME = 255
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE'].map(m => Buffer.from(m + ' '))
 const HEADERS_END = Buffer.from('\r\n\r\n')
 
@@ -27,14 +29,14 @@ export function sniff (buf: Buffer): Sniffed {
     const len = buf[PROXY_PREFIX.length]
     const end = PROXY_PREFIX.length + 1 + len
     if (buf.length < end) return { kind: 'more' }
-    return { kind: 'prefix', name: buf.subarray(PROXY_PREFIX.length + 1, end).toString('latin1'), consumed: end }
+    return { kind: 'prefix', name: safeName(buf.subarray(PROXY_PREFIX.length + 1, end).toString('latin1')), consumed: end }
   }
   if (isPrefixOf(buf, Buffer.from('CONNECT '))) {
     const end = buf.indexOf(HEADERS_END)
     if (end < 0) return { kind: 'more' }
     const target = /^CONNECT ([^ \r\n]+) HTTP\/1\.[01]\r\n/.exec(buf.subarray(0, end + 2).toString('latin1'))
     if (target === null) return { kind: 'plain' }
-    return { kind: 'connect', name: hostPart(target[1]), consumed: end + HEADERS_END.length }
+    return { kind: 'connect', name: safeName(hostPart(target[1])), consumed: end + HEADERS_END.length }
   }
   const method = HTTP_METHODS.find(m => isPrefixOf(buf, m))
   if (method !== undefined) {
@@ -42,9 +44,18 @@ export function sniff (buf: Buffer): Sniffed {
     const end = buf.indexOf(HEADERS_END)
     if (end < 0) return { kind: 'more' }
     const host = /\r\nhost:[ \t]*([^\r\n]*)/i.exec(buf.subarray(0, end + 2).toString('latin1'))
-    return host === null ? { kind: 'http' } : { kind: 'http', name: hostPart(host[1].trim()) }
+    return host === null ? { kind: 'http' } : { kind: 'http', name: safeName(hostPart(host[1].trim())) }
   }
   return { kind: 'plain' }
+}
+
+/**
+ * Names come from anyone who can reach a frontend port and end up in log lines, events and error
+ * replies: bytes outside printable ASCII are escaped as \xNN and the length is bounded. Routing
+ * loses nothing: instance names are printable ASCII of at most 128 characters.
+ */
+function safeName (raw: string): string {
+  return raw.replace(/[^\x20-\x7e]/g, c => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`).slice(0, MAX_SNIFFED_NAME)
 }
 
 function isPrefixOf (buf: Buffer, prefix: Buffer): boolean {
@@ -90,7 +101,7 @@ function sniffTls (buf: Buffer): Sniffed {
       const nameType = body[q]
       const nameLen = body.readUInt16BE(q + 1)
       if (q + 3 + nameLen > body.length) break
-      if (nameType === 0) return { kind: 'tls', name: body.subarray(q + 3, q + 3 + nameLen).toString('latin1') }
+      if (nameType === 0) return { kind: 'tls', name: safeName(body.subarray(q + 3, q + 3 + nameLen).toString('latin1')) }
       q += 3 + nameLen
     }
   }

@@ -172,9 +172,9 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
     this.https = https
     try {
-      // NATS authenticates with the first configured token (the operator's own).
-      const first = Array.isArray(this.opts.token) ? this.opts.token[0] : this.opts.token
-      const token = typeof first === 'string' ? first : first.token
+      // NATS authenticates with the first token that is not restricted to some services (the operator's own).
+      const specs = (Array.isArray(this.opts.token) ? this.opts.token : [this.opts.token]).map(t => typeof t === 'string' ? { token: t } : t)
+      const token = (specs.find(s => s.services === undefined) ?? specs[0]).token
       this.endpoints = await ServerEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, log: this.log })
     } catch (err) {
       await this.close()

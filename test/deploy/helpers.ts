@@ -188,15 +188,15 @@ export async function nodeFromNpm (spec: string): Promise<string> {
       mkdirSync(NODE_CACHE, { recursive: true })
       const bin = join(NODE_CACHE, `${spec.replace(/[^a-z0-9.-]/gi, '_')}-node`)
       if (existsSync(bin)) return bin
-      const r = await runOk('npm', ['pack', spec, '--silent', '--pack-destination', NODE_CACHE], { cwd: NODE_CACHE, timeoutMs: 180_000 })
-      const tgz = join(NODE_CACHE, r.stdout.trim().split('\n').pop() ?? '')
-      const tmp = mkdtempSync(join(NODE_CACHE, 'x-'))
+      // A private folder per download, then an atomic rename: concurrent test runs can share the cache.
+      const tmp = mkdtempSync(join(NODE_CACHE, 'download-'))
       try {
+        const r = await runOk('npm', ['pack', spec, '--silent', '--pack-destination', tmp], { cwd: tmp, timeoutMs: 180_000 })
+        const tgz = join(tmp, r.stdout.trim().split('\n').pop() ?? '')
         await runOk('tar', ['-xzf', tgz, '-C', tmp, 'package/bin/node'], { timeoutMs: 120_000 })
         renameSync(join(tmp, 'package/bin/node'), bin)
       } finally {
         rmSync(tmp, { recursive: true, force: true })
-        rmSync(tgz, { force: true })
       }
       return bin
     })()

@@ -69,6 +69,7 @@ export function sample (samples: Map<string, number>, name: string, labels: Reco
 export interface CertFiles {
   dir: string
   cert: string
+  key: string
   certFile: string
   keyFile: string
   fingerprint: string
@@ -83,7 +84,7 @@ export async function certFiles (): Promise<CertFiles> {
   const keyFile = join(dir, 'key.pem')
   await writeFile(certFile, c.cert)
   await writeFile(keyFile, c.key, { mode: 0o600 })
-  return { dir, cert: c.cert, certFile, keyFile, fingerprint: c.fingerprint, remove: async () => await rm(dir, { recursive: true, force: true }) }
+  return { dir, cert: c.cert, key: c.key, certFile, keyFile, fingerprint: c.fingerprint, remove: async () => await rm(dir, { recursive: true, force: true }) }
 }
 
 export interface TestNatsServer {

@@ -20,7 +20,8 @@ describe('endpoints: REST API', function () {
   before(async function () {
     backend = await echoServer()
     const httpPort = await freePort()
-    server = await startServer({ httpPort, dynPort: await freePortRange(3), dynPortCount: 3 })
+    // This suite fails authorization on purpose more often than the default rate limit allows.
+    server = await startServer({ httpPort, dynPort: await freePortRange(3), dynPortCount: 3, limits: { authFailuresPerWindow: 1000 } })
     base = `http://127.0.0.1:${httpPort}`
   })
   afterEach(async function () {
@@ -173,6 +174,77 @@ describe('endpoints: REST API', function () {
     })
     expect((await api(base, `/services/gamma/sessions/${victim}`, { method: 'DELETE', token: TOKEN })).status).to.equal(404)
     expect((await api(base, `/services/nope/sessions/${survivor}`, { method: 'DELETE', token: TOKEN })).status).to.equal(404)
+  })
+
+  it('streams Server-Sent Events: a snapshot at once, lifecycle events and fresh snapshots as tunnels come and go', async function () {
+    const ctrl = new AbortController()
+    const res = await fetch(`${base}/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: ctrl.signal })
+    try {
+      expect(res.status).to.equal(200)
+      expect(res.headers.get('content-type')).to.match(/^text\/event-stream/)
+      const blocks: Array<{ event: string, data: any }> = []
+      const reading = (async () => {
+        let buf = ''
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buf += Buffer.from(chunk).toString('utf8')
+          let i: number
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i)
+            buf = buf.slice(i + 2)
+            const event = /^event: (.*)$/m.exec(block)?.[1]
+            const data = /^data: (.*)$/m.exec(block)?.[1]
+            if (event !== undefined && data !== undefined) blocks.push({ event, data: JSON.parse(data) })
+          }
+        }
+      })().catch(() => {})
+      await eventually(() => expect(blocks.filter(b => b.event === 'snapshot')).to.have.length.at.least(1))
+      const first = blocks.find(b => b.event === 'snapshot')
+      expect(first?.data.services).to.be.an('array')
+
+      const c = startClient(server, tunnelData(backend.port, { serviceName: 'streamed' }))
+      clients.push(c)
+      const { id } = await c.ready()
+      await eventually(() => {
+        const join = blocks.find(b => b.event === 'session.join' && b.data.service.name === 'streamed')
+        expect(join?.data.session.id).to.equal(id)
+        const snap = blocks.filter(b => b.event === 'snapshot').at(-1)
+        expect(snap?.data.services.map((s: { name: string }) => s.name)).to.include('streamed')
+      })
+      expect(blocks.map(b => b.event)).to.include('service.up')
+      await c.close()
+      await eventually(() => {
+        expect(blocks.map(b => b.event)).to.include.members(['session.leave', 'service.down'])
+        const snap = blocks.filter(b => b.event === 'snapshot').at(-1)
+        expect(snap?.data.services.map((s: { name: string }) => s.name)).not.to.include('streamed')
+      })
+      // Per-connection events are not streamed (they show in the counters), and no token leaks.
+      expect(blocks.map(b => b.event)).not.to.include('connection.open')
+      expect(JSON.stringify(blocks)).not.to.contain(TOKEN)
+      ctrl.abort()
+      await reading
+    } finally {
+      ctrl.abort()
+    }
+  })
+
+  it('refuses tokens restricted to some services (403) and rate-limits failed authorizations (429)', async function () {
+    const httpPort = await freePort()
+    const limited = await startServer({ httpPort, token: [TOKEN, { token: 'web-team-token', services: ['web-*'] }], limits: { authFailuresPerWindow: 3 } })
+    const at = `http://127.0.0.1:${httpPort}`
+    try {
+      const forbidden = await api(at, '/services', { token: 'web-team-token' })
+      expect(forbidden.status).to.equal(403)
+      expect(forbidden.body.error).to.match(/token without a service list/)
+      expect((await api(at, '/services', { token: TOKEN })).status).to.equal(200)
+      for (let i = 0; i < 3; i++) expect((await api(at, '/services', { token: `guess-${i}` })).status).to.equal(401)
+      // Over the limit the address is refused before its token is looked at, even a good one.
+      const blocked = await api(at, '/services', { token: TOKEN })
+      expect(blocked.status).to.equal(429)
+      expect(Number(blocked.headers.get('retry-after'))).to.be.within(1, 60)
+      expect((await api(at, '/healthz')).status).to.equal(200)
+    } finally {
+      await limited.close()
+    }
   })
 
   it('serves HTTPS with the server certificate when httpsTls is set', async function () {

@@ -91,6 +91,8 @@ export async function firstError (client: TunnelClient, timeoutMs = 10_000): Pro
 export interface CliProcess {
   child: ChildProcess
   output: () => string
+  /** Resolves with the exit code once the process is gone and its output read. */
+  closed: Promise<number | null>
   /** Resolves when the output matches `re`; rejects after `timeoutMs` or when the process exits first. */
   waitFor: (re: RegExp, timeoutMs?: number) => Promise<string>
   stop: () => Promise<void>
@@ -101,23 +103,24 @@ export function runCli (cmd: string, args: string[], env: NodeJS.ProcessEnv): Cl
   let out = ''
   child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+  let done = false
+  const closed = new Promise<number | null>(resolve => child.once('close', (code) => { done = true; resolve(code) }))
   const waitFor = async (re: RegExp, timeoutMs = 15_000): Promise<string> => {
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline) {
       const m = re.exec(out)
       if (m !== null) return m[0]
-      if (child.exitCode !== null || child.signalCode !== null) break
+      if (done) break
       await new Promise(resolve => setTimeout(resolve, 50))
     }
     throw new Error(`CLI output did not match ${String(re)} (exit ${String(child.exitCode ?? child.signalCode)}):\n${out.slice(-3000)}`)
   }
   const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    const exited = once(child, 'exit')
+    if (done) return
     child.kill('SIGTERM')
     const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-    await exited
+    await closed
     clearTimeout(timer)
   }
-  return { child, output: () => out, waitFor, stop }
+  return { child, output: () => out, closed, waitFor, stop }
 }

@@ -1,11 +1,12 @@
+import { rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
-import { AuthorizationError, TunnelClient, UpgradeRefusedError } from '../../index.js'
-import { captureLogger, connectLines, requireTools, startSquid } from '../fixtures/proxies.js'
+import { AuthorizationError, TlsVerificationError, TunnelClient, UpgradeRefusedError } from '../../index.js'
+import { captureLogger, connectLines, issueCert, makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
 import { TOKEN, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import { cleanEnv, hashingBackend, runCli, transferBothWays } from './helpers.js'
 import type { TunnelClientOptions, TunnelServer } from '../../index.js'
-import type { ProxyProcess } from '../fixtures/proxies.js'
+import type { ProxyProcess, TestCa } from '../fixtures/proxies.js'
 import type { HashingBackend } from './helpers.js'
 
 const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url))
@@ -14,7 +15,7 @@ const USER = 'alice'
 const PASSWORD = 'pa ss@w:rd/%#1'
 const encoded = (s: string): string => encodeURIComponent(s)
 
-describe('proxy: squid (CONNECT, Basic auth, only-443 ACL)', function () {
+describe('proxy: squid (CONNECT, Basic auth, https:// proxy, only-443 ACL)', function () {
   let server: TunnelServer
   let backend: HashingBackend
   const proxies: ProxyProcess[] = []
@@ -115,6 +116,32 @@ describe('proxy: squid (CONNECT, Basic auth, only-443 ACL)', function () {
       } finally {
         await cli.stop()
       }
+    })
+  })
+
+  describe('an https:// proxy (TLS to the proxy itself)', function () {
+    let proxy: ProxyProcess
+    let ca: TestCa
+    before(async function () {
+      requireTools(this, ['openssl'])
+      ca = makeTestCa()
+      proxy = await startSquid({ tls: issueCert(ca, '127.0.0.1') })
+      proxies.push(proxy)
+    })
+    after(function () { if (ca !== undefined) rmSync(ca.dir, { recursive: true, force: true }) })
+
+    it('verifies the proxy with --ca and carries a tunnel byte-exactly', async function () {
+      const c = client(proxy.url, { ca: ca.pem })
+      const { frontendPort } = await c.ready()
+      await transferBothWays(frontendPort, backend)
+      await c.close()
+      expect(await loggedConnects(proxy, `127.0.0.1:${server.port}`)).to.have.length(1)
+    })
+
+    it('refuses a proxy certificate it cannot verify, saying so', async function () {
+      const err = await client(proxy.url).ready().then(() => undefined, (e: Error) => e)
+      expect(err).to.be.instanceOf(TlsVerificationError)
+      expect(err?.message).to.match(new RegExp(`^TLS with proxy 127\\.0\\.0\\.1:${proxy.port} failed: .*pass it with --ca`))
     })
   })
 

@@ -1,0 +1,195 @@
+import { expect } from 'chai'
+import { once } from 'node:events'
+import { readdirSync, readFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { Writable } from 'node:stream'
+import winston from 'winston'
+import { dialTunnel } from '../../client/dial.js'
+import { parseEndpoint } from '../../client/endpoint.js'
+import { MAX_CONTROL_MESSAGE_BYTES, WebSocketMessageStream, createMuxer, encodeFrame, readFrame } from '../../protocol/index.js'
+import { randomPayload, sha256 } from '../fixtures/net.js'
+import { TOKEN, startClient, testLogger, tunnelData } from '../fixtures/tunnel.js'
+import type { TunnelServer } from '../../index.js'
+import type { MuxerName, Logger } from '../../protocol/index.js'
+import type { Stream, StreamMuxer } from '@libp2p/interface'
+import type { AddressInfo, Server, Socket } from 'node:net'
+import type { WebSocket } from 'ws'
+
+export const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
+
+/** A logger that keeps every line (whatever the level) so tests can inspect what a peer caused. */
+export function capturingLogger (): { logger: Logger, lines: string[] } {
+  const lines: string[] = []
+  const stream = new Writable({
+    write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() }
+  })
+  const logger = winston.createLogger({
+    level: 'debug',
+    format: winston.format.printf(({ level, message }) => `${level} ${String(message)}`),
+    transports: [new winston.transports.Stream({ stream })]
+  })
+  return { logger, lines }
+}
+
+/** An authenticated WebSocket to the tunnel endpoint, with nothing run inside it yet. */
+export async function rawTunnel (server: TunnelServer, muxer: MuxerName): Promise<WebSocket> {
+  return await dialTunnel(parseEndpoint(`127.0.0.1:${server.port}`), {
+    token: TOKEN, muxer, trust: { insecure: false, fingerprint: server.fingerprint }, timeoutMs: 5000, log: testLogger
+  })
+}
+
+/** A muxer of our own over an authenticated WebSocket: we speak the protocol by hand. */
+export async function rawSession (server: TunnelServer, muxerName: MuxerName): Promise<{ ws: WebSocket, muxer: StreamMuxer }> {
+  const ws = await rawTunnel(server, muxerName)
+  ws.on('error', () => {})
+  const muxer = createMuxer(muxerName, new WebSocketMessageStream(ws, 'outbound'))
+  return { ws, muxer }
+}
+
+/** Sends `raw` as the registration frame on a fresh control stream and returns the server's answer. */
+export async function registerRaw (muxer: StreamMuxer, raw: Uint8Array | object): Promise<{ message: unknown, control: Stream }> {
+  const control = await muxer.createStream()
+  control.send(raw instanceof Uint8Array ? raw : encodeFrame(raw))
+  const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: 10_000, what: 'response' })
+  return { message: frame.message, control }
+}
+
+/** Resolves with the time it took for `ws` to close, or rejects after `timeoutMs`. */
+export async function closedWithin (ws: WebSocket, timeoutMs: number): Promise<number> {
+  const started = Date.now()
+  if (ws.readyState === ws.CLOSED) return 0
+  return await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`WebSocket still open after ${timeoutMs} ms`)), timeoutMs)
+    ws.once('close', () => { clearTimeout(t); resolve(Date.now() - started) })
+  })
+}
+
+/** Resolves when a raw socket is closed by the far end (or errors), with the time it took. */
+export async function socketClosedWithin (socket: Socket, timeoutMs: number): Promise<number> {
+  const started = Date.now()
+  if (socket.destroyed) return 0
+  return await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`socket still open after ${timeoutMs} ms`)), timeoutMs)
+    socket.once('close', () => { clearTimeout(t); resolve(Date.now() - started) })
+  })
+}
+
+/** Open tunnel WebSockets on the server (internal; what a leak would leave behind). */
+export const openTunnels = (server: TunnelServer): number => (server as unknown as { sockets: Set<unknown> }).sockets.size
+
+/**
+ * The check every hostile test ends with: a well-behaved client registers a new service and
+ * moves a random payload through it byte-exact.
+ */
+export async function assertStillServes (server: TunnelServer, backendPort: number, serviceName: string, muxer: MuxerName = 'yamux'): Promise<void> {
+  const client = startClient(server, tunnelData(backendPort, { serviceName }), { muxer })
+  try {
+    const { frontendPort } = await client.ready()
+    const payload = randomPayload(256 * 1024)
+    const back = await exchangeWithTimeout(frontendPort, payload, 10_000)
+    expect(sha256(back)).to.equal(sha256(payload))
+  } finally {
+    await client.close()
+  }
+}
+
+/** Like fixtures' exchange(), bounded in time. */
+export async function exchangeWithTimeout (port: number, payload: Buffer, timeoutMs: number): Promise<Buffer> {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  const chunks: Buffer[] = []
+  socket.on('data', (c: Buffer) => chunks.push(c))
+  const timer = setTimeout(() => socket.destroy(new Error(`exchange on port ${port} timed out after ${timeoutMs} ms`)), timeoutMs)
+  try {
+    await once(socket, 'connect')
+    socket.end(payload)
+    await once(socket, 'end')
+    return Buffer.concat(chunks)
+  } finally {
+    clearTimeout(timer)
+    socket.destroy()
+  }
+}
+
+/** Deterministic bytes for "random" garbage, so a failure can be replayed. */
+export function seededBytes (seed: number, n: number): Buffer {
+  const out = Buffer.alloc(n)
+  let x = seed >>> 0 || 1
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13; x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5; x >>>= 0
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+/** Resident set size (bytes) and open file descriptors of a process, from /proc. */
+export function procStats (pid: number): { rss: number, fds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1] ?? 0)
+  return { rss: kb * 1024, fds: readdirSync(`/proc/${pid}/fd`).length }
+}
+
+/**
+ * A TCP forwarder we control, standing for the network path between client and server. cut()
+ * stops moving bytes both ways and refuses new connections (packets are held, as TCP would
+ * retransmit them, not lost); restore() lets everything flow again.
+ */
+export class PathForwarder {
+  readonly server: Server
+  private readonly pairs = new Set<{ a: Socket, b: Socket }>()
+  private isCut = false
+
+  private constructor (server: Server) {
+    this.server = server
+  }
+
+  static async start (targetPort: number): Promise<PathForwarder> {
+    const server = createServer({ allowHalfOpen: true })
+    const fwd = new PathForwarder(server)
+    server.on('connection', (a) => fwd.onConnection(a, targetPort))
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    return fwd
+  }
+
+  get port (): number {
+    return (this.server.address() as AddressInfo).port
+  }
+
+  get connections (): number {
+    return this.pairs.size
+  }
+
+  private onConnection (a: Socket, targetPort: number): void {
+    a.on('error', () => {})
+    if (this.isCut) { a.destroy(); return }
+    const b = connect({ port: targetPort, host: '127.0.0.1', allowHalfOpen: true })
+    b.on('error', () => {})
+    const pair = { a, b }
+    this.pairs.add(pair)
+    const pipe = (from: Socket, to: Socket): void => {
+      from.on('data', (c: Buffer) => { if (!to.write(c)) from.pause() })
+      to.on('drain', () => { if (!this.isCut) from.resume() })
+      from.on('end', () => to.end())
+      from.on('close', () => { to.destroy(); this.pairs.delete(pair) })
+    }
+    pipe(a, b)
+    pipe(b, a)
+  }
+
+  cut (): void {
+    this.isCut = true
+    for (const { a, b } of this.pairs) { a.pause(); b.pause() }
+  }
+
+  restore (): void {
+    this.isCut = false
+    for (const { a, b } of this.pairs) { a.resume(); b.resume() }
+  }
+
+  async close (): Promise<void> {
+    for (const { a, b } of this.pairs) { a.destroy(); b.destroy() }
+    await new Promise(resolve => this.server.close(resolve))
+  }
+}
