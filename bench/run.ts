@@ -240,6 +240,7 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
   const tag = `${cfg}-r${round}-${instance}`
   const nodeArgs = (role: string): string[] => [
     ...S.nodeArgs,
+    ...list(`RLB_NODE_ARGS_${cfg.replace(/\W/g, '_')}`, ''),
     ...(S.profileDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${join(S.profileDir, `${tag}-${role}`)}`] : []),
     tc.cli, '-t', TOKEN
   ]

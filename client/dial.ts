@@ -95,7 +95,9 @@ async function secure (raw: Socket, endpoint: Endpoint, trust: TlsTrust, timeout
     await withTimeout(once(socket, 'secureConnect'), timeoutMs, `timed out after ${timeoutMs} ms`)
   } catch (err) {
     socket.destroy()
-    throw new Error(`TLS handshake with ${where}${via} failed: ${(err as Error).message}` +
+    // OpenSSL's messages are long and end in a newline; its short reason says the same.
+    const reason = (err as { reason?: string }).reason ?? (err as Error).message.trim()
+    throw new Error(`TLS handshake with ${where}${via} failed: ${reason}` +
       (via !== '' ? ' (does the proxy forward to a reverselb server?)' : ''))
   }
   const cert = socket.getPeerCertificate()

@@ -1,10 +1,10 @@
 import { expect } from 'chai'
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { validate, ValidationSeverity } from 'dockerfile-utils'
 import { echoServer, exchange, freePort, randomPayload, sha256 } from '../fixtures/net.js'
 import { Procs, cleanEnv, nodeFromNpm, parseDockerfile, repoFile, reverselbEnvNames, run, substitute } from './helpers.js'
-import { dockerIgnored, hostCommand, imageInstall, installedPackageJson } from './image.js'
+import { buildContext, dockerIgnored, hostCommand, imageInstall } from './image.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { ValidatorSettings } from 'dockerfile-utils'
 
@@ -104,24 +104,48 @@ describe('deploy: Docker image', function () {
     for (const p of ['node_modules', 'node_modules/ws/index.js', 'dist', '.git', '.env', 'test', 'bench', 'reverselb-0.1.0.tgz']) {
       expect(dockerIgnored(ignore, p), p).to.equal(true)
     }
+    const context = buildContext()
+    expect(context.filter(f => /^(node_modules|dist|test|\.git)\//.test(f) || /(^|\/)\.env/.test(f))).to.deep.equal([])
     const needed = ['package.json', 'package-lock.json', 'tsconfig.json', 'deploy/docker/healthcheck.mjs']
+    for (const p of needed) expect(context, p).to.include(p)
     // The sources of everything the package ships (dist/X comes from X, dist/index.* from index.ts).
-    for (const f of pkg().files) needed.push(f.startsWith('dist/index.') ? 'index.ts' : f.replace(/^dist\//, '') + '/x.ts')
-    for (const p of needed) expect(dockerIgnored(ignore, p), p).to.equal(false)
+    for (const f of pkg().files.filter(f => f.startsWith('dist/'))) {
+      const src = f.startsWith('dist/index.') ? 'index.ts' : f.replace(/^dist\//, '') + '/'
+      expect(context.some(c => c === src || c.startsWith(src)), src).to.equal(true)
+    }
+  })
+
+  it('the build stage compiles the allowed context and packs it (its commands, run as written)', async function () {
+    this.timeout(300_000)
+    const img = await imageInstall()
+    expect(img.buildRan[0]).to.match(/^npm ci\b/)
+    expect(img.buildRan.join('\n')).to.include('npx tsc -p .').and.include('npm pack')
+    // Without dist/ in the context, everything the image runs was compiled by the build stage.
+    expect(img.context.some(f => f.startsWith('dist/'))).to.equal(false)
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'package.json', 'package-lock.json']) {
+      expect(existsSync(join(img.hostWorkdir, f)), f).to.equal(true)
+    }
+    expect(JSON.parse(readFileSync(join(img.hostWorkdir, 'package.json'), 'utf8')).name).to.equal('reverselb')
   })
 
   it('the final stage\'s npm commands install the packed tarball with production dependencies only', async function () {
-    this.timeout(180_000)
+    this.timeout(300_000)
     const img = await imageInstall()
     expect(img.ran.some(c => /^npm ci\b.*--omit=dev/.test(c)), 'npm ci --omit=dev ran').to.equal(true)
     expect(img.skipped.every(c => /^apk add .*&& addgroup .*&& adduser /.test(c)), `only OS setup skipped: ${img.skipped.join(' | ')}`).to.equal(true)
     const modules = join(img.hostWorkdir, 'node_modules')
     for (const dep of Object.keys(pkg().dependencies)) expect(existsSync(join(modules, dep)), dep).to.equal(true)
-    for (const dev of Object.keys(pkg().devDependencies)) expect(existsSync(join(modules, dev)), `devDependency ${dev}`).to.equal(false)
+    // Exactly the lockfile's production tree: nothing only devDependencies need (typescript, mocha, ...).
+    const lock = JSON.parse(repoFile('package-lock.json')) as { packages: Record<string, { dev?: boolean, optional?: boolean }> }
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      if (path === '') continue
+      if (entry.dev === true) expect(existsSync(join(img.hostWorkdir, path)), `dev-only ${path}`).to.equal(false)
+      else if (entry.optional !== true) expect(existsSync(join(img.hostWorkdir, path)), path).to.equal(true)
+    }
+    expect(existsSync(join(modules, 'typescript'))).to.equal(false)
     // No native build step ran: no addon was compiled anywhere (node-gyp output: build/Release).
     const compiled = (readdirSync(modules, { recursive: true }) as string[]).filter(f => /(^|\/)build\/(Release|Debug)(\/|$)/.test(f))
     expect(compiled).to.deep.equal([])
-    expect(installedPackageJson(img).name).to.equal('reverselb')
 
     const [node, args] = hostCommand(img, img.entrypoint, process.execPath)
     const help = await run(node, [...args, '--help'], { env: cleanEnv(img.env), timeoutMs: 30_000 })

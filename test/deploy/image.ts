@@ -1,31 +1,37 @@
 /**
- * The Dockerfile's final stage, replayed without a Docker engine: the build stage's output (the
- * unpacked `npm pack` tarball plus the lockfile) is placed where `COPY --from=build` puts it, files
- * COPY'd from the context are copied, and every `npm` RUN of the final stage is executed verbatim
- * in the WORKDIR. Paths of the image (/app/...) map into a temporary "rootfs" folder. The RUNs
- * that set up the OS (apk, adduser) cannot run here and are only recorded.
+ * The Dockerfile replayed without a Docker engine. Each stage gets a host folder standing for its
+ * root filesystem; image paths (/src, /tmp, /pkg, /app) map into it.
+ * - build stage: the build context (the repository filtered by .dockerignore) is placed in its
+ *   WORKDIR, and its RUN commands run verbatim there (npm ci, tsc, npm pack, unpacking to /pkg);
+ * - final stage: `COPY --from=build` and context COPYs are performed, and every `npm` RUN runs
+ *   verbatim in the WORKDIR. The RUNs that set up the OS (apk, adduser) cannot run here and are
+ *   only recorded.
  */
-import { cpSync, mkdirSync, readFileSync } from 'node:fs'
-import { join, posix } from 'node:path'
-import { REPO, packTarball, parseDockerfile, parseEnvInstruction, repoFile, runOk, tempDir } from './helpers.js'
+import { cpSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs'
+import { dirname, join, posix } from 'node:path'
+import { REPO, parseDockerfile, parseEnvInstruction, repoFile, runOk, tempDir } from './helpers.js'
 import type { DockerStage, Dockerfile } from './helpers.js'
 
 export interface ImageInstall {
   dockerfile: Dockerfile
   runtime: DockerStage
-  /** Host folder standing for the image's / */
+  /** Host folder standing for the final image's / */
   rootfs: string
   /** The image's WORKDIR, as an image path, and its host folder. */
   workdir: string
   hostWorkdir: string
-  /** ENV of the final stage (and of the base images' stages, none here). */
+  /** ENV of the final stage. */
   env: Record<string, string>
   entrypoint: string[]
   cmd: string[]
   healthcheck: string[]
-  /** RUN commands executed here, and those skipped (OS setup). */
+  /** RUN commands of the final stage executed here, and those skipped (OS setup). */
   ran: string[]
   skipped: string[]
+  /** RUN commands of the build stage, all executed here. */
+  buildRan: string[]
+  /** Files of the build context, relative to the repository. */
+  context: string[]
   /** Maps an absolute image path into the rootfs. */
   hostPath: (imagePath: string) => string
 }
@@ -35,18 +41,43 @@ export function runCommand (args: string): string {
   return args.replace(/^(\s*--[a-z-]+=\S+\s+)+/, '').trim()
 }
 
-/** Paths a .dockerignore lets into the build context ("last matching pattern wins"). */
+interface IgnoreRule { negate: boolean, pattern: string }
+
+function ignoreRules (text: string): IgnoreRule[] {
+  return text.split('\n').map(l => l.trim()).filter(l => l !== '' && !l.startsWith('#')).map(line => {
+    const negate = line.startsWith('!')
+    return { negate, pattern: (negate ? line.slice(1) : line).replace(/\/$/, '') }
+  })
+}
+
+/** Whether .dockerignore keeps a path out of the build context ("last matching pattern wins"). */
 export function dockerIgnored (ignoreText: string, path: string): boolean {
   let ignored = false
-  for (const raw of ignoreText.split('\n')) {
-    const line = raw.trim()
-    if (line === '' || line.startsWith('#')) continue
-    const negate = line.startsWith('!')
-    const pattern = (negate ? line.slice(1) : line).replace(/\/$/, '')
-    const matches = pattern === '*' || path === pattern || path.startsWith(pattern + '/')
-    if (matches) ignored = !negate
+  for (const { negate, pattern } of ignoreRules(ignoreText)) {
+    if (pattern === '*' || path === pattern || path.startsWith(pattern + '/')) ignored = !negate
   }
   return ignored
+}
+
+/** The files of the build context: the repository as .dockerignore filters it. */
+export function buildContext (): string[] {
+  const text = repoFile('.dockerignore')
+  const exceptions = ignoreRules(text).filter(r => r.negate).map(r => r.pattern)
+  const files: string[] = []
+  const walk = (rel: string): void => {
+    for (const name of readdirSync(join(REPO, rel))) {
+      const path = rel === '' ? name : `${rel}/${name}`
+      const isDir = statSync(join(REPO, path)).isDirectory()
+      if (isDir) {
+        // An excluded folder is still entered when an exception names something inside it.
+        if (!dockerIgnored(text, path) || exceptions.some(e => e.startsWith(path + '/'))) walk(path)
+      } else if (!dockerIgnored(text, path)) {
+        files.push(path)
+      }
+    }
+  }
+  walk('')
+  return files.sort()
 }
 
 function jsonArray (args: string, what: string): string[] {
@@ -55,9 +86,14 @@ function jsonArray (args: string, what: string): string[] {
   return v
 }
 
+/** Rewrites the absolute image paths of a shell command into a stage's host folder. */
+function mapPaths (command: string, root: string, prefixes: string[]): string {
+  return command.replace(new RegExp(`(^|[\\s=:'"])/(${prefixes.join('|')})(?=[/\\s'"]|$)`, 'g'), (_m, lead: string, dir: string) => `${lead}${root}/${dir}`)
+}
+
 let install: Promise<ImageInstall> | undefined
 
-/** The final stage replayed once per test run (shared by the Docker and Raspberry Pi tests). */
+/** The Dockerfile replayed once per test run (shared by the Docker and Raspberry Pi tests). */
 export async function imageInstall (): Promise<ImageInstall> {
   install ??= replay()
   return await install
@@ -68,13 +104,39 @@ async function replay (): Promise<ImageInstall> {
   const runtime = dockerfile.stages[dockerfile.stages.length - 1]
   const build = dockerfile.stages.find(s => s.name === 'build')
   if (build === undefined) throw new Error('the Dockerfile has no stage named "build"')
-  const buildRuns = build.instructions.filter(i => i.keyword === 'RUN').map(i => runCommand(i.args)).join('\n')
-  // What the replay does for the build stage must be what the build stage does.
-  for (const step of ['npx tsc -p .', 'npm pack --ignore-scripts', 'cp package-lock.json /pkg/']) {
-    if (!buildRuns.includes(step)) throw new Error(`the build stage no longer runs "${step}"; update test/deploy/image.ts`)
-  }
-  const ignore = repoFile('.dockerignore')
+  const npmEnv = (env: Record<string, string>): NodeJS.ProcessEnv =>
+    // The stage's ENV applies; the runner's npm settings (registry, cache) stay usable.
+    ({ ...process.env, ...env, npm_config_prefer_offline: 'true' })
 
+  // Build stage.
+  const context = buildContext()
+  const buildRoot = tempDir('build')
+  let buildWorkdir = '/'
+  const buildEnv: Record<string, string> = {}
+  const buildRan: string[] = []
+  for (const ins of build.instructions) {
+    if (ins.keyword === 'WORKDIR') {
+      buildWorkdir = posix.resolve(buildWorkdir, ins.args)
+      mkdirSync(join(buildRoot, buildWorkdir), { recursive: true })
+    } else if (ins.keyword === 'ENV') {
+      Object.assign(buildEnv, parseEnvInstruction(ins.args))
+    } else if (ins.keyword === 'COPY') {
+      // Every COPY of the build stage takes from the context: place the whole context once
+      // (the split into several COPYs only serves the layer cache).
+      if (/--from=/.test(ins.args)) throw new Error(`build stage COPY ${ins.args}: not replayable`)
+      for (const f of context) {
+        mkdirSync(dirname(join(buildRoot, buildWorkdir, f)), { recursive: true })
+        cpSync(join(REPO, f), join(buildRoot, buildWorkdir, f))
+      }
+    } else if (ins.keyword === 'RUN') {
+      const command = mapPaths(runCommand(ins.args), buildRoot, ['tmp', 'pkg'])
+      mkdirSync(join(buildRoot, 'tmp'), { recursive: true })
+      await runOk('sh', ['-c', command], { cwd: join(buildRoot, buildWorkdir), env: npmEnv(buildEnv), timeoutMs: 240_000 })
+      buildRan.push(runCommand(ins.args))
+    }
+  }
+
+  // Final stage.
   const rootfs = tempDir('rootfs')
   const hostPath = (p: string): string => join(rootfs, posix.normalize(p))
   let workdir = '/'
@@ -100,12 +162,11 @@ async function replay (): Promise<ImageInstall> {
         const [src, dest] = words.filter(w => !w.startsWith('--'))
         const target = hostPath(posix.resolve(workdir, dest))
         if (from === 'build') {
-          if (src.replace(/\/$/, '') !== '/pkg') throw new Error(`COPY --from=build of ${src}: the replay only knows /pkg`)
-          mkdirSync(target, { recursive: true })
-          await runOk('tar', ['-xzf', await packTarball(), '-C', target, '--strip-components=1'])
-          cpSync(join(REPO, 'package-lock.json'), join(target, 'package-lock.json'))
+          const source = join(buildRoot, src)
+          if (!existsSync(source)) throw new Error(`COPY --from=build ${src}: the build stage did not produce it`)
+          cpSync(source, target, { recursive: true })
         } else if (from === undefined) {
-          if (dockerIgnored(ignore, src)) throw new Error(`COPY ${src}: .dockerignore keeps it out of the build context`)
+          if (!context.includes(src)) throw new Error(`COPY ${src}: not in the build context (.dockerignore)`)
           cpSync(join(REPO, src), dest.endsWith('/') ? join(target, posix.basename(src)) : target, { recursive: true })
         } else {
           throw new Error(`COPY --from=${from}: not replayable`)
@@ -115,12 +176,7 @@ async function replay (): Promise<ImageInstall> {
       case 'RUN': {
         const command = runCommand(ins.args)
         if (!command.startsWith('npm ')) { skipped.push(command); break }
-        await runOk('sh', ['-c', command], {
-          cwd: hostPath(workdir),
-          // The image's ENV applies; the runner's npm settings (registry, cache) stay usable.
-          env: { ...process.env, ...env, npm_config_prefer_offline: 'true' },
-          timeoutMs: 180_000
-        })
+        await runOk('sh', ['-c', command], { cwd: hostPath(workdir), env: npmEnv(env), timeoutMs: 180_000 })
         ran.push(command)
         break
       }
@@ -140,7 +196,7 @@ async function replay (): Promise<ImageInstall> {
         break
     }
   }
-  return { dockerfile, runtime, rootfs, workdir, hostWorkdir: hostPath(workdir), env, entrypoint, cmd, healthcheck, ran, skipped, hostPath }
+  return { dockerfile, runtime, rootfs, workdir, hostWorkdir: hostPath(workdir), env, entrypoint, cmd, healthcheck, ran, skipped, buildRan, context, hostPath }
 }
 
 /**
@@ -153,9 +209,4 @@ export function hostCommand (img: ImageInstall, argv: string[], nodeBin: string)
   const mapped = words.map(w => w.startsWith('/') ? img.hostPath(w) : w)
   if (mapped[0] !== 'node') throw new Error(`expected a node command line, got ${argv.join(' ')}`)
   return [nodeBin, mapped.slice(1)]
-}
-
-/** package.json as shipped in the image. */
-export function installedPackageJson (img: ImageInstall): Record<string, unknown> {
-  return JSON.parse(readFileSync(join(img.hostWorkdir, 'package.json'), 'utf8')) as Record<string, unknown>
 }

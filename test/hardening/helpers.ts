@@ -1,6 +1,5 @@
 import { expect } from 'chai'
 import { once } from 'node:events'
-import { readdirSync, readFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { Writable } from 'node:stream'
 import winston from 'winston'
@@ -64,13 +63,17 @@ export async function closedWithin (ws: WebSocket, timeoutMs: number): Promise<n
   })
 }
 
-/** Resolves when a raw socket is closed by the far end (or errors), with the time it took. */
+/** Resolves when the far end closes a socket (FIN, reset or error), with the time it took. */
 export async function socketClosedWithin (socket: Socket, timeoutMs: number): Promise<number> {
   const started = Date.now()
-  if (socket.destroyed) return 0
+  if (socket.destroyed || socket.readableEnded) return 0
   return await new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`socket still open after ${timeoutMs} ms`)), timeoutMs)
-    socket.once('close', () => { clearTimeout(t); resolve(Date.now() - started) })
+    const done = (): void => { clearTimeout(t); resolve(Date.now() - started) }
+    socket.once('end', done)
+    socket.once('close', done)
+    // 'end' only fires while data flows.
+    socket.resume()
   })
 }
 
@@ -121,13 +124,6 @@ export function seededBytes (seed: number, n: number): Buffer {
     out[i] = x & 0xff
   }
   return out
-}
-
-/** Resident set size (bytes) and open file descriptors of a process, from /proc. */
-export function procStats (pid: number): { rss: number, fds: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1] ?? 0)
-  return { rss: kb * 1024, fds: readdirSync(`/proc/${pid}/fd`).length }
 }
 
 /**

@@ -131,12 +131,12 @@ describe('hostile input inside the tunnel', function () {
           [frameOf('\ufeff{}'), /not valid JSON/],
           [frameOf(Buffer.from([0xc3, 0x28, 0xff, 0xfe])), /not valid JSON/]
         ]
-        for (const [raw, reason] of cases) {
+        await Promise.all(cases.map(async ([raw, reason]) => {
           const { ws, muxer: mux } = await rawSession(server, muxer)
           const { message } = await registerRaw(mux, raw)
           expect(message).to.have.property('error').that.matches(reason)
           await closedWithin(ws, 3000)
-        }
+        }))
       })
 
       it('a flood of stream opens from a client is refused stream by stream; the server and its session keep working', async function () {
