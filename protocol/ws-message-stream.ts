@@ -9,15 +9,31 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 
 /** Bytes queued on the TCP socket beneath the WebSocket before writers are told to wait. */
 const WRITE_HIGH_WATER_MARK = 1024 * 1024
+/**
+ * Pieces shorter than this (muxer frame headers, window updates, small writes) are copied together
+ * into one WebSocket message; longer ones go out as messages of their own, without a copy. Both
+ * muxers parse a byte stream, so where message boundaries fall does not matter to them.
+ */
+const COALESCE_BELOW = 4096
+/** Send the gathered small pieces once this much has accumulated. */
+const COALESCE_MAX = 64 * 1024
 
 /**
  * Presents a `ws` WebSocket as the MessageStream a libp2p 3.x muxer runs on. Unlike the adapter
  * inside @libp2p/websockets it uses the socket's own 'drain' event rather than polling
  * bufferedAmount, and pause/resume really stop reading (ws.pause() stops the TCP socket).
+ *
+ * Writes are batched per tick: the first send in a tick corks the socket and a nextTick callback
+ * uncorks it, so all the muxer sends while handling one event (frames of several streams, window
+ * updates) leaves as one TLS write rather than one write and one TLS record per frame. Nothing
+ * waits for a timer, so latency is unchanged.
  */
 export class WebSocketMessageStream extends AbstractMessageStream {
   private readonly ws: WebSocket
   private readonly socket: Socket
+  private corked = false
+  private small: Uint8Array[] = []
+  private smallBytes = 0
 
   constructor (ws: WebSocket, direction: MessageStreamDirection) {
     super({ log: logger(`reverselb:ws:${direction}`), direction, maxReadBufferLength: Infinity })
@@ -33,12 +49,40 @@ export class WebSocketMessageStream extends AbstractMessageStream {
     })
   }
 
+  private readonly endOfTick = (): void => {
+    this.flushSmall()
+    this.corked = false
+    this.socket.uncork()
+  }
+
+  private flushSmall (): void {
+    if (this.smallBytes === 0) return
+    const message = this.small.length === 1 ? this.small[0] : Buffer.concat(this.small, this.smallBytes)
+    this.small = []
+    this.smallBytes = 0
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(message, { binary: true, compress: false })
+  }
+
   sendData (data: Uint8ArrayList): SendResult {
     // A muxer may still flush (window updates from a microtask) after the socket closed; throwing
     // there would be an uncaught exception. The 'close' handler already ends every stream.
     if (this.ws.readyState !== WebSocket.OPEN) return { sentBytes: data.byteLength, canSendMore: true }
-    // One WebSocket message per muxer write; subarray() only copies when it spans several chunks.
-    this.ws.send(data.subarray(), { binary: true, compress: false })
+    if (!this.corked) {
+      this.corked = true
+      this.socket.cork()
+      process.nextTick(this.endOfTick)
+    }
+    for (const chunk of data) {
+      if (chunk.byteLength < COALESCE_BELOW) {
+        // The muxers never reuse a buffer they handed over, so holding it until the tick ends is safe.
+        this.small.push(chunk)
+        this.smallBytes += chunk.byteLength
+        if (this.smallBytes >= COALESCE_MAX) this.flushSmall()
+      } else {
+        this.flushSmall()
+        this.ws.send(chunk, { binary: true, compress: false })
+      }
+    }
     return { sentBytes: data.byteLength, canSendMore: this.socket.writableLength < WRITE_HIGH_WATER_MARK }
   }
 
@@ -56,6 +100,8 @@ export class WebSocketMessageStream extends AbstractMessageStream {
 
   async close (options?: AbortOptions): Promise<void> {
     if (this.ws.readyState === WebSocket.CLOSED) return
+    // What the muxer sent in this tick (e.g. its GoAway) must precede the close frame.
+    this.flushSmall()
     const closed = new Promise<void>(resolve => this.ws.once('close', () => resolve()))
     this.ws.close(1000)
     const timer = setTimeout(() => this.ws.terminate(), 2000)

@@ -1,17 +1,8 @@
 import { expect } from 'chai'
-import { connect } from 'node:net'
 import { TunnelClient, TunnelServer } from '../../index.js'
-import { echoServer, eventually, exchange, freePort, freePortRange, tcpServer } from '../fixtures/net.js'
+import { echoServer, eventually, exchange, freePort, freePortRange, nothingListens, tcpServer } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import type { TcpServer } from '../fixtures/net.js'
-
-async function portIsClosed (port: number): Promise<boolean> {
-  return await new Promise(resolve => {
-    const s = connect({ port, host: '127.0.0.1' })
-    s.on('connect', () => { s.destroy(); resolve(false) })
-    s.on('error', () => resolve(true))
-  })
-}
 
 describe('service lifecycle', function () {
   let backend: TcpServer
@@ -52,7 +43,7 @@ describe('service lifecycle', function () {
     await a.close()
     expect((await exchange(frontendPort, Buffer.from('x'))).toString()).to.equal('second backend')
     await b.close()
-    await eventually(async () => expect(await portIsClosed(frontendPort)).to.equal(true))
+    await eventually(async () => expect(await nothingListens(frontendPort)).to.equal(true))
     // The port went back to the pool: the next service gets it again.
     const c = startClient(server, tunnelData(backend.port, { serviceName: 'next' }))
     expect((await c.ready()).frontendPort).to.equal(frontendPort)

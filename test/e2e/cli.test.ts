@@ -1,16 +1,7 @@
 import { expect } from 'chai'
-import { connect } from 'node:net'
-import { echoServer, eventually, exchange, freePort } from '../fixtures/net.js'
+import { echoServer, eventually, exchange, freePort, nothingListens } from '../fixtures/net.js'
 import { runCli, runCliToEnd } from '../fixtures/cli.js'
 import type { TcpServer } from '../fixtures/net.js'
-
-async function isFree (port: number): Promise<boolean> {
-  return await new Promise(resolve => {
-    const s = connect({ port, host: '127.0.0.1' })
-    s.on('connect', () => { s.destroy(); resolve(false) })
-    s.on('error', () => resolve(true))
-  })
-}
 
 describe('reverselb CLI', function () {
   this.timeout(30_000)
@@ -19,7 +10,7 @@ describe('reverselb CLI', function () {
   after(async function () { await backend.close() })
 
   it('runs the seed README command lines verbatim (backend replaced by a local one)', async function () {
-    if (!(await isFree(9999)) || !(await isFree(8888))) this.skip()
+    if (!(await nothingListens(9999)) || !(await nothingListens(8888))) this.skip()
     const server = runCli(['-t', '0000', 'server', '-p', '9999', '-s', 'localhost'])
     const tunnel = runCli(['-t', '0000', 'tunnel', '--apiendpoint', 'localhost:9999', '--servicename', 'myendpoint-8888',
       '--serviceendpoint', `127.0.0.1:${backend.port}`, '--frontendport', '8888', '--insecuretls=true'])
