@@ -79,6 +79,11 @@ export async function relay (socket: Socket, stream: Stream, opts: RelayOptions 
         stats.error ??= evt.error
         // A reset stream means the far end is gone: pass that on as a TCP reset.
         if (!socket.destroyed) socket.resetAndDestroy()
+      } else if (!socket.readableEnded && !socket.destroyed) {
+        // Closed although our side never sent its FIN: the connection beneath the stream died
+        // (peer process killed, network gone). Nothing more can be relayed either way.
+        stats.error ??= new Error('tunnel connection lost')
+        socket.resetAndDestroy()
       }
       resolve()
     }, { once: true })
