@@ -9,14 +9,16 @@ import type { WebSocket } from 'ws'
  */
 export function keepAlive (ws: WebSocket, intervalMs: number, onDead: () => void): () => void {
   const socket = (ws as unknown as { _socket?: Socket })._socket
-  let written = socket?.bytesWritten ?? 0
+  // bytesWritten counts bytes still queued in the socket too; only what left it shows the peer reads.
+  const sent = (): number => (socket?.bytesWritten ?? 0) - (socket?.writableLength ?? 0)
+  let written = sent()
   let heard = true
   const mark = (): void => { heard = true }
   ws.on('pong', mark)
   ws.on('message', mark)
   ws.on('ping', mark)
   const timer = setInterval(() => {
-    const nowWritten = socket?.bytesWritten ?? 0
+    const nowWritten = sent()
     if (nowWritten !== written && (socket?.writableLength ?? 0) > 0) heard = true
     written = nowWritten
     if (!heard) {

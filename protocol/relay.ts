@@ -31,6 +31,16 @@ export async function relay (socket: Socket, stream: Stream, opts: RelayOptions 
   const stats: RelayStats = { bytesIn: 0, bytesOut: 0 }
   let streamPaused = false
   let socketPaused = false
+  // A real FIN from the far end, as opposed to the stream ending because the tunnel died (the
+  // muxer then closes it without an error, and also marks the remote write side closed).
+  let remoteFin = stream.remoteWriteStatus === 'closed' && stream.status === 'open'
+  stream.addEventListener('remoteCloseWrite', () => { remoteFin = true })
+
+  // libuv refuses a reset once end() was called; a plain destroy then still closes the handle.
+  const reset = (): void => {
+    if (socket.destroyed) return
+    if (socket.writableEnded) socket.destroy(); else socket.resetAndDestroy()
+  }
 
   const setStreamPaused = (paused: boolean): void => {
     if (paused === streamPaused) return
@@ -69,7 +79,7 @@ export async function relay (socket: Socket, stream: Stream, opts: RelayOptions 
 
   const fail = (err: Error): void => {
     stats.error ??= err
-    if (!socket.destroyed) socket.resetAndDestroy()
+    reset()
     stream.abort(err)
   }
 
@@ -78,12 +88,12 @@ export async function relay (socket: Socket, stream: Stream, opts: RelayOptions 
       if (evt.error !== undefined) {
         stats.error ??= evt.error
         // A reset stream means the far end is gone: pass that on as a TCP reset.
-        if (!socket.destroyed) socket.resetAndDestroy()
-      } else if (!socket.readableEnded && !socket.destroyed) {
-        // Closed although our side never sent its FIN: the connection beneath the stream died
-        // (peer process killed, network gone). Nothing more can be relayed either way.
+        reset()
+      } else if (!remoteFin || !socket.readableEnded) {
+        // Closed without both FINs: the connection beneath the stream died (peer process killed,
+        // network gone). A reset, not a FIN, tells the peer its data may be cut short.
         stats.error ??= new Error('tunnel connection lost')
-        socket.resetAndDestroy()
+        reset()
       }
       resolve()
     }, { once: true })
@@ -95,6 +105,7 @@ export async function relay (socket: Socket, stream: Stream, opts: RelayOptions 
   stream.addEventListener('message', (evt: MessageStreamEvents['message']) => writeToSocket(evt.data))
   const onStreamEnd = (): void => {
     if (stream.status === 'aborted' || stream.status === 'reset') return
+    if (!remoteFin) { fail(new Error('tunnel connection lost')); return }
     if (!socket.destroyed && !socket.writableEnded) socket.end()
   }
   stream.addEventListener('end', onStreamEnd)

@@ -155,7 +155,9 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       key: this.certificate.key,
       handshakeTimeout: this.opts.handshakeTimeoutMs,
       headersTimeout: this.opts.handshakeTimeoutMs,
-      requestTimeout: this.opts.handshakeTimeoutMs
+      requestTimeout: this.opts.handshakeTimeoutMs,
+      // Node checks those timeouts only every 30 s by default: slowloris sockets would outlive them.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, this.opts.handshakeTimeoutMs / 4))
     })
     https.on('request', (req, res) => {
       if (req.url === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return }

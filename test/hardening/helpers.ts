@@ -78,7 +78,11 @@ export async function socketClosedWithin (socket: Socket, timeoutMs: number): Pr
 }
 
 /** Open tunnel WebSockets on the server (internal; what a leak would leave behind). */
-export const openTunnels = (server: TunnelServer): number => (server as unknown as { sockets: Set<unknown> }).sockets.size
+export function openTunnels (server: TunnelServer): number {
+  const sockets = (server as unknown as { sockets?: Set<unknown> }).sockets
+  if (!(sockets instanceof Set)) throw new Error('TunnelServer no longer keeps its tunnel WebSockets in `sockets`: update openTunnels()')
+  return sockets.size
+}
 
 /**
  * The check every hostile test ends with: a well-behaved client registers a new service and

@@ -14,6 +14,7 @@ describe('hostile frontend peers on a shared (instance) port', function () {
   this.timeout(60_000)
   let server: TunnelServer
   let backend: TcpServer
+  let betaBackend: TcpServer
   let backendAccepts = 0
   let opened = 0
   let port: number
@@ -23,10 +24,12 @@ describe('hostile frontend peers on a shared (instance) port', function () {
   before(async function () {
     // Every backend connection is counted: a peer that sent nothing must never cause one.
     backend = await tcpServer((s) => { backendAccepts++; s.pipe(s) })
+    betaBackend = await tcpServer((s) => { s.write('beta:'); s.pipe(s) })
     server = await startServer({ sniffTimeoutMs: SNIFF_MS, dynPortCount: 2, logger: log.logger })
     server.on('connectionOpened', () => { opened++ })
     for (const instance of ['alpha', 'beta', '']) {
-      clients.push(startClient(server, tunnelData(backend.port, { serviceName: instance === '' ? 'web' : `web:${instance}` })))
+      const target = instance === 'beta' ? betaBackend.port : backend.port
+      clients.push(startClient(server, tunnelData(target, { serviceName: instance === '' ? 'web' : `web:${instance}` })))
     }
     const ports = await Promise.all(clients.map(async c => (await c.ready()).frontendPort))
     port = ports[0]
@@ -36,10 +39,16 @@ describe('hostile frontend peers on a shared (instance) port', function () {
     await Promise.all(clients.map(async c => await c.close()))
     await server.close()
     await backend.close()
+    await betaBackend.close()
   })
 
   const httpGet = async (host: string): Promise<string> =>
     (await exchangeWithTimeout(port, Buffer.from(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`), 5000)).toString()
+
+  afterEach(async function () {
+    // Whatever the peers did, the shared port still routes by name and relays.
+    expect(await httpGet('beta.example')).to.equal('beta:GET / HTTP/1.1\r\nHost: beta.example\r\n\r\n')
+  })
 
   it('a flood of 500 connections that send nothing opens no backend stream, and all are closed after the sniff timeout', async function () {
     const COUNT = 500
