@@ -1,13 +1,11 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { selfSignedCertificate } from '../server/certificate.js'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
-import type { AddressInfo } from 'node:net'
 
 /** The reverselb CLI as built by tsc (dist/cli/main.js). */
 export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url))
@@ -151,33 +149,4 @@ export function procStats (pid: number): { rss: number, fds: number } {
   return { rss: kb * 1024, fds: readdirSync(`/proc/${pid}/fd`).length }
 }
 
-/** A port that was free a moment ago. */
-export async function freePort (): Promise<number> {
-  const s = createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const { port } = s.address() as AddressInfo
-  await new Promise(resolve => s.close(resolve))
-  return port
-}
-
-/** `count` consecutive free ports below the ephemeral range (see test/fixtures/net.ts). */
-export async function freePortRange (count: number): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * (12_000 - count))
-    const held: Array<ReturnType<typeof createServer>> = []
-    try {
-      for (let p = base; p < base + count; p++) {
-        const s = createServer()
-        await new Promise<void>((resolve, reject) => { s.once('error', reject); s.listen(p, '127.0.0.1', resolve) })
-        held.push(s)
-      }
-      return base
-    } catch {
-      // taken: try another base
-    } finally {
-      await Promise.all(held.map(async s => await new Promise(resolve => s.close(resolve))))
-    }
-  }
-  throw new Error(`no ${count} consecutive free ports found`)
-}
+export { freePort, freePortRange } from '../test/fixtures/net.js'

@@ -1,8 +1,7 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { connect as tlsConnect } from 'node:tls'
 import { PROXY_PREFIX, sniff } from '../../server/sniff.js'
-import { tcpServer } from '../fixtures/net.js'
+import { realClientHello } from '../fixtures/net.js'
 import { PRINTABLE_ASCII, bytesOf, fuzzParams, loadCorpus } from './fuzz.js'
 import type { Sniffed } from '../../server/sniff.js'
 import type { ByteCase } from './fuzz.js'
@@ -122,18 +121,6 @@ const anyInput = fc.oneof(
 )
 const appended = fc.oneof(fc.uint8Array({ maxLength: 64 }).map(b => Buffer.from(b)), anyInput)
 
-/** The first flight a real node:tls client sends for `servername`. */
-async function realClientHello (servername?: string): Promise<Buffer> {
-  let resolveHello!: (b: Buffer) => void
-  const hello = new Promise<Buffer>(resolve => { resolveHello = resolve })
-  const server = await tcpServer((s) => s.once('data', (b: Buffer) => { resolveHello(b); s.destroy() }))
-  const client = tlsConnect({ port: server.port, host: '127.0.0.1', servername, rejectUnauthorized: false })
-  client.on('error', () => {})
-  const b = await hello
-  client.destroy()
-  await server.close()
-  return b
-}
 
 describe('fuzz: first-bytes sniffer (fast-check, fixed seed)', function () {
   this.timeout(60_000)

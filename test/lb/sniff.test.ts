@@ -1,31 +1,18 @@
 import { expect } from 'chai'
-import { connect as tlsConnect } from 'node:tls'
 import { sniff } from '../../server/sniff.js'
-import { tcpServer } from '../fixtures/net.js'
+import { realClientHello } from '../fixtures/net.js'
 
-/** The first flight a real node:tls client sends for `servername`. */
-async function clientHello (servername?: string): Promise<Buffer> {
-  let resolveHello!: (b: Buffer) => void
-  const hello = new Promise<Buffer>(resolve => { resolveHello = resolve })
-  const server = await tcpServer((s) => s.once('data', (b: Buffer) => { resolveHello(b); s.destroy() }))
-  const client = tlsConnect({ port: server.port, host: '127.0.0.1', servername, rejectUnauthorized: false })
-  client.on('error', () => {})
-  const b = await hello
-  client.destroy()
-  await server.close()
-  return b
-}
 
 describe('first-bytes sniffer', function () {
   it('reads the SNI of a real TLS ClientHello, and waits for a whole record', async function () {
-    const hello = await clientHello('box1.example.test')
+    const hello = await realClientHello('box1.example.test')
     expect(sniff(hello)).to.deep.equal({ kind: 'tls', name: 'box1.example.test' })
     expect(sniff(hello.subarray(0, 3))).to.deep.equal({ kind: 'more' })
     expect(sniff(hello.subarray(0, hello.length - 1))).to.deep.equal({ kind: 'more' })
   })
 
   it('sees TLS without SNI as unnamed TLS', async function () {
-    expect(sniff(await clientHello())).to.deep.equal({ kind: 'tls' })
+    expect(sniff(await realClientHello())).to.deep.equal({ kind: 'tls' })
   })
 
   it('parses CONNECT requests and counts the bytes to strip', function () {
@@ -56,7 +43,7 @@ describe('first-bytes sniffer', function () {
   })
 
   it('survives truncated and corrupted ClientHellos', async function () {
-    const hello = await clientHello('fuzz.example.test')
+    const hello = await realClientHello('fuzz.example.test')
     for (let i = 5; i < hello.length; i += 7) {
       const cut = Buffer.from(hello)
       cut.writeUInt16BE(i - 5, 3)
