@@ -59,6 +59,16 @@ export function children (pid: number): number[] {
   }
 }
 
+/** Process group of `pid`, or -1. */
+export function pgid (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
+  } catch {
+    return -1
+  }
+}
+
 export function descendants (pid: number): number[] {
   const out: number[] = []
   const stack = [pid]
@@ -73,8 +83,10 @@ export async function stop (p: Proc, graceMs = 3000): Promise<void> {
   const idx = procs.indexOf(p)
   if (idx >= 0) procs.splice(idx, 1)
   const tree = [p.pid, ...descendants(p.pid)]
-  try { process.kill(-p.pid, 'SIGTERM') } catch { /* gone */ }
-  for (const pid of tree) { try { process.kill(pid, 'SIGTERM') } catch { /* gone */ } }
+  // One SIGTERM each: to the group, and to descendants that left it (a second SIGTERM makes some
+  // programs, reverselb included, skip their orderly shutdown).
+  try { process.kill(-p.pid, 'SIGTERM') } catch { try { process.kill(p.pid, 'SIGTERM') } catch { /* gone */ } }
+  for (const pid of tree) { if (pgid(pid) !== p.pid) { try { process.kill(pid, 'SIGTERM') } catch { /* gone */ } } }
   const deadline = Date.now() + graceMs
   while (Date.now() < deadline && tree.some(alive)) await sleep(50)
   if (tree.some(alive)) {

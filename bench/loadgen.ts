@@ -10,6 +10,8 @@
 //   solo  PORT SECS                 one "SRC" download read at full speed -> {fast_MBps}
 //   slow  PORT SECS RATE            a "SRC" download read at RATE bytes/s, and beside it (after 1 s)
 //                                   another read at full speed -> {fast_MBps, slow_MBps, slow_ok}
+//   echobulk PORT SECS              one connection to the echo backend written as fast as it goes;
+//                                   -> {echo_MBps} (bytes echoed back per second)
 // Host: 127.0.0.1 (BENCH_HOST overrides). The echo modes follow ../shared/bench/echo-client.js.
 import { connect } from 'node:net'
 import type { Socket } from 'node:net'
@@ -261,6 +263,33 @@ function slow (seconds: number, rateBps: number): void {
   }, 1000)
 }
 
+/** Writes as fast as the connection takes it and counts what the echo server sends back. */
+function echobulk (seconds: number): void {
+  hardLimit(seconds + 20, 'echobulk')
+  const chunk = Buffer.alloc(64 * 1024, 0x65)
+  const sock = connect({ host, port, noDelay: true })
+  let back = 0
+  let finished = false
+  const pump = (): void => {
+    for (let i = 0; i < 64 && !finished; i++) if (!sock.write(chunk)) { sock.once('drain', pump); return }
+    if (!finished) setImmediate(pump)
+  }
+  sock.on('connect', pump)
+  sock.on('data', (d) => { back += d.length })
+  sock.on('error', (e) => { if (!finished) die(e.message) })
+  sock.on('close', () => { if (!finished) die('connection closed early') })
+  setTimeout(() => {
+    const b0 = back
+    const t0 = now()
+    setTimeout(() => {
+      finished = true
+      out({ echo_MBps: r1((back - b0) / ((now() - t0) / 1000) / 1e6) })
+      sock.destroy()
+      process.exit(0)
+    }, seconds * 1000)
+  }, 500)
+}
+
 if (!Number.isInteger(port)) die('usage: loadgen.js rtt|rate|probe|scale|solo|slow PORT ...')
 switch (mode) {
   case 'rtt': rtt(num(0, 2000), num(1, 64), num(2, 200)); break
@@ -269,5 +298,6 @@ switch (mode) {
   case 'scale': scale(num(0, 10_000), num(1, 200), num(2, 60)); break
   case 'solo': solo(num(0, 5)); break
   case 'slow': slow(num(0, 5), num(1, 1_000_000)); break
+  case 'echobulk': echobulk(num(0, 5)); break
   default: die('unknown mode')
 }

@@ -34,9 +34,30 @@ for (const [id, us] of selfUs) {
   byFn.set(key, (byFn.get(key) ?? 0) + us)
   byPkg.set(pkg(url), (byPkg.get(pkg(url)) ?? 0) + us)
 }
+// inclusive time per function: self time of every sample whose stack contains it (counted once per sample)
+const parent = new Map<number, number>()
+for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+const keyOf = (n: Node): string => {
+  const url = n.callFrame.url.replace(/^file:\/\//, '')
+  return `${n.callFrame.functionName !== '' ? n.callFrame.functionName : '(anon)'} ${url !== '' ? `${url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}` : ''}`
+}
+const incl = new Map<string, number>()
+for (const [id, us] of selfUs) {
+  const seen = new Set<string>()
+  for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+    const n = byId.get(cur)
+    if (n === undefined) break
+    const k = keyOf(n)
+    if (seen.has(k)) continue
+    seen.add(k)
+    incl.set(k, (incl.get(k) ?? 0) + us)
+  }
+}
 const pct = (us: number): string => `${(us / total * 100).toFixed(1).padStart(5)}%`
 const wall = (prof.endTime - prof.startTime) / 1e6
 process.stdout.write(`${file}: ${(total / 1e6).toFixed(2)} s sampled over ${wall.toFixed(1)} s wall\n-- by package --\n`)
 for (const [k, us] of [...byPkg].sort((a, b) => b[1] - a[1]).slice(0, 15)) process.stdout.write(`${pct(us)}  ${k}\n`)
 process.stdout.write('-- by function (self) --\n')
 for (const [k, us] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`${pct(us)}  ${k}\n`)
+process.stdout.write('-- by function (inclusive) --\n')
+for (const [k, us] of [...incl].filter(([k]) => !k.startsWith('(root)') && !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`${pct(us)}  ${k}\n`)

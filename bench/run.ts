@@ -51,13 +51,14 @@ const S = {
   bulkSecs: int('BULK_SECS', 5),
   bulkStreams: int('BULK_STREAMS', 8),
   bulkModes: list('BULK_MODES', '1up 1down Nup'),
-  rttCount: int('RTT_COUNT', 2000),
-  rttWarmup: int('RTT_WARMUP', 200),
+  rttCount: int('RTT_COUNT', 10000),
+  rttWarmup: int('RTT_WARMUP', 2000),
   msgSize: int('MSG_SIZE', 64),
   rateSecs: int('RATE_SECS', 5),
   rateConc: int('RATE_CONC', 16),
   scaleConns: int('SCALE_CONNS', 10_000),
   scaleConc: int('SCALE_CONC', 200),
+  scaleSettleMs: int('SCALE_SETTLE_MS', 1000),
   slowSecs: int('SLOW_SECS', 5),
   slowRate: int('SLOW_RATE', 1_000_000),
   readyTimeoutMs: int('READY_TIMEOUT', 20) * 1000,
@@ -205,6 +206,20 @@ async function ready (fronts: Record<Kind, number>, owner: Proc): Promise<void> 
   await run(process.execPath, [LOADGEN, 'probe', String(fronts.stream), String(S.readyTimeoutMs / 1000), 'stream'], S.readyTimeoutMs + 5000)
 }
 
+const helpCache = new Map<string, string>()
+/** Whether a reverselb build's `COMMAND --help` lists OPTION (older builds lack some). */
+function cliHasOption (cli: string, command: string, option: string): boolean {
+  const key = `${cli} ${command}`
+  if (!helpCache.has(key)) {
+    try {
+      helpCache.set(key, execFileSync(process.execPath, [cli, command, '--help'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'ignore'] }))
+    } catch {
+      helpCache.set(key, '')
+    }
+  }
+  return (helpCache.get(key) ?? '').includes(option)
+}
+
 let instance = 0
 async function setup (cfg: Config, round: number): Promise<Setup> {
   instance++
@@ -244,13 +259,15 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
     ...(S.profileDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${join(S.profileDir, `${tag}-${role}`)}`] : []),
     tc.cli, '-t', TOKEN
   ]
+  // The 10k test opens one connection more than the default per-session cap (10,000).
+  const limits = cliHasOption(tc.cli, 'server', '--maxstreams') ? ['--maxstreams', String(S.scaleConns + 100)] : []
   const server = start(`${cfg}-server`, join(TMP, `${tag}-server.log`), process.execPath, [...nodeArgs('server'), 'server',
-    '-p', String(f.api), '--host', '127.0.0.1', '--frontendhost', '127.0.0.1', '--dynport', String(f.dyn), '--dynportcount', '4'])
+    '-p', String(f.api), '--host', '127.0.0.1', '--frontendhost', '127.0.0.1', '--dynport', String(f.dyn), '--dynportcount', '4', ...limits])
   const tunnels: Partial<Record<Kind, Proc>> = {}
   const all = [server]
   syncPgids()
   const stopIt = async (): Promise<void> => {
-    for (const p of [...all].reverse()) await stop(p)
+    for (const p of [...all].reverse()) await stop(p, S.profileDir !== undefined ? 15_000 : 5000)
     syncPgids()
   }
   try {
@@ -341,12 +358,24 @@ async function testsA (s: Setup, m: Metrics): Promise<void> {
       log(`  rtt: median ${String(r.median_us)} us, p99 ${String(r.p99_us)} us, max ${String(r.max_us)} us`)
     })
   }
+  if (S.tests.includes('scale')) {
+    // reference for the scale test's busy connection: the same transfer with no idle connections
+    await attempt(m, 'echo', async () => {
+      const r = await loadgen(['echobulk', String(s.fronts.echo), String(S.bulkSecs)], (S.bulkSecs + 30) * 1000)
+      m.echo_MBps = r.echo_MBps as number
+      log(`  echo transfer alone: ${String(r.echo_MBps)} MB/s`)
+    })
+  }
   if (S.tests.includes('rate')) {
     await attempt(m, 'rate', async () => {
+      const cpu0 = s.cpu('echo')
       const r = await loadgen(['rate', String(s.fronts.echo), String(S.rateSecs), String(S.rateConc), String(S.msgSize)], (S.rateSecs + 40) * 1000)
+      const cpu = s.cpu('echo') - cpu0
       m.conn_per_s = r.conn_per_s as number
       m.rate_errors = r.errors as number
-      log(`  rate: ${String(r.conn_per_s)} conn/s (${String(r.errors)} errors)`)
+      // CPU the tunnel (both ends) spent per connection, in microseconds
+      if (Number.isFinite(cpu) && (r.ok as number) > 0) m.conn_cpu_us = Math.round(cpu / (r.ok as number) * 1e6)
+      log(`  rate: ${String(r.conn_per_s)} conn/s (${String(r.errors)} errors), tunnel CPU ${String(m.conn_cpu_us)} us per connection`)
     })
   }
 }
@@ -378,7 +407,7 @@ async function testScale (s: Setup, m: Metrics): Promise<void> {
   await attempt(m, 'scale', async () => {
     m.scale_server_base_rss_MB = Math.round(s.serverRss() / MB)
     m.scale_client_base_rss_MB = Math.round(s.clientRss('echo') / MB)
-    const holdS = 60
+    const holdS = 60 + S.scaleSettleMs / 1000
     const child = spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench-scale', process.execPath, LOADGEN,
       'scale', String(s.fronts.echo), String(S.scaleConns), String(S.scaleConc), String(holdS)], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
     const p: Proc = { name: 'loadgen-scale', pid: child.pid ?? -1, child, logFile: '', exited: new Promise(resolve => child.once('exit', resolve)) }
@@ -399,7 +428,7 @@ async function testScale (s: Setup, m: Metrics): Promise<void> {
         child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`scale loadgen exited (${String(code)}): ${errText.trim()}`)) })
       })
       const r = JSON.parse(line) as { open_s: number, ok: number, errors: number }
-      await sleep(1000) // let both sides settle with all connections idle
+      await sleep(S.scaleSettleMs) // let both sides settle with all connections idle
       m.scale_open_s = r.open_s
       m.scale_ok = r.ok
       m.scale_errors = r.errors
@@ -409,6 +438,10 @@ async function testScale (s: Setup, m: Metrics): Promise<void> {
       m.scale_client_peak_rss_MB = Math.round(pc.stop() / MB)
       if (r.ok < S.scaleConns) throw new Error(`only ${r.ok} of ${S.scaleConns} connections opened (${r.errors} errors)`)
       log(`  scale: ${r.ok} idle connections in ${r.open_s} s, RSS server ${String(m.scale_server_rss_MB)} MB (peak ${String(m.scale_server_peak_rss_MB)}), client ${String(m.scale_client_rss_MB)} MB (peak ${String(m.scale_client_peak_rss_MB)})`)
+      // One busy connection through the same tunnel connection as the idle ones.
+      const busy = await loadgen(['echobulk', String(s.fronts.echo), String(S.bulkSecs)], (S.bulkSecs + 30) * 1000)
+      m.scale_busy_echo_MBps = busy.echo_MBps as number
+      log(`  scale: one echo transfer beside them: ${String(busy.echo_MBps)} MB/s`)
       child.stdin.write('close\n')
       await Promise.race([p.exited, sleep(20_000)])
     } finally {
@@ -421,7 +454,7 @@ async function testScale (s: Setup, m: Metrics): Promise<void> {
 async function measure (cfg: Config, round: number): Promise<Metrics> {
   const m: Metrics = {}
   const groups: Array<[string, (s: Setup) => Promise<void>]> = []
-  if (S.tests.some(t => t === 'bulk' || t === 'rtt' || t === 'rate')) groups.push(['bulk/rtt/rate', async (s) => await testsA(s, m)])
+  if (S.tests.some(t => t === 'bulk' || t === 'rtt' || t === 'rate' || t === 'scale')) groups.push(['bulk/rtt/rate', async (s) => await testsA(s, m)])
   // Memory figures come from fresh processes, so they are not inflated by the tests before.
   if (S.tests.includes('slow')) groups.push(['slow', async (s) => await testSlow(s, m)])
   if (S.tests.includes('scale')) groups.push(['scale', async (s) => await testScale(s, m)])
@@ -456,9 +489,12 @@ const ROWS: Row[] = [
   { key: 'rtt_added_us', label: 'added RTT median vs direct (µs)', better: 'lower', ref: 'ssh', target: '≤ 1.0', digits: 0 },
   { key: 'rtt_p99_us', label: 'RTT p99 (µs)', better: 'lower', ref: 'ssh', digits: 0 },
   { key: 'conn_per_s', label: `new connections/s (${S.rateConc} concurrent), ratio vs ssh_nodelay`, better: 'higher', ref: 'ssh_nodelay', target: '≥ 1.0', digits: 0 },
+  { key: 'conn_cpu_us', label: 'tunnel CPU per connection (µs, both ends)', better: 'lower', ref: 'ssh_nodelay', digits: 0 },
   { key: 'scale_open_s', label: `${S.scaleConns} idle connections: time to open (s)`, better: 'lower', ref: 'ssh', digits: 2 },
   { key: 'scale_server_rss_MB', label: `${S.scaleConns} idle connections: server RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 250 MB', digits: 0 },
   { key: 'scale_client_rss_MB', label: `${S.scaleConns} idle connections: client RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 250 MB', digits: 0 },
+  { key: 'echo_MBps', label: 'echo transfer, 1 connection, alone (MB/s echoed)', better: 'higher', ref: 'ssh', digits: 0 },
+  { key: 'scale_busy_echo_MBps', label: `echo transfer beside the ${S.scaleConns} idle connections (MB/s)`, better: 'higher', ref: 'ssh', digits: 0 },
   { key: 'slow_solo_MBps', label: 'slow reader: fast stream alone (MB/s)', better: 'higher', ref: 'ssh', digits: 0 },
   { key: 'slow_fast_MBps', label: `slow reader: fast stream beside a ${S.slowRate / 1e6} MB/s reader (MB/s)`, better: 'higher', ref: 'ssh', digits: 0 },
   { key: 'slow_kept', label: 'slow reader: fast stream kept (fraction of alone)', better: 'higher', ref: 'ssh', target: '≥ 0.80 (abs.)', digits: 2 },
@@ -562,6 +598,8 @@ async function main (): Promise<void> {
   const notes = [
     `Medians of ${S.runs} rounds; configurations alternate within each round (order rotated per round); all on 127.0.0.1, every process shares the same CPUs.`,
     `Ratios are reverselb ÷ ssh -R (for new connections/s: ÷ ssh_nodelay, ssh with Nagle off). "added RTT" = tunnel RTT − direct RTT of the same round.`,
+    `RTT: ${S.rttCount} timed ${S.msgSize}-byte echoes on one connection after ${S.rttWarmup} untimed ones (the Node processes' JIT settles). New connections/s: ${S.rateConc} concurrent clients for ${S.rateSecs} s, each connection one ${S.msgSize}-byte echo. CPU rows: user + system time of the tunnel's own processes (both ends) per GB or per connection.`,
+    `${S.scaleConns} idle connections: opened ${S.scaleConc} at a time, each does one echo, then RSS is read after ${S.scaleSettleMs / 1000} s.`,
     `bulk: iperf3 ${S.bulkSecs} s, receiver side, MB = 10^6 B. slow reader: two downloads through the tunnel, one read at ${S.slowRate / 1e6} MB/s; "kept" = fast stream's throughput ÷ its throughput alone; RSS peaks sampled every 50 ms.`,
     `ssh figures: server = all sshd processes of the connection, client = the ssh process. reverselb: server process, and the tunnel client process of that backend.`
   ]
