@@ -1,6 +1,7 @@
 import './polyfill.js'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { mplex } from '@libp2p/mplex'
+import { limitYamuxFrames } from './yamux-guard.js'
 import type { MuxerName } from './version.js'
 import type { MessageStream, StreamMuxer } from '@libp2p/interface'
 
@@ -43,6 +44,7 @@ export function createMuxer (name: MuxerName, conn: MessageStream, opts: MuxerOp
     streamOptions: { ...streamOptions, maxStreamWindowSize: opts.maxStreamWindowBytes }
   })().createStreamMuxer(conn)
   openYamuxWindows(muxer, opts.maxStreamWindowBytes)
+  limitYamuxFrames(muxer, opts.maxStreamWindowBytes)
   return muxer
 }
 
