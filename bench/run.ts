@@ -436,7 +436,9 @@ async function testScale (s: Setup, m: Metrics): Promise<void> {
       m.scale_client_rss_MB = Math.round(s.clientRss('echo') / MB)
       m.scale_server_peak_rss_MB = Math.round(ps.stop() / MB)
       m.scale_client_peak_rss_MB = Math.round(pc.stop() / MB)
-      if (r.ok < S.scaleConns) throw new Error(`only ${r.ok} of ${S.scaleConns} connections opened (${r.errors} errors)`)
+      // ssh -R drops a few of 10,000 connections (its accept loop is slower than the clients' 15 s
+      // timeout); that is its figure, kept in scale_errors. Below 99% the test failed.
+      if (r.ok < S.scaleConns * 0.99) throw new Error(`only ${r.ok} of ${S.scaleConns} connections opened (${r.errors} errors)`)
       log(`  scale: ${r.ok} idle connections in ${r.open_s} s, RSS server ${String(m.scale_server_rss_MB)} MB (peak ${String(m.scale_server_peak_rss_MB)}), client ${String(m.scale_client_rss_MB)} MB (peak ${String(m.scale_client_peak_rss_MB)})`)
       // One busy connection through the same tunnel connection as the idle ones.
       const busy = await loadgen(['echobulk', String(s.fronts.echo), String(S.bulkSecs)], (S.bulkSecs + 30) * 1000)
@@ -489,8 +491,9 @@ const ROWS: Row[] = [
   { key: 'rtt_added_us', label: 'added RTT median vs direct (µs)', better: 'lower', ref: 'ssh', target: '≤ 1.0', digits: 0 },
   { key: 'rtt_p99_us', label: 'RTT p99 (µs)', better: 'lower', ref: 'ssh', digits: 0 },
   { key: 'conn_per_s', label: `new connections/s (${S.rateConc} concurrent), ratio vs ssh_nodelay`, better: 'higher', ref: 'ssh_nodelay', target: '≥ 1.0', digits: 0 },
-  { key: 'conn_cpu_us', label: 'tunnel CPU per connection (µs, both ends)', better: 'lower', ref: 'ssh_nodelay', digits: 0 },
+  { key: 'conn_cpu_us', label: 'tunnel CPU per connection (µs, both ends), ratio vs ssh_nodelay', better: 'lower', ref: 'ssh_nodelay', digits: 0 },
   { key: 'scale_open_s', label: `${S.scaleConns} idle connections: time to open (s)`, better: 'lower', ref: 'ssh', digits: 2 },
+  { key: 'scale_errors', label: `${S.scaleConns} idle connections: connections that failed to open`, better: 'lower', ref: 'ssh', digits: 0 },
   { key: 'scale_server_rss_MB', label: `${S.scaleConns} idle connections: server RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 250 MB', digits: 0 },
   { key: 'scale_client_rss_MB', label: `${S.scaleConns} idle connections: client RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 250 MB', digits: 0 },
   { key: 'echo_MBps', label: 'echo transfer, 1 connection, alone (MB/s echoed)', better: 'higher', ref: 'ssh', digits: 0 },

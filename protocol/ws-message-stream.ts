@@ -3,7 +3,7 @@ import { AbstractMessageStream } from '@libp2p/utils'
 import { logger } from '@libp2p/logger'
 import { WebSocket } from 'ws'
 import type { SendResult } from '@libp2p/utils'
-import type { AbortOptions, MessageStreamDirection } from '@libp2p/interface'
+import type { AbortOptions, Logger, MessageStreamDirection } from '@libp2p/interface'
 import type { Socket } from 'node:net'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -19,14 +19,28 @@ const COALESCE_BELOW = 4096
 const COALESCE_MAX = 64 * 1024
 
 /**
+ * The muxers derive a logger for every stream from ours (newScope). Each real one creates several
+ * `debug` instances, and each of those asks isatty() of stderr: measurable per connection and per
+ * idle stream. Unless DEBUG asks for logs, they all share this silent one.
+ */
+const silent: Logger = Object.assign(() => {}, {
+  error: () => {},
+  trace: () => {},
+  enabled: false,
+  newScope: (): Logger => silent
+})
+const streamLogger = (name: string): Logger => (process.env.DEBUG ?? '') !== '' ? logger(name) : silent
+
+/**
  * Presents a `ws` WebSocket as the MessageStream a libp2p 3.x muxer runs on. Unlike the adapter
  * inside @libp2p/websockets it uses the socket's own 'drain' event rather than polling
  * bufferedAmount, and pause/resume really stop reading (ws.pause() stops the TCP socket).
  *
- * Writes are batched per tick: the first send in a tick corks the socket and a nextTick callback
- * uncorks it, so all the muxer sends while handling one event (frames of several streams, window
- * updates) leaves as one TLS write rather than one write and one TLS record per frame. Nothing
- * waits for a timer, so latency is unchanged.
+ * Writes are batched per event-loop turn: the first send corks the socket and a setImmediate
+ * callback uncorks it once the turn's I/O callbacks have run, so all the muxer sends while handling
+ * them (frames of several streams, window updates, several 64 KiB reads of one socket) leaves as
+ * one TLS write instead of one write syscall and one wake-up of the peer per frame. No timer is
+ * involved: the flush comes right after the events that produced the data.
  */
 export class WebSocketMessageStream extends AbstractMessageStream {
   private readonly ws: WebSocket
@@ -36,7 +50,7 @@ export class WebSocketMessageStream extends AbstractMessageStream {
   private smallBytes = 0
 
   constructor (ws: WebSocket, direction: MessageStreamDirection) {
-    super({ log: logger(`reverselb:ws:${direction}`), direction, maxReadBufferLength: Infinity })
+    super({ log: streamLogger(`reverselb:ws:${direction}`), direction, maxReadBufferLength: Infinity })
     this.ws = ws
     // ws keeps its TCP/TLS socket private; its 'drain' is the exact signal for backpressure.
     this.socket = (ws as unknown as { _socket: Socket })._socket
@@ -49,7 +63,7 @@ export class WebSocketMessageStream extends AbstractMessageStream {
     })
   }
 
-  private readonly endOfTick = (): void => {
+  private readonly endOfTurn = (): void => {
     this.flushSmall()
     this.corked = false
     this.socket.uncork()
@@ -70,11 +84,11 @@ export class WebSocketMessageStream extends AbstractMessageStream {
     if (!this.corked) {
       this.corked = true
       this.socket.cork()
-      process.nextTick(this.endOfTick)
+      setImmediate(this.endOfTurn)
     }
     for (const chunk of data) {
       if (chunk.byteLength < COALESCE_BELOW) {
-        // The muxers never reuse a buffer they handed over, so holding it until the tick ends is safe.
+        // The muxers never reuse a buffer they handed over, so holding it until the turn ends is safe.
         this.small.push(chunk)
         this.smallBytes += chunk.byteLength
         if (this.smallBytes >= COALESCE_MAX) this.flushSmall()
@@ -100,7 +114,7 @@ export class WebSocketMessageStream extends AbstractMessageStream {
 
   async close (options?: AbortOptions): Promise<void> {
     if (this.ws.readyState === WebSocket.CLOSED) return
-    // What the muxer sent in this tick (e.g. its GoAway) must precede the close frame.
+    // What the muxer sent in this turn (e.g. its GoAway) must precede the close frame.
     this.flushSmall()
     const closed = new Promise<void>(resolve => this.ws.once('close', () => resolve()))
     this.ws.close(1000)
