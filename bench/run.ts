@@ -33,9 +33,9 @@ const int = (name: string, d: number): number => {
 }
 const list = (name: string, d: string): string[] => (env[name] ?? d).split(/[\s,]+/).filter(s => s !== '')
 
-const DEFAULT_CONFIGS = ['raw', 'ssh', 'ssh_nodelay', 'yamux', 'mplex']
+const DEFAULT_CONFIGS = ['raw', 'ssh', 'ssh_nodelay', 'node_proxy', 'yamux', 'mplex']
 /**
- * raw | ssh | ssh_nodelay | yamux | mplex | NAME=MUXER[:CLI]: the last form runs another reverselb
+ * raw | ssh | ssh_nodelay | node_proxy (a plain Node TCP forwarder: the floor for Node) | yamux | mplex | NAME=MUXER[:CLI]: the last form runs another reverselb
  * build (CLI = path of its dist/cli/main.js) as its own column, e.g. to compare two builds in one run.
  */
 type Config = string
@@ -70,11 +70,13 @@ const S = {
   keepTmp: env.KEEP_TMP === '1',
   label: env.BENCH_LABEL ?? ''
 }
+/** Configurations that are not reverselb. */
+const REFERENCES = ['raw', 'ssh', 'ssh_nodelay', 'node_proxy']
 const TUNNELS = new Map<string, TunnelCfg>()
 const CONFIGS: Config[] = S.configSpecs.map(spec => {
-  if (spec === 'raw' || spec === 'ssh' || spec === 'ssh_nodelay') return spec
+  if (REFERENCES.includes(spec)) return spec
   const m = /^(?:([\w.-]+)=)?(yamux|mplex)(?::(.+))?$/.exec(spec)
-  if (m === null) throw new Error(`unknown config ${spec} (raw, ssh, ssh_nodelay, yamux, mplex or NAME=yamux|mplex[:CLI])`)
+  if (m === null) throw new Error(`unknown config ${spec} (${REFERENCES.join(', ')}, yamux, mplex or NAME=yamux|mplex[:CLI])`)
   const name = m[1] ?? m[2]
   TUNNELS.set(name, { name, muxer: m[2] as 'yamux' | 'mplex', cli: resolve(m[3] ?? S.cli) })
   return name
@@ -91,7 +93,8 @@ const PORTS = {
   stream: P + 3,
   sshd: P + 4,
   ssh: { iperf: P + 11, echo: P + 12, stream: P + 13 },
-  ssh_nodelay: { iperf: P + 21, echo: P + 22, stream: P + 23 }
+  ssh_nodelay: { iperf: P + 21, echo: P + 22, stream: P + 23 },
+  node_proxy: { iperf: P + 25, echo: P + 26, stream: P + 27 }
 }
 /** Ports of the i-th reverselb configuration: API, three fronts, and its (unused) dynamic pool. */
 const tunnelPorts = (name: string): { api: number, iperf: number, echo: number, stream: number, dyn: number } => {
@@ -101,6 +104,7 @@ const tunnelPorts = (name: string): { api: number, iperf: number, echo: number, 
 const TOKEN = 'bench-token-' + String(process.pid)
 const LOADGEN = join(HERE, 'loadgen.js')
 const BACKEND = join(HERE, 'backend.js')
+const NODE_PROXY = join(HERE, 'node-proxy.js')
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup: traps, watchdog, reaper
@@ -225,6 +229,14 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
   instance++
   if (cfg === 'raw') {
     return { fronts: { iperf: PORTS.iperf, echo: PORTS.echo, stream: PORTS.stream }, serverRss: () => NaN, clientRss: () => NaN, cpu: () => NaN, stop: async () => {} }
+  }
+  if (cfg === 'node_proxy') {
+    const f = PORTS.node_proxy
+    const p = start(cfg, join(TMP, `${cfg}-${instance}.log`), process.execPath, [NODE_PROXY, ...(['iperf', 'echo', 'stream'] as const).map(k => `${f[k]}:${PORTS[k]}`)])
+    syncPgids()
+    const stopIt = async (): Promise<void> => { await stop(p); syncPgids() }
+    try { await ready(f, p) } catch (err) { await stopIt(); throw err }
+    return { fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream }, serverRss: () => rss(p.pid), clientRss: () => NaN, cpu: () => cpuSeconds(p.pid), stop: stopIt }
   }
   if (cfg === 'ssh' || cfg === 'ssh_nodelay') {
     const f = PORTS[cfg]
@@ -547,7 +559,7 @@ async function main (): Promise<void> {
   if (!existsSync(LOADGEN)) throw new Error(`${LOADGEN} not found: run npm run build`)
   const ports = [PORTS.iperf, PORTS.echo, PORTS.stream, PORTS.sshd]
   for (const c of CONFIGS) {
-    if (c === 'ssh' || c === 'ssh_nodelay') ports.push(...Object.values(PORTS[c]))
+    if (c === 'ssh' || c === 'ssh_nodelay' || c === 'node_proxy') ports.push(...Object.values(PORTS[c]))
     else if (c !== 'raw') ports.push(...Object.values(tunnelPorts(c)))
   }
   for (const port of ports) if (isListening(port)) throw new Error(`port ${port} is in use (set PORT_BASE)`)
@@ -588,11 +600,12 @@ async function main (): Promise<void> {
     return a / b
   }
   const tunnels = [...TUNNELS.keys()]
-  const head = ['metric', ...tunnels.map(c => `reverselb ${c}`), 'ssh -R', 'ssh_nodelay', 'direct', ...tunnels.map(c => `${c} ÷ ssh`), 'target']
+  const refs = [['ssh', 'ssh -R'], ['ssh_nodelay', 'ssh_nodelay'], ...(CONFIGS.includes('node_proxy') ? [['node_proxy', 'Node TCP proxy']] : []), ['raw', 'direct']]
+  const head = ['metric', ...tunnels.map(c => `reverselb ${c}`), ...refs.map(r => r[1]), ...tunnels.map(c => `${c} ÷ ssh`), 'target']
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => i === 0 ? '---' : '---:').join('|')}|`]
   const tableRows = ROWS.filter(row => CONFIGS.some(c => medians[c][row.key] !== undefined)).map(row => {
     const cell = (c: Config): string => CONFIGS.includes(c) ? fmt(medians[c][row.key], row.digits) : '–'
-    const cells = [row.label, ...tunnels.map(cell), cell('ssh'), cell('ssh_nodelay'), cell('raw'), ...tunnels.map(c => fmt(ratio(c, row), 2)), row.target ?? '']
+    const cells = [row.label, ...tunnels.map(cell), ...refs.map(r => cell(r[0])), ...tunnels.map(c => fmt(ratio(c, row), 2)), row.target ?? '']
     lines.push(`| ${cells.join(' | ')} |`)
     return { key: row.key, label: row.label, better: row.better, ratio_vs: row.ref, target: row.target, ...Object.fromEntries(CONFIGS.map(c => [c, medians[c][row.key]])), ...Object.fromEntries(tunnels.map(c => [`${c}_ratio`, ratio(c, row)])) }
   })
@@ -604,7 +617,8 @@ async function main (): Promise<void> {
     `RTT: ${S.rttCount} timed ${S.msgSize}-byte echoes on one connection after ${S.rttWarmup} untimed ones (the Node processes' JIT settles). New connections/s: ${S.rateConc} concurrent clients for ${S.rateSecs} s, each connection one ${S.msgSize}-byte echo. CPU rows: user + system time of the tunnel's own processes (both ends) per GB or per connection.`,
     `${S.scaleConns} idle connections: opened ${S.scaleConc} at a time, each does one echo, then RSS is read after ${S.scaleSettleMs / 1000} s.`,
     `bulk: iperf3 ${S.bulkSecs} s, receiver side, MB = 10^6 B. slow reader: two downloads through the tunnel, one read at ${S.slowRate / 1e6} MB/s; "kept" = fast stream's throughput ÷ its throughput alone; RSS peaks sampled every 50 ms.`,
-    `ssh figures: server = all sshd processes of the connection, client = the ssh process. reverselb: server process, and the tunnel client process of that backend.`
+    `ssh figures: server = all sshd processes of the connection, client = the ssh process. reverselb: server process, and the tunnel client process of that backend.`,
+    ...(CONFIGS.includes('node_proxy') ? ['Node TCP proxy: one Node process that only pipes each accepted connection to a new one to the backend (bench/node-proxy.ts): no TLS, no muxer, no second process. It is the least any tunnel written in Node costs; its RSS is in the server row.'] : [])
   ]
   const md = [`Machine: ${desc}.`, `Run: ${started.toISOString()}${S.label !== '' ? ` (${S.label})` : ''}.`, '', ...lines, '', ...notes.map(n => `- ${n}`), ''].join('\n')
   process.stdout.write('\n' + md)

@@ -87,10 +87,12 @@ export class ClientSession {
     writeFrame(stream, { ok: true })
     if (this.opts.proxyProtocol !== undefined) socket.write(proxyHeader(this.opts.proxyProtocol, header.sourceAddress, header.destinationAddress ?? ''))
     this.active++
-    this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
+    // Per connection: remoteAddress is a syscall, so only when debug logging is on.
+    const debug = this.opts.log.isDebugEnabled()
+    if (debug) this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
     const stats = await relay(socket, stream, { head: frame.rest, onPause: this.onPause })
     this.active--
-    this.opts.log.debug(`connection from ${header.sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
+    if (debug) this.opts.log.debug(`connection from ${header.sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
   }
 
   close (): void {

@@ -1,6 +1,7 @@
 import './polyfill.js'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { mplex } from '@libp2p/mplex'
+import { tuneStreamClasses } from './stream-classes.js'
 import { limitYamuxFrames } from './yamux-guard.js'
 import type { MuxerName } from './version.js'
 import type { MessageStream, StreamMuxer } from '@libp2p/interface'
@@ -21,12 +22,12 @@ export const DEFAULT_MUXER_OPTIONS: MuxerOptions = {
 
 /**
  * Starts a muxer of the negotiated kind on a MessageStream (a WebSocket, see ws-message-stream),
- * with the performance adjustments below: full yamux windows and fewer window updates, a Map for
- * yamux's stream lookup, and backpressure signals only for the streams that are waiting.
+ * with the performance adjustments below (full yamux windows and fewer window updates, a Map for
+ * yamux's stream lookup) and those of stream-classes.ts.
  */
 export function createMuxer (name: MuxerName, conn: MessageStream, opts: MuxerOptions = DEFAULT_MUXER_OPTIONS): StreamMuxer {
   const muxer = startMuxer(name, conn, opts)
-  targetDrainSignals(muxer)
+  tuneStreamClasses(muxer)
   return muxer
 }
 
@@ -130,47 +131,6 @@ function openYamuxWindows (muxer: StreamMuxer): void {
 }
 /** Stream classes whose prototype openYamuxWindows has already adjusted. */
 const patchedClasses = new WeakSet<object>()
-
-/** The parts of @libp2p/utils 7's AbstractMessageStream that targetDrainSignals uses. */
-interface DrainSignals {
-  writableNeedsDrain: boolean
-  onMuxerNeedsDrain: () => void
-  onMuxerDrain: () => void
-}
-const quietStreamClasses = new WeakSet<object>()
-
-/**
- * Tells only the streams that are actually waiting when the connection beneath fills up and
- * drains again. @libp2p/utils 7's AbstractStreamMuxer marks every stream of the connection as
- * waiting whenever one write finds the socket full, and on 'drain' dispatches an event to every
- * stream: with 10,000 idle connections, each drain of a busy one cost 10,000 events and made
- * its throughput drop about sevenfold. A stream that writes while the connection is full still
- * learns it from the write's own return value (the muxer hands it through), marks itself, and is
- * woken on drain. Patched once per stream class (our muxers' classes, used by nothing else).
- */
-function targetDrainSignals (muxer: StreamMuxer): void {
-  // Both muxers make every stream, inbound and outbound, in _newStream.
-  const m = muxer as unknown as { _newStream?: (...args: unknown[]) => object }
-  const newStream = m._newStream
-  if (typeof newStream !== 'function') return
-  m._newStream = (...args) => {
-    const stream = newStream.apply(m, args)
-    quietStreamClass(stream)
-    return stream
-  }
-}
-
-function quietStreamClass (stream: object): void {
-  const proto = Object.getPrototypeOf(stream) as Partial<DrainSignals> | null
-  if (proto === null || quietStreamClasses.has(proto)) return
-  quietStreamClasses.add(proto)
-  const onMuxerDrain = proto.onMuxerDrain
-  if (typeof onMuxerDrain !== 'function' || typeof proto.onMuxerNeedsDrain !== 'function') return
-  proto.onMuxerNeedsDrain = function () {}
-  proto.onMuxerDrain = function (this: DrainSignals) {
-    if (this.writableNeedsDrain) onMuxerDrain.call(this)
-  }
-}
 
 /**
  * Finds a frame's stream in a Map instead of @chainsafe/libp2p-yamux 8's linear search of all

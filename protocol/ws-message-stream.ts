@@ -1,5 +1,6 @@
 import './polyfill.js'
 import { AbstractMessageStream } from '@libp2p/utils'
+import { StreamMessageEvent, StreamStateError } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { WebSocket } from 'ws'
 import type { SendResult } from '@libp2p/utils'
@@ -77,27 +78,60 @@ export class WebSocketMessageStream extends AbstractMessageStream {
     if (this.ws.readyState === WebSocket.OPEN) this.ws.send(message, { binary: true, compress: false })
   }
 
+  /**
+   * The base class queues every write in a Uint8ArrayList, copies it, and dispatches an 'idle'
+   * event whenever that queue empties: per frame, that cost about as much as the TLS write. The
+   * socket buffers by itself, so frames go straight to it; a full socket still answers false and
+   * its 'drain' releases the writers, as before.
+   */
+  override send (data: Uint8Array | Uint8ArrayList): boolean {
+    if (this.writeStatus === 'closed' || this.writeStatus === 'closing') {
+      throw new StreamStateError(`Cannot write to a stream that is ${this.writeStatus}`)
+    }
+    const canSendMore = this.write(data)
+    if (!canSendMore) this.writableNeedsDrain = true
+    return canSendMore
+  }
+
   sendData (data: Uint8ArrayList): SendResult {
+    return { sentBytes: data.byteLength, canSendMore: this.write(data) }
+  }
+
+  /**
+   * Same shortcut for what arrives: while nothing is queued or paused, a message goes to the
+   * muxer as it is, without a trip through the read buffer (append, sublist, consume).
+   */
+  override onData (data: Uint8Array): void {
+    if (this.readStatus !== 'readable' || this.readBuffer.byteLength > 0 || this.listenerCount('message') === 0) {
+      super.onData(data)
+      return
+    }
+    if (data.byteLength > 0) this.dispatchEvent(new StreamMessageEvent(data))
+  }
+
+  private write (data: Uint8Array | Uint8ArrayList): boolean {
     // A muxer may still flush (window updates from a microtask) after the socket closed; throwing
     // there would be an uncaught exception. The 'close' handler already ends every stream.
-    if (this.ws.readyState !== WebSocket.OPEN) return { sentBytes: data.byteLength, canSendMore: true }
+    if (this.ws.readyState !== WebSocket.OPEN) return true
     if (!this.corked) {
       this.corked = true
       this.socket.cork()
       setImmediate(this.endOfTurn)
     }
-    for (const chunk of data) {
-      if (chunk.byteLength < COALESCE_BELOW) {
-        // The muxers never reuse a buffer they handed over, so holding it until the turn ends is safe.
-        this.small.push(chunk)
-        this.smallBytes += chunk.byteLength
-        if (this.smallBytes >= COALESCE_MAX) this.flushSmall()
-      } else {
-        this.flushSmall()
-        this.ws.send(chunk, { binary: true, compress: false })
-      }
+    if (data instanceof Uint8Array) this.add(data); else for (const chunk of data) this.add(chunk)
+    return this.socket.writableLength < WRITE_HIGH_WATER_MARK
+  }
+
+  private add (chunk: Uint8Array): void {
+    if (chunk.byteLength < COALESCE_BELOW) {
+      // The muxers never reuse a buffer they handed over, so holding it until the turn ends is safe.
+      this.small.push(chunk)
+      this.smallBytes += chunk.byteLength
+      if (this.smallBytes >= COALESCE_MAX) this.flushSmall()
+    } else {
+      this.flushSmall()
+      this.ws.send(chunk, { binary: true, compress: false })
     }
-    return { sentBytes: data.byteLength, canSendMore: this.socket.writableLength < WRITE_HIGH_WATER_MARK }
   }
 
   sendReset (): void {

@@ -70,13 +70,14 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
     if (route.accepted !== undefined) socket.write(route.accepted)
     session.activeConnections++
     session.totalConnections++
-    opts.log.debug(`service ${service.name}: connection from ${source} -> session ${session.id}`)
+    const debug = opts.log.isDebugEnabled()
+    if (debug) opts.log.debug(`service ${service.name}: connection from ${source} -> session ${session.id}`)
     opts.events.emit('connectionOpened', { service, session, sourceAddress: source })
     const stats = await relay(socket, opened.stream, { head: opened.rest, socketHead: route.head, onPause: session.onPause })
     session.activeConnections--
     session.bytesIn += stats.bytesIn
     session.bytesOut += stats.bytesOut
-    opts.log.debug(`service ${service.name}: connection from ${source} closed, ${stats.bytesIn} bytes in, ${stats.bytesOut} out${stats.error !== undefined ? `, ${stats.error.message}` : ''}`)
+    if (debug) opts.log.debug(`service ${service.name}: connection from ${source} closed, ${stats.bytesIn} bytes in, ${stats.bytesOut} out${stats.error !== undefined ? `, ${stats.error.message}` : ''}`)
     opts.events.emit('connectionClosed', { service, session, sourceAddress: source, bytesIn: stats.bytesIn, bytesOut: stats.bytesOut, error: stats.error?.message })
     return
   }
