@@ -32,7 +32,8 @@ FROM node:${NODE_VERSION}-alpine AS runtime-arm64
 FROM node:${NODE_VERSION_ARM32}-alpine AS runtime-arm
 
 FROM runtime-${TARGETARCH} AS runtime
-RUN apk add --no-cache nats-server tini \
+# setpriv (util-linux, not BusyBox's): --pdeathsig makes nats-server die with the server.
+RUN apk add --no-cache nats-server setpriv tini \
  && addgroup -S -g 10001 reverselb \
  && adduser -S -D -H -u 10001 -G reverselb -h /app -s /sbin/nologin reverselb
 # Defaults of the seed's variables (PORT is left unset: the server defaults to 9999, and the

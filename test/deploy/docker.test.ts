@@ -82,6 +82,7 @@ describe('deploy: Docker image', function () {
     expect(Number(user.split(':')[0])).to.be.greaterThan(0)
     const apk = all('RUN').find(r => r.includes('apk add')) ?? ''
     expect(apk).to.match(/\bnats-server\b/)
+    expect(apk, 'util-linux setpriv: nats-server dies with the server').to.match(/\bsetpriv\b/)
     expect(apk).to.match(/\btini\b/)
     expect(all('EXPOSE').join(' ').split(/\s+/)).to.include('9999')
     expect(all('HEALTHCHECK')).to.have.length(1)
