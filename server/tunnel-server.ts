@@ -9,7 +9,7 @@ import {
 import { admit } from './admission.js'
 import { TokenAuth, bearerToken } from './auth.js'
 import { AuthFailureLimiter } from './auth-limiter.js'
-import { loadCertificate, selfSignedCertificate } from './certificate.js'
+import { loadCertificate, selfSignedCertificate, storedSelfSignedCertificate } from './certificate.js'
 import { dispatch } from './dispatch.js'
 import { ServerEndpoints } from './endpoints.js'
 import { DEFAULT_LIMITS } from './limits.js'
@@ -39,6 +39,11 @@ export interface TunnelServerOptions extends EndpointOptions {
   token: string | Array<string | TokenSpec>
   /** Subject name of the self-signed certificate. Default 'localhost'. */
   autoCertSubjectName?: string
+  /**
+   * Directory that keeps the self-signed certificate (cert.pem, key.pem) across restarts: made on
+   * the first start, reused after, so its fingerprint stays the same. Default: a new one each start.
+   */
+  autoCertDir?: string
   /** PEM files of an operator's own certificate; replaces the self-signed one. */
   tlsCert?: string
   tlsKey?: string
@@ -71,7 +76,7 @@ export interface ServerAddress {
 /** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
 export class TunnelServer extends EventEmitter<ServerEvents> {
   readonly registry: ServiceRegistry
-  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'logger' | 'token' | 'limits' | keyof EndpointOptions>> & TunnelServerOptions
+  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | keyof EndpointOptions>> & TunnelServerOptions
   private readonly log: Logger
   private readonly auth: TokenAuth
   readonly limits: Limits
@@ -146,10 +151,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   }
 
   async listen (): Promise<ServerAddress> {
-    const { tlsCert, tlsKey } = this.opts
-    this.certificate = tlsCert !== undefined && tlsKey !== undefined
-      ? await loadCertificate(tlsCert, tlsKey)
-      : await selfSignedCertificate(this.opts.autoCertSubjectName)
+    this.certificate = await this.loadCertificate()
     const https = createServer({
       cert: this.certificate.cert,
       key: this.certificate.key,
@@ -185,6 +187,19 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.log.info(`tunnel service listening on: wss://${this.opts.host ?? '[::]'}:${this.port}${TUNNEL_PATH}`)
     this.log.info(`certificate SHA-256 fingerprint: ${this.certificate.fingerprint}`)
     return { port: this.port, fingerprint: this.certificate.fingerprint }
+  }
+
+  /** The operator's certificate, the one kept in autoCertDir, or a fresh self-signed one. */
+  private async loadCertificate (): Promise<ServerCertificate> {
+    const { tlsCert, tlsKey, autoCertDir, autoCertSubjectName } = this.opts
+    if (tlsCert !== undefined && tlsKey !== undefined) return await loadCertificate(tlsCert, tlsKey)
+    if (autoCertDir === undefined) return await selfSignedCertificate(autoCertSubjectName)
+    const stored = await storedSelfSignedCertificate(autoCertDir, autoCertSubjectName)
+    this.log.info(stored.created
+      ? `generated a self-signed certificate for "${autoCertSubjectName}" and stored it in ${autoCertDir} for the next starts`
+      : `using the self-signed certificate stored in ${autoCertDir}`)
+    for (const w of stored.warnings) this.log.warn(w)
+    return stored
   }
 
   private onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
