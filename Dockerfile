@@ -6,6 +6,8 @@
 #   docker run -d -p 9999:9999 -p 8000-8099:8000-8099 -e TOKEN=... reverselb
 #   docker run -d --network host -e TOKEN=... -e LB_API_ENDPOINT=host:9999 -e SERVICE_ENDPOINT=127.0.0.1:80 \
 #     -e PORT=8888 -e FINGERPRINT=... reverselb tunnel
+#   keep the self-signed certificate (and its fingerprint) across restarts and re-creations:
+#   docker run -d -v reverselb-cert:/var/lib/reverselb -e AUTO_CERT_DIR=/var/lib/reverselb ... reverselb
 #
 # Node.js: the current LTS line for amd64 and arm64. Node.js 24 and later publish no 32-bit ARM
 # builds (and there is no node:24+-alpine for linux/arm/v7), so linux/arm/v7 uses the newest line
@@ -32,9 +34,11 @@ FROM node:${NODE_VERSION}-alpine AS runtime-arm64
 FROM node:${NODE_VERSION_ARM32}-alpine AS runtime-arm
 
 FROM runtime-${TARGETARCH} AS runtime
-RUN apk add --no-cache nats-server tini \
+# setpriv (util-linux, not BusyBox's): --pdeathsig makes nats-server die with the server.
+RUN apk add --no-cache nats-server setpriv tini \
  && addgroup -S -g 10001 reverselb \
- && adduser -S -D -H -u 10001 -G reverselb -h /app -s /sbin/nologin reverselb
+ && adduser -S -D -H -u 10001 -G reverselb -h /app -s /sbin/nologin reverselb \
+ && install -d -m 0700 -o 10001 -g 10001 /var/lib/reverselb
 # Defaults of the seed's variables (PORT is left unset: the server defaults to 9999, and the
 # tunnel command reads PORT as its frontend port). TOKEN is a secret: pass it at run time.
 ENV NODE_ENV=production \

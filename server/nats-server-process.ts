@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +8,32 @@ import type { ChildProcess } from 'node:child_process'
 export const NATS_SERVER_BINARY = 'nats-server'
 export const NATS_INSTALL_HINT = 'install it with "apt-get install nats-server" (Debian/Ubuntu) or "apk add nats-server" (Alpine), ' +
   'or publish to an existing NATS server with --natsurl'
+
+export const SETPRIV_HINT = 'install util-linux\'s setpriv ("apt-get install util-linux" on Debian/Ubuntu, "apk add setpriv" on Alpine)'
+const SETPRIV_PREFIX = ['setpriv', '--pdeathsig', 'KILL', '--']
+let setprivWorks = false
+
+/**
+ * The command prefix that makes nats-server die with this process, even when this process is
+ * killed with SIGKILL and cannot stop it: util-linux's `setpriv --pdeathsig KILL` sets the
+ * kernel's parent-death signal (prctl PR_SET_PDEATHSIG) and then execs nats-server, which keeps
+ * setpriv's pid. Linux only; needs util-linux's setpriv (Debian: always there; Alpine: "apk add
+ * setpriv" — BusyBox's setpriv applet has no --pdeathsig). Checked by running it (a success is
+ * remembered); `missing` says why there is no prefix.
+ */
+export async function parentDeathPrefix (): Promise<{ prefix: string[], missing?: string }> {
+  if (setprivWorks) return { prefix: SETPRIV_PREFIX }
+  if (process.platform !== 'linux') return { prefix: [], missing: `no parent-death signal on ${process.platform}` }
+  const [cmd, ...args] = SETPRIV_PREFIX
+  return await new Promise(resolve => {
+    execFile(cmd, [...args, process.execPath, '-e', ''], { timeout: 10_000 }, (err) => {
+      setprivWorks = err === null
+      resolve(setprivWorks
+        ? { prefix: SETPRIV_PREFIX }
+        : { prefix: [], missing: `"setpriv --pdeathsig" does not work here (${err?.message.split('\n')[0] ?? ''}): ${SETPRIV_HINT}` })
+    })
+  })
+}
 
 export interface NatsServerProcessOptions {
   port: number
@@ -30,7 +56,9 @@ export interface NatsServerProcessOptions {
  * Runs and supervises a `nats-server` binary from PATH: TLS with the given certificate, token
  * auth, nothing else. Its configuration (with the token) and the key live in a private temp dir
  * (mode 0700, files 0600) and are passed as a config file, so the token is never on a command line.
- * When it dies it is restarted with backoff, at most `maxRestarts` times per window.
+ * When it dies it is restarted with backoff, at most `maxRestarts` times per window. On Linux it
+ * runs under `setpriv --pdeathsig KILL` (see parentDeathPrefix), so it does not outlive this
+ * process even when this process is SIGKILLed.
  */
 export class NatsServerProcess {
   private readonly opts: Required<Omit<NatsServerProcessOptions, 'host'>> & NatsServerProcessOptions
@@ -39,6 +67,7 @@ export class NatsServerProcess {
   private stopping = false
   private restarts: number[] = []
   private restartTimer?: NodeJS.Timeout
+  private warned = false
   /** Called after a restart once the new nats-server is ready. */
   onRestart?: () => void
   /** Called when it died too often and is no longer restarted. */
@@ -82,7 +111,13 @@ export class NatsServerProcess {
 
   private async spawn (): Promise<void> {
     const confFile = join(this.dir ?? '', 'nats.conf')
-    const child = spawn(NATS_SERVER_BINARY, ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const { prefix, missing } = await parentDeathPrefix()
+    if (missing !== undefined && !this.warned) {
+      this.warned = true
+      this.opts.log.warn(`nats-server may outlive this process if it is killed with SIGKILL: ${missing}`)
+    }
+    const [cmd, ...args] = [...prefix, NATS_SERVER_BINARY, '-c', confFile]
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] })
     this.child = child
     const tail: string[] = []
     let ready = false
@@ -111,16 +146,18 @@ export class NatsServerProcess {
           }
         }
       })
+      const notOnPath = new Error(`--natsport needs the nats-server binary, which is not on PATH: ${NATS_INSTALL_HINT}`)
       child.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer)
-        reject(err.code === 'ENOENT'
-          ? new Error(`--natsport needs the nats-server binary, which is not on PATH: ${NATS_INSTALL_HINT}`)
-          : new Error(`cannot run nats-server: ${err.message}`))
+        reject(err.code === 'ENOENT' ? notOnPath : new Error(`cannot run nats-server: ${err.message}`))
       })
       child.once('exit', (code, signal) => {
         if (ready) { this.onExit(child, code, signal); return }
         clearTimeout(timer)
-        reject(new Error(`nats-server exited at start (${signal ?? `code ${String(code)}`}): ${tail.join(' | ')}`))
+        // 127: setpriv could not find the command it was to execute.
+        reject(prefix.length > 0 && code === 127
+          ? notOnPath
+          : new Error(`nats-server exited at start (${signal ?? `code ${String(code)}`}): ${tail.join(' | ')}`))
       })
     })
     this.opts.log.info(`NATS endpoint listening on tls://${this.opts.host ?? '0.0.0.0'}:${this.opts.port} (nats-server pid ${String(child.pid)})`)

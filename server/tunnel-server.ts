@@ -2,14 +2,13 @@ import { EventEmitter } from 'node:events'
 import { createServer } from 'node:https'
 import { WebSocketServer } from 'ws'
 import {
-  MAX_WS_PAYLOAD, REFUSAL_HEADER, TUNNEL_PATH, WebSocketMessageStream,
+  MAX_WS_PAYLOAD, TUNNEL_PATH, WebSocketMessageStream,
   createMuxer, defaultLogger, keepAlive, parseSubprotocol, readFrame, readGate, splitServiceName,
   validateTunnelData, writeFrame
 } from '../protocol/index.js'
 import { admit } from './admission.js'
-import { TokenAuth, bearerToken } from './auth.js'
-import { AuthFailureLimiter } from './auth-limiter.js'
-import { loadCertificate, selfSignedCertificate } from './certificate.js'
+import { TokenAuth } from './auth.js'
+import { loadCertificate, selfSignedCertificate, storedSelfSignedCertificate } from './certificate.js'
 import { dispatch } from './dispatch.js'
 import { ServerEndpoints } from './endpoints.js'
 import { DEFAULT_LIMITS } from './limits.js'
@@ -17,11 +16,13 @@ import { PortPool } from './port-pool.js'
 import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
 import { ServerSession } from './session.js'
-import type { Logger, MuxerName, TunnelDataResponse } from '../protocol/index.js'
+import { UpgradeGate } from './upgrade-gate.js'
+import type { Logger, TunnelDataResponse } from '../protocol/index.js'
 import type { LbPolicy } from './balancer.js'
-import type { TokenGrant, TokenSpec } from './auth.js'
+import type { TokenSpec } from './auth.js'
 import type { ServerCertificate } from './certificate.js'
 import type { Limits } from './limits.js'
+import type { AdmittedClient } from './upgrade-gate.js'
 import type { EndpointOptions } from './endpoints.js'
 import type { ServerEvents } from './events.js'
 import type { Stream, StreamMuxer } from '@libp2p/interface'
@@ -39,6 +40,11 @@ export interface TunnelServerOptions extends EndpointOptions {
   token: string | Array<string | TokenSpec>
   /** Subject name of the self-signed certificate. Default 'localhost'. */
   autoCertSubjectName?: string
+  /**
+   * Directory that keeps the self-signed certificate (cert.pem, key.pem) across restarts: made on
+   * the first start, reused after, so its fingerprint stays the same. Default: a new one each start.
+   */
+  autoCertDir?: string
   /** PEM files of an operator's own certificate; replaces the self-signed one. */
   tlsCert?: string
   tlsKey?: string
@@ -71,15 +77,13 @@ export interface ServerAddress {
 /** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
 export class TunnelServer extends EventEmitter<ServerEvents> {
   readonly registry: ServiceRegistry
-  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'logger' | 'token' | 'limits' | keyof EndpointOptions>> & TunnelServerOptions
+  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | keyof EndpointOptions>> & TunnelServerOptions
   private readonly log: Logger
   private readonly auth: TokenAuth
   readonly limits: Limits
   private readonly allowedPorts: PortRanges
-  private readonly authLimiter: AuthFailureLimiter
+  private readonly gate: UpgradeGate
   private readonly pool: PortPool
-  /** Tunnel connections per client address, for maxSessionsPerAddress. */
-  private readonly perAddress = new Map<string, number>()
   private readonly wss: WebSocketServer
   private readonly sockets = new Set<WebSocket>()
   private https?: Server
@@ -106,7 +110,9 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.auth = new TokenAuth(Array.isArray(options.token) ? options.token : [options.token])
     this.limits = { ...DEFAULT_LIMITS, ...options.limits }
     this.allowedPorts = PortRanges.parse(this.limits.allowedPorts)
-    this.authLimiter = new AuthFailureLimiter(this.limits.authFailuresPerWindow, this.limits.authFailureWindowMs)
+    this.gate = new UpgradeGate({
+      auth: this.auth, limits: this.limits, log: this.log, onAuthFailure: (remoteAddress) => this.emit('authFailure', { remoteAddress })
+    })
     this.pool = new PortPool(this.opts.dynPort, this.opts.dynPortCount)
     this.registry = new ServiceRegistry({
       pool: this.pool,
@@ -146,10 +152,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   }
 
   async listen (): Promise<ServerAddress> {
-    const { tlsCert, tlsKey } = this.opts
-    this.certificate = tlsCert !== undefined && tlsKey !== undefined
-      ? await loadCertificate(tlsCert, tlsKey)
-      : await selfSignedCertificate(this.opts.autoCertSubjectName)
+    this.certificate = await this.loadCertificate()
     const https = createServer({
       cert: this.certificate.cert,
       key: this.certificate.key,
@@ -187,56 +190,37 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     return { port: this.port, fingerprint: this.certificate.fingerprint }
   }
 
+  /** The operator's certificate, the one kept in autoCertDir, or a fresh self-signed one. */
+  private async loadCertificate (): Promise<ServerCertificate> {
+    const { tlsCert, tlsKey, autoCertDir, autoCertSubjectName } = this.opts
+    if (tlsCert !== undefined && tlsKey !== undefined) return await loadCertificate(tlsCert, tlsKey)
+    if (autoCertDir === undefined) return await selfSignedCertificate(autoCertSubjectName)
+    const stored = await storedSelfSignedCertificate(autoCertDir, autoCertSubjectName)
+    this.log.info(stored.created
+      ? `generated a self-signed certificate for "${autoCertSubjectName}" and stored it in ${autoCertDir} for the next starts`
+      : `using the self-signed certificate stored in ${autoCertDir}`)
+    for (const w of stored.warnings) this.log.warn(w)
+    return stored
+  }
+
   private onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {})
-    const from = req.socket.remoteAddress ?? '?'
-    const refuse = (status: number, text: string, reason: string): void => {
-      const body = `${reason}\n`
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
-        `${REFUSAL_HEADER}: ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
-    }
-    if ((req.url ?? '').split('?')[0] !== TUNNEL_PATH) { refuse(404, 'Not Found', `no tunnel endpoint at this path; use ${TUNNEL_PATH}`); return }
-    const blockedMs = this.authLimiter.blockedFor(from)
-    if (blockedMs > 0) {
-      refuse(429, 'Too Many Requests', `too many failed authorizations from this address; retry in ${Math.ceil(blockedMs / 1000)} s`)
-      return
-    }
-    const grant = this.auth.identify(bearerToken(req))
-    if (grant === undefined) {
-      this.log.warn(`authorization failed for tunnel client ${from}`)
-      this.emit('authFailure', { remoteAddress: from })
-      if (this.authLimiter.fail(from)) {
-        this.log.warn(`auth rate limit: ${this.limits.authFailuresPerWindow} failed authorizations from ${from} within ${this.limits.authFailureWindowMs / 1000} s; refusing it for a while`)
-      }
-      refuse(401, 'Unauthorized', 'authorization failed: wrong or missing token')
-      return
-    }
-    if ((this.perAddress.get(from) ?? 0) >= this.limits.maxSessionsPerAddress) {
-      this.log.warn(`refused tunnel client ${from}: it already holds ${this.limits.maxSessionsPerAddress} sessions`)
-      refuse(429, 'Too Many Requests', `this address already holds ${this.limits.maxSessionsPerAddress} tunnel sessions, the most allowed`)
-      return
-    }
-    const parsed = parseSubprotocol(req.headers['sec-websocket-protocol']?.split(',')[0])
-    if (!parsed.ok) {
-      this.log.warn(`refused tunnel client ${from}: ${parsed.reason}`)
-      refuse(400, 'Bad Request', parsed.reason)
-      return
-    }
+    const client = this.gate.check(req, socket)
+    if (client === undefined) return
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.onTunnel(ws, from, grant, parsed.muxer, hostOf(req.headers.host)).catch((err: Error) => {
-        this.log.warn(`tunnel client ${from} dropped: ${err.message}`)
+      this.onTunnel(ws, client).catch((err: Error) => {
+        this.log.warn(`tunnel client ${client.from} dropped: ${err.message}`)
         ws.terminate()
       })
     })
   }
 
-  private async onTunnel (ws: WebSocket, from: string, grant: TokenGrant, muxerName: MuxerName, publicHost: string): Promise<void> {
+  private async onTunnel (ws: WebSocket, { from, grant, muxer: muxerName, publicHost }: AdmittedClient): Promise<void> {
     this.sockets.add(ws)
-    this.perAddress.set(from, (this.perAddress.get(from) ?? 0) + 1)
+    const release = this.gate.holdSession(from)
     ws.once('close', () => {
       this.sockets.delete(ws)
-      const n = (this.perAddress.get(from) ?? 1) - 1
-      if (n === 0) this.perAddress.delete(from); else this.perAddress.set(from, n)
+      release()
     })
     ws.on('error', (err) => this.log.debug(`tunnel client ${from}: ${err.message}`))
     const conn = new WebSocketMessageStream(ws, 'inbound')
@@ -299,7 +283,6 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
   }
 
-  /** Stops accepting tunnels, closes every session and frontend. */
   /**
    * Stops accepting tunnels and frontend connections; with `drainMs`, lets open frontend
    * connections finish for up to that long; then closes every session and what is left.
@@ -330,11 +313,4 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.endpoints = undefined
     await endpoints?.close()
   }
-}
-
-/** The host name a client used to reach us (Host header without port): where its frontend is. */
-function hostOf (hostHeader: string | undefined): string {
-  if (hostHeader === undefined) return ''
-  const m = /^\[([^\]]+)\]|^([^:]+)/.exec(hostHeader)
-  return m?.[1] ?? m?.[2] ?? ''
 }

@@ -6,6 +6,30 @@ import { repoFile, reverselbEnvNames } from './helpers.js'
 /** An ARM template expression: the whole string is "[...]". */
 const EXPR = '^\\[.*\\]$'
 const intOrExpr = { anyOf: [{ type: 'integer', minimum: 0, maximum: 65535 }, { type: 'string', pattern: EXPR }] }
+/** A literal array of `item`, or an ARM expression that makes one. */
+const arrayOrExpr = (item: object): object => ({ anyOf: [{ type: 'array', items: item }, { type: 'string', pattern: EXPR }] })
+const volumeMount = {
+  type: 'object',
+  required: ['name', 'mountPath'],
+  additionalProperties: false,
+  properties: { name: { type: 'string' }, mountPath: { type: 'string' }, readOnly: { type: 'boolean' } }
+}
+const volume = {
+  type: 'object',
+  required: ['name'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string' },
+    azureFile: {
+      type: 'object',
+      required: ['shareName', 'storageAccountName'],
+      additionalProperties: false,
+      properties: { shareName: { type: 'string' }, storageAccountName: { type: 'string' }, storageAccountKey: { type: 'string' }, readOnly: { type: 'boolean' } }
+    },
+    secret: { type: 'object', additionalProperties: { type: 'string' } },
+    emptyDir: { type: 'object' }
+  }
+}
 const portEntry = {
   type: 'object',
   required: ['port'],
@@ -65,6 +89,7 @@ const TEMPLATE_SCHEMA = {
             properties: {
               osType: { enum: ['Linux', 'Windows'] },
               restartPolicy: { enum: ['Always', 'OnFailure', 'Never'] },
+              volumes: arrayOrExpr(volume),
               containers: {
                 type: 'array',
                 minItems: 1,
@@ -108,7 +133,8 @@ const TEMPLATE_SCHEMA = {
                             }
                           }
                         },
-                        ports: { type: 'array', items: portEntry }
+                        ports: { type: 'array', items: portEntry },
+                        volumeMounts: arrayOrExpr(volumeMount)
                       }
                     }
                   }
@@ -154,6 +180,45 @@ interface Template {
 const load = (): Template => JSON.parse(repoFile('deploy/aci.json')) as Template
 const refs = (json: unknown, kind: 'parameters' | 'variables'): Set<string> =>
   new Set([...(JSON.stringify(json) ?? '').matchAll(new RegExp(`\\b${kind}\\('([^']+)'\\)`, 'g'))].map(m => m[1]))
+
+/**
+ * Evaluates an ARM template expression ("[...]"; any other string is itself) for the few
+ * functions the certificate volume uses. Variables are evaluated when referenced.
+ */
+function evaluate (value: unknown, t: Template, params: Record<string, unknown>): unknown {
+  if (typeof value !== 'string' || !/^\[.*\]$/s.test(value)) return value
+  const src = value.slice(1, -1)
+  let i = 0
+  const skip = (): void => { while (src[i] === ' ') i++ }
+  const expr = (): unknown => {
+    skip()
+    if (src[i] === "'") {
+      let out = ''
+      for (i++; !(src[i] === "'" && src[i + 1] !== "'"); i++) { if (src[i] === "'") i++; out += src[i] }
+      i++
+      return out
+    }
+    const name = /^[A-Za-z]+/.exec(src.slice(i))?.[0] ?? ''
+    i += name.length
+    skip()
+    if (src[i++] !== '(') throw new Error(`unsupported expression at ${i} in ${value as string}`)
+    const args: unknown[] = []
+    for (skip(); src[i] !== ')'; skip()) { args.push(expr()); skip(); if (src[i] === ',') i++ }
+    i++
+    const fns: Record<string, (...a: any[]) => unknown> = {
+      if: (c: boolean, a: unknown, b: unknown) => c ? a : b,
+      not: (a: boolean) => !a,
+      empty: (a: string | unknown[]) => a.length === 0,
+      parameters: (n: string) => n in params ? params[n] : t.parameters[n].defaultValue,
+      variables: (n: string) => evaluate(t.variables?.[n], t, params),
+      createArray: (...a: unknown[]) => a,
+      createObject: (...a: unknown[]) => Object.fromEntries(a.flatMap((v, k) => k % 2 === 0 ? [[v, a[k + 1]]] : []))
+    }
+    if (fns[name] === undefined) throw new Error(`unsupported function ${name}`)
+    return fns[name](...args)
+  }
+  return expr()
+}
 
 describe('deploy: Azure Container Instances template', function () {
   const ajv = new Ajv({ allErrors: true, strict: true })
@@ -214,6 +279,26 @@ describe('deploy: Azure Container Instances template', function () {
     expect(publicPorts).to.deep.equal(container.ports.map(p => p.port))
     expect(publicPorts).to.include.members(["[parameters('port')]", "[parameters('portserv1')]", "[parameters('portserv2')]"])
     expect(t.resources[0].properties.ipAddress.dnsNameLabel).to.equal("[parameters('dnsNameLabel')]")
+  })
+
+  it('keeps the certificate on an Azure Files share when certShareName is given, and only then', function () {
+    const t = load()
+    const group = t.resources[0].properties as unknown as { volumes: string, containers: Array<{ properties: { volumeMounts: string, environmentVariables: Array<{ name: string, value?: string }> } }> }
+    const container = group.containers[0].properties
+    const certDir = (params: Record<string, unknown>): unknown => evaluate(container.environmentVariables.find(e => e.name === 'AUTO_CERT_DIR')?.value, t, params)
+    // Off by default: no volume, and AUTO_CERT_DIR empty, which reverselb reads as unset.
+    expect(evaluate(group.volumes, t, {})).to.deep.equal([])
+    expect(evaluate(container.volumeMounts, t, {})).to.deep.equal([])
+    expect(certDir({})).to.equal('')
+    const on = { certShareName: 'reverselb-cert', certStorageAccountName: 'acct', certStorageAccountKey: 'k3y' }
+    expect(evaluate(group.volumes, t, on)).to.deep.equal([{ name: 'autocert', azureFile: { shareName: 'reverselb-cert', storageAccountName: 'acct', storageAccountKey: 'k3y' } }])
+    expect(evaluate(container.volumeMounts, t, on)).to.deep.equal([{ name: 'autocert', mountPath: certDir(on) }])
+    expect(certDir(on)).to.match(/^\/\S+$/)
+    expect(t.parameters.certStorageAccountKey.type).to.equal('securestring')
+    expect(t.parameters.certStorageAccountKey.defaultValue).to.equal('')
+    // The key never reaches a plain value or an output.
+    expect(JSON.stringify(container.environmentVariables) + JSON.stringify(t.outputs)).not.to.include('certStorageAccountKey')
+    expect(t.outputs.fingerprintHint.value).to.include('certShareName')
   })
 
   it('outputs the FQDN and a hint that finds the fingerprint line the server really logs', function () {

@@ -82,7 +82,10 @@ describe('deploy: Docker image', function () {
     expect(Number(user.split(':')[0])).to.be.greaterThan(0)
     const apk = all('RUN').find(r => r.includes('apk add')) ?? ''
     expect(apk).to.match(/\bnats-server\b/)
+    expect(apk, 'util-linux setpriv: nats-server dies with the server').to.match(/\bsetpriv\b/)
     expect(apk).to.match(/\btini\b/)
+    // A private directory of the user for AUTO_CERT_DIR (a named volume mounted there inherits it).
+    expect(apk).to.include(`install -d -m 0700 -o ${user.split(':')[0]} -g ${user.split(':')[1] ?? user.split(':')[0]} /var/lib/reverselb`)
     expect(all('EXPOSE').join(' ').split(/\s+/)).to.include('9999')
     expect(all('HEALTHCHECK')).to.have.length(1)
     expect(JSON.parse(all('CMD').pop() ?? '[]')).to.deep.equal(['server'])

@@ -1,7 +1,8 @@
 import { expect } from 'chai'
+import { readFileSync } from 'node:fs'
 import { connect } from 'nats'
 import { runCli, runCliToEnd } from '../fixtures/cli.js'
-import { freePort } from '../fixtures/net.js'
+import { eventually, freePort } from '../fixtures/net.js'
 import { api, httpsGetPinned, portIsClosed } from './helpers.js'
 import type { Msg } from 'nats'
 
@@ -38,6 +39,27 @@ describe('endpoints: reverselb server CLI options', function () {
     expect(await portIsClosed(natsPort)).to.equal(true)
   })
 
+  it('takes its nats-server down with it when it is killed with SIGKILL', async function () {
+    const [port, natsPort] = [await freePort(), await freePort()]
+    const server = runCli(['-t', 'cli-secret', 'server', '-p', String(port), '--host', '127.0.0.1', '--natsport', String(natsPort), '--dynport', String(await freePort())])
+    let natsPid: number | undefined
+    try {
+      const [, pid] = await server.waitFor(/nats-server pid (\d+)/)
+      natsPid = Number(pid)
+      await server.waitFor(/fingerprint: /)
+      expect(server.stderr).not.to.match(/may outlive this process/)
+      // The logged pid is nats-server itself (setpriv exec'd it), serving the port.
+      expect(processState(natsPid)).to.deep.equal({ comm: 'nats-server', running: true })
+      expect(await portIsClosed(natsPort)).to.equal(false)
+      expect(await server.stop('SIGKILL')).to.equal(null)
+      await eventually(() => expect(processState(natsPid ?? 0).running, `nats-server ${String(natsPid)} still runs`).to.equal(false), 5000)
+      expect(await portIsClosed(natsPort)).to.equal(true)
+    } finally {
+      await server.stop('SIGKILL')
+      if (natsPid !== undefined && processState(natsPid).comm === 'nats-server' && processState(natsPid).running) process.kill(natsPid, 'SIGKILL')
+    }
+  })
+
   it('serves HTTPS with --httpstls', async function () {
     const [port, httpPort] = [await freePort(), await freePort()]
     const server = runCli(['-t', 'cli-secret', 'server', '-p', String(port), '--host', '127.0.0.1', '--httpport', String(httpPort), '--httpstls', '--dynport', String(await freePort())])
@@ -60,3 +82,15 @@ describe('endpoints: reverselb server CLI options', function () {
     expect(ca.stderr).to.match(/--natsca goes with --natsurl/)
   })
 })
+
+/** A process's name and whether it runs (a zombie, dead but not yet reaped, does not). */
+function processState (pid: number): { comm?: string, running: boolean } {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const state = stat.slice(stat.lastIndexOf(')') + 2)[0]
+    return { comm, running: state !== 'Z' && state !== 'X' }
+  } catch {
+    return { running: false }
+  }
+}

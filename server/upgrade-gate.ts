@@ -1,0 +1,93 @@
+import { REFUSAL_HEADER, TUNNEL_PATH, parseSubprotocol } from '../protocol/index.js'
+import { bearerToken } from './auth.js'
+import { AuthFailureLimiter } from './auth-limiter.js'
+import type { Logger, MuxerName } from '../protocol/index.js'
+import type { TokenAuth, TokenGrant } from './auth.js'
+import type { Limits } from './limits.js'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+
+export interface UpgradeGateOptions {
+  auth: TokenAuth
+  limits: Limits
+  log: Logger
+  /** Called for each failed authorization (the server's authFailure event). */
+  onAuthFailure: (remoteAddress: string) => void
+}
+
+/** A tunnel client let through the gate: who it is, what its token grants, the muxer it asked for. */
+export interface AdmittedClient {
+  from: string
+  grant: TokenGrant
+  muxer: MuxerName
+  /** The host name the client used to reach the server (Host header without port). */
+  publicHost: string
+}
+
+/**
+ * Decides on a WebSocket upgrade request before any WebSocket or muxer exists for it: the path,
+ * the failed-authorization rate limit of the address, the token, the sessions the address
+ * already holds, and the subprotocol (muxer and protocol version). A refusal is answered on the
+ * raw socket with an HTTP status and the reason (also in the refusal header).
+ */
+export class UpgradeGate {
+  private readonly authLimiter: AuthFailureLimiter
+  /** Tunnel sessions per client address, for maxSessionsPerAddress. */
+  private readonly perAddress = new Map<string, number>()
+
+  constructor (private readonly opts: UpgradeGateOptions) {
+    this.authLimiter = new AuthFailureLimiter(opts.limits.authFailuresPerWindow, opts.limits.authFailureWindowMs)
+  }
+
+  /** The admitted client, or undefined when the request was refused (and answered). */
+  check (req: IncomingMessage, socket: Duplex): AdmittedClient | undefined {
+    const { auth, limits, log } = this.opts
+    const from = req.socket.remoteAddress ?? '?'
+    const refuse = (status: number, text: string, reason: string): undefined => {
+      const body = `${reason}\n`
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+        `${REFUSAL_HEADER}: ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+      return undefined
+    }
+    if ((req.url ?? '').split('?')[0] !== TUNNEL_PATH) return refuse(404, 'Not Found', `no tunnel endpoint at this path; use ${TUNNEL_PATH}`)
+    const blockedMs = this.authLimiter.blockedFor(from)
+    if (blockedMs > 0) {
+      return refuse(429, 'Too Many Requests', `too many failed authorizations from this address; retry in ${Math.ceil(blockedMs / 1000)} s`)
+    }
+    const grant = auth.identify(bearerToken(req))
+    if (grant === undefined) {
+      log.warn(`authorization failed for tunnel client ${from}`)
+      this.opts.onAuthFailure(from)
+      if (this.authLimiter.fail(from)) {
+        log.warn(`auth rate limit: ${limits.authFailuresPerWindow} failed authorizations from ${from} within ${limits.authFailureWindowMs / 1000} s; refusing it for a while`)
+      }
+      return refuse(401, 'Unauthorized', 'authorization failed: wrong or missing token')
+    }
+    if ((this.perAddress.get(from) ?? 0) >= limits.maxSessionsPerAddress) {
+      log.warn(`refused tunnel client ${from}: it already holds ${limits.maxSessionsPerAddress} sessions`)
+      return refuse(429, 'Too Many Requests', `this address already holds ${limits.maxSessionsPerAddress} tunnel sessions, the most allowed`)
+    }
+    const parsed = parseSubprotocol(req.headers['sec-websocket-protocol']?.split(',')[0])
+    if (!parsed.ok) {
+      log.warn(`refused tunnel client ${from}: ${parsed.reason}`)
+      return refuse(400, 'Bad Request', parsed.reason)
+    }
+    return { from, grant, muxer: parsed.muxer, publicHost: hostOf(req.headers.host) }
+  }
+
+  /** Counts a tunnel session of `from` against maxSessionsPerAddress; the returned function ends it. */
+  holdSession (from: string): () => void {
+    this.perAddress.set(from, (this.perAddress.get(from) ?? 0) + 1)
+    return () => {
+      const n = (this.perAddress.get(from) ?? 1) - 1
+      if (n === 0) this.perAddress.delete(from); else this.perAddress.set(from, n)
+    }
+  }
+}
+
+/** The host name a client used to reach us (Host header without port): where its frontend is. */
+function hostOf (hostHeader: string | undefined): string {
+  if (hostHeader === undefined) return ''
+  const m = /^\[([^\]]+)\]|^([^:]+)/.exec(hostHeader)
+  return m?.[1] ?? m?.[2] ?? ''
+}
