@@ -113,6 +113,12 @@ export async function handler (argv: Args): Promise<void> {
     natsCa: argv.natsca,
     logger: log
   })
-  await server.listen()
-  onShutdown(async () => await server.close({ drainMs: argv.drain * 1000 }))
+  // Handlers first: a SIGTERM while the ports open (e.g. right after the fingerprint is logged)
+  // must still shut down cleanly rather than kill the process outright.
+  const listening = server.listen()
+  onShutdown(async () => {
+    await listening.catch(() => {})
+    await server.close({ drainMs: argv.drain * 1000 })
+  })
+  await listening
 }

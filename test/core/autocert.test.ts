@@ -115,13 +115,17 @@ describe('certificate: --autocertdir keeps the self-signed certificate across re
     const fingerprintOfRun = async (): Promise<{ fingerprint: string, log: string }> => {
       const [port, dynPort] = [await freePort(), await freePort()]
       const server = runCli(['-t', 'cli-secret', 'server', '-p', String(port), '--host', '127.0.0.1', '--dynport', String(dynPort)], { AUTO_CERT_DIR: dir })
+      let fingerprint: string
       try {
-        const [, fingerprint] = await server.waitFor(/fingerprint: ([0-9A-F:]{95})/)
-        return { fingerprint, log: server.stderr }
-      } finally {
-        // (Not its exit code: a SIGTERM right after the fingerprint line may come before the CLI's handler is set.)
+        [, fingerprint] = await server.waitFor(/fingerprint: ([0-9A-F:]{95})/)
+      } catch (err) {
         await server.stop()
+        throw err
       }
+      // Stopped right after the fingerprint line, while the server may still be opening ports: the
+      // signal handler is in place before listen(), so this is a clean shutdown too.
+      expect(await server.stop()).to.equal(0)
+      return { fingerprint, log: server.stderr }
     }
     const one = await fingerprintOfRun()
     expect(one.log).to.contain(`generated a self-signed certificate for "localhost" and stored it in ${dir}`)
