@@ -5,6 +5,8 @@ import type { Server, Socket } from 'node:net'
 export class Frontend {
   private readonly server: Server
   private readonly sockets = new Set<Socket>()
+  /** host:port of a listener bound to one address (not 0.0.0.0 or ::). */
+  private boundTo: string | undefined
 
   private constructor (server: Server) {
     this.server = server
@@ -26,7 +28,19 @@ export class Frontend {
       })
     })
     server.on('error', () => { /* accept errors (EMFILE) are transient; the listener stays up */ })
+    const bound = server.address()
+    if (bound !== null && typeof bound === 'object' && bound.address !== '0.0.0.0' && bound.address !== '::') {
+      frontend.boundTo = `${bound.address}:${bound.port}`
+    }
     return frontend
+  }
+
+  /**
+   * The address:port a connection was made to. Reading it from the socket costs a getsockname()
+   * per connection; a listener bound to one address already knows the answer.
+   */
+  destinationOf (socket: Socket): string {
+    return this.boundTo ?? `${socket.localAddress ?? '?'}:${socket.localPort ?? 0}`
   }
 
   get connections (): number {

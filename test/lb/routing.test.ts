@@ -150,9 +150,12 @@ describe('instance routing on a shared port', function () {
 
 describe('PROXY protocol to the backend', function () {
   this.timeout(20_000)
-  for (const version of ['v1', 'v2'] as const) {
-    it(`sends a ${version} header a real parser reads as the frontend peer`, async function () {
-      const server = await startServer()
+  // A frontend bound to one address knows the destination; one bound to all (0.0.0.0) asks each
+  // socket, here reached through 127.0.0.2.
+  const cases = [['v1', '127.0.0.1', '127.0.0.1'], ['v2', '127.0.0.1', '127.0.0.1'], ['v1', '0.0.0.0', '127.0.0.2'], ['v2', '0.0.0.0', '127.0.0.2']] as const
+  for (const [version, frontendHost, dialled] of cases) {
+    it(`sends a ${version} header a real parser reads as the frontend peer and the address it dialled (frontend on ${frontendHost})`, async function () {
+      const server = await startServer({ frontendHost })
       const parsed: string[] = []
       const backend: TcpServer = await tcpServer((s) => {
         s.once('data', (b: Buffer) => {
@@ -160,21 +163,21 @@ describe('PROXY protocol to the backend', function () {
           const header = version === 'v1'
             ? pp.V1ProxyProtocol.parse(text.slice(0, text.indexOf('\r\n') + 2))
             : pp.V2ProxyProtocol.parse(new Uint8Array(b))
-          if (header instanceof pp.V1ProxyProtocol) parsed.push(`${header.source.ipAddress}:${header.source.port}>${header.destination.port}`)
+          if (header instanceof pp.V1ProxyProtocol) parsed.push(`${header.source.ipAddress}:${header.source.port}>${header.destination.ipAddress}:${header.destination.port}`)
           else {
             const a = header.proxyAddress as InstanceType<typeof pp.IPv4ProxyAddress>
-            parsed.push(`${a.sourceAddress.address.join('.')}:${a.sourcePort}>${a.destinationPort}`)
+            parsed.push(`${a.sourceAddress.address.join('.')}:${a.sourcePort}>${a.destinationAddress.address.join('.')}:${a.destinationPort}`)
           }
           s.end('ok')
         })
       })
       const client = startClient(server, tunnelData(backend.port, { serviceName: 'pp' }), { proxyProtocol: version })
       const port = (await client.ready()).frontendPort
-      const socket = connect({ port, host: '127.0.0.1' })
+      const socket = connect({ port, host: dialled })
       await once(socket, 'connect')
       socket.write('hello')
       await once(socket, 'data')
-      expect(parsed).to.deep.equal([`127.0.0.1:${socket.localPort ?? 0}>${port}`])
+      expect(parsed).to.deep.equal([`${socket.localAddress ?? '?'}:${socket.localPort ?? 0}>${dialled}:${port}`])
       socket.destroy()
       await client.close(); await server.close(); await backend.close()
     })
