@@ -1,4 +1,5 @@
 import { Uint8ArrayList } from 'uint8arraylist'
+import { listen, unlisten } from './listen.js'
 import { ProtocolError } from './messages.js'
 import type { MessageStream, MessageStreamEvents, Stream } from '@libp2p/interface'
 
@@ -69,8 +70,8 @@ export async function readFrame (stream: Stream, opts: ReadFrameOptions): Promis
     const cleanup = (): void => {
       clearTimeout(timer)
       stream.removeEventListener('message', onMessage)
-      stream.removeEventListener('remoteCloseWrite', onEnd)
-      stream.removeEventListener('close', onClose)
+      unlisten(stream, 'remoteCloseWrite', onEnd)
+      unlisten(stream, 'close', onClose)
     }
     const fail = (msg: string): void => { cleanup(); reject(new ProtocolError(msg)) }
     const tryParse = (): boolean => {
@@ -105,7 +106,7 @@ export async function readFrame (stream: Stream, opts: ReadFrameOptions): Promis
     }
     const timer = setTimeout(() => fail(`no ${opts.what} within ${opts.timeoutMs} ms`), opts.timeoutMs)
     stream.addEventListener('message', onMessage)
-    stream.addEventListener('remoteCloseWrite', onEnd)
-    stream.addEventListener('close', onClose)
+    listen(stream, 'remoteCloseWrite', onEnd)
+    listen(stream, 'close', onClose)
   })
 }
