@@ -1,5 +1,4 @@
 import { Uint8ArrayList } from 'uint8arraylist'
-import { listen, unlisten } from './listen.js'
 import { ProtocolError } from './messages.js'
 import type { MessageStream, MessageStreamEvents, Stream } from '@libp2p/interface'
 
@@ -70,8 +69,8 @@ export async function readFrame (stream: Stream, opts: ReadFrameOptions): Promis
     const cleanup = (): void => {
       clearTimeout(timer)
       stream.removeEventListener('message', onMessage)
-      unlisten(stream, 'remoteCloseWrite', onEnd)
-      unlisten(stream, 'close', onClose)
+      stream.removeEventListener('remoteCloseWrite', onEnd)
+      stream.removeEventListener('close', onClose)
     }
     const fail = (msg: string): void => { cleanup(); reject(new ProtocolError(msg)) }
     const tryParse = (): boolean => {
@@ -106,7 +105,7 @@ export async function readFrame (stream: Stream, opts: ReadFrameOptions): Promis
     }
     const timer = setTimeout(() => fail(`no ${opts.what} within ${opts.timeoutMs} ms`), opts.timeoutMs)
     stream.addEventListener('message', onMessage)
-    listen(stream, 'remoteCloseWrite', onEnd)
-    listen(stream, 'close', onClose)
+    stream.addEventListener('remoteCloseWrite', onEnd)
+    stream.addEventListener('close', onClose)
   })
 }

@@ -1,6 +1,7 @@
 import './polyfill.js'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { mplex } from '@libp2p/mplex'
+import { leanStreamEvents } from './stream-events.js'
 import { limitYamuxFrames } from './yamux-guard.js'
 import type { MuxerName } from './version.js'
 import type { MessageStream, StreamMuxer } from '@libp2p/interface'
@@ -25,6 +26,7 @@ export const DEFAULT_MUXER_OPTIONS: MuxerOptions = {
  * yamux's stream lookup, and backpressure signals only for the streams that are waiting.
  */
 export function createMuxer (name: MuxerName, conn: MessageStream, opts: MuxerOptions = DEFAULT_MUXER_OPTIONS): StreamMuxer {
+  leanStreamEvents()
   const muxer = startMuxer(name, conn, opts)
   targetDrainSignals(muxer)
   return muxer
