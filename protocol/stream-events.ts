@@ -8,7 +8,8 @@ import { AbstractStream } from '@libp2p/utils'
  * each cost ~400 bytes there: main-event's TypedEventEmitter keeps a wrapper closure, an abort
  * closure, an options object, a bookkeeping entry and a per-type array for it, and Node's
  * EventTarget a Listener object in a per-type map. With 10,000 idle connections that was ~4 KB
- * per stream, the biggest share of both processes' memory. Here a listener is one small entry.
+ * per stream, the biggest share of both processes' memory. Here a listener takes four slots of
+ * one array per stream.
  *
  * Semantics kept: listeners run in the order added, each (type, listener) pair at most once,
  * `once` and `signal` options, handleEvent objects, listeners added during a dispatch wait for
@@ -29,16 +30,20 @@ export function leanStreamEvents (): void {
     const opts = typeof options === 'object' ? options : undefined
     const signal = opts?.signal ?? undefined
     if (signal?.aborted === true) return
-    const list = this[kListeners] ?? EMPTY
-    for (const e of list) if (e.type === type && e.listener === listener) return
-    const entry: Entry = { type, listener, once: opts?.once === true, removed: false, signal: undefined, onAbort: undefined }
-    if (signal !== undefined) {
-      entry.signal = signal
-      entry.onAbort = () => this.removeEventListener(type, listener)
-      signal.addEventListener('abort', entry.onAbort, { once: true })
+    let list = this[kListeners]
+    if (list === undefined) {
+      list = [0]
+      this[kListeners] = list
+    } else if (find(list, type, listener) >= 0) {
+      return
     }
-    // copy on write, so that a dispatch in progress walks the list as it was when it began
-    this[kListeners] = [...list, entry]
+    let abort: AbortHook | undefined
+    if (signal !== undefined) {
+      abort = { signal, onAbort: () => this.removeEventListener(type, listener) }
+      signal.addEventListener('abort', abort.onAbort, { once: true })
+    }
+    // Appended: a dispatch in progress stops at the length it started with.
+    list.push(type, listener, opts?.once === true ? ONCE : 0, abort)
     // As AbstractMessageStream.addEventListener does: data that arrived before anyone listened is
     // delivered now (in a microtask: the listener may be added in a constructor).
     if (type === 'message' && this.readBuffer !== undefined && this.readBuffer.byteLength > 0) {
@@ -48,18 +53,22 @@ export function leanStreamEvents (): void {
 
   proto.removeEventListener = function (this: StreamInternals, type: string, listener: Listener | null) {
     const list = this[kListeners]
-    if (list === undefined) return
-    const i = list.findIndex(e => e.type === type && e.listener === listener)
+    if (list === undefined || listener === null) return
+    const i = find(list, type, listener)
     if (i < 0) return
-    const entry = list[i]
-    entry.removed = true
-    if (entry.signal !== undefined && entry.onAbort !== undefined) entry.signal.removeEventListener('abort', entry.onAbort)
-    this[kListeners] = list.length === 1 ? undefined : list.filter((_, k) => k !== i)
+    // Marked, so that a dispatch in progress skips it; taken out once no dispatch is.
+    list[i + 2] = REMOVED
+    const abort = list[i + 3] as AbortHook | undefined
+    list[i + 3] = undefined
+    if (abort !== undefined) abort.signal.removeEventListener('abort', abort.onAbort)
+    if (list[0] === 0) compact(list)
   }
 
   proto.listenerCount = function (this: StreamInternals, type: string) {
+    const list = this[kListeners]
+    if (list === undefined) return 0
     let n = 0
-    for (const e of this[kListeners] ?? EMPTY) if (e.type === type) n++
+    for (let i = 1; i < list.length; i += SLOTS) if (list[i] === type && list[i + 2] !== REMOVED) n++
     return n
   }
 
@@ -67,37 +76,63 @@ export function leanStreamEvents (): void {
     const list = this[kListeners]
     if (list === undefined) return true
     const type = evt.type
-    for (const e of list) {
-      if (e.type !== type || e.removed) continue
-      if (e.once) this.removeEventListener(type, e.listener)
-      try {
-        if (typeof e.listener === 'function') e.listener.call(this, evt); else e.listener.handleEvent(evt)
-      } catch (err) {
-        // as EventTarget does: reported as an uncaught exception, the other listeners still run
-        process.nextTick(() => { throw err })
+    const end = list.length
+    ;(list[0] as number)++
+    try {
+      for (let i = 1; i < end; i += SLOTS) {
+        if (list[i] !== type || list[i + 2] === REMOVED) continue
+        const listener = list[i + 1] as Listener
+        if (list[i + 2] === ONCE) this.removeEventListener(type, listener)
+        try {
+          if (typeof listener === 'function') listener.call(this, evt); else listener.handleEvent(evt)
+        } catch (err) {
+          // as EventTarget does: reported as an uncaught exception, the other listeners still run
+          process.nextTick(() => { throw err })
+        }
       }
+    } finally {
+      if (--(list[0] as number) === 0) compact(list)
     }
     return !evt.defaultPrevented
   }
 }
 
+/** Where (type, listener) sits in the list, or -1. */
+function find (list: ListenerList, type: string, listener: Listener): number {
+  for (let i = 1; i < list.length; i += SLOTS) {
+    if (list[i] === type && list[i + 1] === listener && list[i + 2] !== REMOVED) return i
+  }
+  return -1
+}
+
+/** Takes the removed listeners out, in place. */
+function compact (list: ListenerList): void {
+  let w = 1
+  for (let r = 1; r < list.length; r += SLOTS) {
+    if (list[r + 2] === REMOVED) continue
+    if (w !== r) for (let k = 0; k < SLOTS; k++) list[w + k] = list[r + k]
+    w += SLOTS
+  }
+  list.length = w
+}
+
 let patched = false
 const kListeners = Symbol('listeners')
-const EMPTY: readonly Entry[] = []
+/**
+ * A stream's listeners in one flat array: first the number of dispatches in progress, then per
+ * listener its type, the listener, its flags (ONCE; REMOVED until taken out) and its AbortHook if
+ * it has a signal.
+ */
+type ListenerList = Array<string | Listener | number | AbortHook | undefined>
+const SLOTS = 4
+const ONCE = 1
+const REMOVED = 2
 
 type Listener = ((evt: Event) => void) | { handleEvent: (evt: Event) => void }
-interface Entry {
-  type: string
-  listener: Listener
-  once: boolean
-  /** Set when removed, so that a dispatch in progress skips it. */
-  removed: boolean
-  signal: AbortSignal | undefined
-  onAbort: (() => void) | undefined
-}
+interface AbortHook { signal: AbortSignal, onAbort: () => void }
 /** The parts of @libp2p/utils 7's AbstractStream (and its AbstractMessageStream) used above. */
 interface StreamInternals {
-  [kListeners]?: readonly Entry[]
+  [kListeners]?: ListenerList
   readBuffer?: { byteLength: number }
   dispatchReadBuffer: () => void
   addEventListener: (type: string, listener: Listener | null, options?: boolean | ListenOptions) => void

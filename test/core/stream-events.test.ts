@@ -45,7 +45,7 @@ describe('lean stream events (muxed streams)', function () {
     const late = (): void => { calls.push('late') }
     const second = (): void => { calls.push('second') }
     s.addEventListener('idle', () => { calls.push('once') }, { once: true })
-    s.addEventListener('idle', () => { calls.push('first'); s.removeEventListener('idle', second); s.addEventListener('idle', late) })
+    s.addEventListener('idle', () => { calls.push('first'); s.addEventListener('idle', late); s.removeEventListener('idle', second) })
     s.addEventListener('idle', second)
     s.addEventListener('idle', () => { calls.push('signal') }, { signal: ac.signal })
     s.dispatchEvent(new Event('idle'))
