@@ -88,7 +88,8 @@ export class ClientSession {
     }
     writeFrame(stream, { ok: true })
     if (this.opts.proxyProtocol !== undefined) socket.write(proxyHeader(this.opts.proxyProtocol, header.sourceAddress, header.destinationAddress ?? ''))
-    this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
+    // Only when logged: reading remoteAddress makes the socket keep a cached address object.
+    if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
     // Returned, not awaited: this function's frame need not live as long as the connection does.
     return this.relayBackend(stream, socket, header.sourceAddress, frame.rest)
   }
