@@ -97,10 +97,7 @@ export function relay (socket: Socket, stream: Stream, opts: RelayOptions = {}):
     if (streamPaused) onPause?.(false)
     resolve(stats)
   }
-  let streamClosed = false
-  stream.addEventListener('close', (evt) => {
-    if (streamClosed) return
-    streamClosed = true
+  stream.addEventListener('close', (evt: MessageStreamEvents['close']) => {
     if (evt.error !== undefined) {
       stats.error ??= evt.error
       // A reset stream means the far end is gone: pass that on as a TCP reset.
@@ -112,7 +109,7 @@ export function relay (socket: Socket, stream: Stream, opts: RelayOptions = {}):
       reset()
     }
     closedOne()
-  })
+  }, { once: true })
 
   // stream -> socket
   if (opts.head !== undefined && opts.head.byteLength > 0) writeToSocket(opts.head)
