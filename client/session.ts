@@ -12,6 +12,8 @@ import type { Targets } from './targets.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
 import type { TunnelData, TunnelDataResponse } from '../protocol/index.js'
 import type { Stream, StreamMuxer } from '@libp2p/interface'
+import type { Socket } from 'node:net'
+import type { Uint8ArrayList } from 'uint8arraylist'
 import type { WebSocket } from 'ws'
 
 export interface SessionOptions extends DialOptions {
@@ -86,13 +88,18 @@ export class ClientSession {
     }
     writeFrame(stream, { ok: true })
     if (this.opts.proxyProtocol !== undefined) socket.write(proxyHeader(this.opts.proxyProtocol, header.sourceAddress, header.destinationAddress ?? ''))
+    // Only when logged: reading remoteAddress is a syscall and makes the socket keep a cached address.
+    if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
+    // Returned, not awaited: this function's frame need not live as long as the connection does.
+    return this.relayBackend(stream, socket, header.sourceAddress, frame.rest)
+  }
+
+  private relayBackend (stream: Stream, socket: Socket, sourceAddress: string, head: Uint8ArrayList): Promise<void> {
     this.active++
-    // Per connection: remoteAddress is a syscall, so only when debug logging is on.
-    const debug = this.opts.log.isDebugEnabled()
-    if (debug) this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
-    const stats = await relay(socket, stream, { head: frame.rest, onPause: this.onPause })
-    this.active--
-    if (debug) this.opts.log.debug(`connection from ${header.sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
+    return relay(socket, stream, { head, onPause: this.onPause }).then(stats => {
+      this.active--
+      if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
+    })
   }
 
   close (): void {

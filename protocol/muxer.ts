@@ -2,6 +2,7 @@ import './polyfill.js'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { mplex } from '@libp2p/mplex'
 import { tuneStreamClasses } from './stream-classes.js'
+import { leanStreamEvents } from './stream-events.js'
 import { limitYamuxFrames } from './yamux-guard.js'
 import type { MuxerName } from './version.js'
 import type { MessageStream, StreamMuxer } from '@libp2p/interface'
@@ -23,9 +24,10 @@ export const DEFAULT_MUXER_OPTIONS: MuxerOptions = {
 /**
  * Starts a muxer of the negotiated kind on a MessageStream (a WebSocket, see ws-message-stream),
  * with the performance adjustments below (full yamux windows and fewer window updates, a Map for
- * yamux's stream lookup) and those of stream-classes.ts.
+ * yamux's stream lookup) and those of stream-classes.ts and stream-events.ts.
  */
 export function createMuxer (name: MuxerName, conn: MessageStream, opts: MuxerOptions = DEFAULT_MUXER_OPTIONS): StreamMuxer {
+  leanStreamEvents()
   const muxer = startMuxer(name, conn, opts)
   tuneStreamClasses(muxer)
   return muxer

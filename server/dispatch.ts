@@ -6,7 +6,7 @@ import type { ServerEvents } from './events.js'
 import type { Limits } from './limits.js'
 import type { SniffLimits } from './route.js'
 import type { Service } from './service.js'
-import type { ServerSession } from './session.js'
+import type { OpenedStream, ServerSession } from './session.js'
 import type { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 
@@ -19,12 +19,18 @@ export interface DispatchOptions {
 }
 
 /**
+ * Errors are reported through relay or the close below. Defined out here because a closure made
+ * inside dispatch() would keep all of dispatch()'s variables alive for as long as the socket lives.
+ */
+const ignoreError = (): void => {}
+
+/**
  * Hands one frontend connection to a session of its service. A session whose client cannot reach
  * its backend is skipped and the next one tried; nothing has been relayed yet (the socket is
  * paused, sniffed bytes are held), so the peer never notices. Only when all fail is it closed.
  */
 export async function dispatch (service: Service, socket: Socket, opts: DispatchOptions): Promise<void> {
-  socket.on('error', () => { /* reported through relay or the close below */ })
+  socket.on('error', ignoreError)
   const source = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
   const routing = await routeConnection(socket, service, opts.sniff)
   if (routing === undefined) {
@@ -46,12 +52,7 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
     socket.destroy()
     return
   }
-  if (idleTimeoutMs > 0) {
-    socket.setTimeout(idleTimeoutMs, () => {
-      opts.log.debug(`service ${service.name}: connection from ${source} idle for ${idleTimeoutMs} ms; closing it`)
-      socket.destroy()
-    })
-  }
+  if (idleTimeoutMs > 0) closeWhenIdle(socket, idleTimeoutMs, service.name, source, opts.log)
   const tried = new Set<ServerSession>()
   const pick = (): ServerSession | undefined => service.pick(route.instance, tried, maxStreamsPerSession)
   for (let session = pick(); session !== undefined; session = pick()) {
@@ -68,20 +69,35 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
     session.noteDialSuccess()
     if (socket.destroyed) { opened.stream.abort(new Error('frontend peer left')); return }
     if (route.accepted !== undefined) socket.write(route.accepted)
-    session.activeConnections++
-    session.totalConnections++
-    const debug = opts.log.isDebugEnabled()
-    if (debug) opts.log.debug(`service ${service.name}: connection from ${source} -> session ${session.id}`)
-    opts.events.emit('connectionOpened', { service, session, sourceAddress: source })
-    const stats = await relay(socket, opened.stream, { head: opened.rest, socketHead: route.head, onPause: session.onPause })
-    session.activeConnections--
-    session.bytesIn += stats.bytesIn
-    session.bytesOut += stats.bytesOut
-    if (debug) opts.log.debug(`service ${service.name}: connection from ${source} closed, ${stats.bytesIn} bytes in, ${stats.bytesOut} out${stats.error !== undefined ? `, ${stats.error.message}` : ''}`)
-    opts.events.emit('connectionClosed', { service, session, sourceAddress: source, bytesIn: stats.bytesIn, bytesOut: stats.bytesOut, error: stats.error?.message })
-    return
+    // Returned, not awaited: this function's frame (the sessions tried, the routing) need not live
+    // as long as the connection does.
+    return relayConnection(service, session, socket, opened, route.head, source, opts)
   }
   opts.log.warn(`service ${service.name}: no session could take connection from ${source}; closing it`)
   opts.events.emit('connectionRejected', { service, sourceAddress: source })
   if (route.rejected !== undefined) socket.end(route.rejected, () => socket.destroy()); else socket.destroy()
+}
+
+/** Relays an accepted connection to its session's stream and accounts for it when it ends. */
+function relayConnection (service: Service, session: ServerSession, socket: Socket, opened: OpenedStream, socketHead: Uint8Array | undefined, source: string, opts: DispatchOptions): Promise<void> {
+  session.activeConnections++
+  session.totalConnections++
+  opts.log.debug(`service ${service.name}: connection from ${source} -> session ${session.id}`)
+  opts.events.emit('connectionOpened', { service, session, sourceAddress: source })
+  const { log, events } = opts
+  return relay(socket, opened.stream, { head: opened.rest, socketHead, onPause: session.onPause }).then(stats => {
+    session.activeConnections--
+    session.bytesIn += stats.bytesIn
+    session.bytesOut += stats.bytesOut
+    log.debug(`service ${service.name}: connection from ${source} closed, ${stats.bytesIn} bytes in, ${stats.bytesOut} out${stats.error !== undefined ? `, ${stats.error.message}` : ''}`)
+    events.emit('connectionClosed', { service, session, sourceAddress: source, bytesIn: stats.bytesIn, bytesOut: stats.bytesOut, error: stats.error?.message })
+  })
+}
+
+/** A function of its own so that the timer's callback keeps only these alive, not dispatch()'s variables. */
+function closeWhenIdle (socket: Socket, idleTimeoutMs: number, serviceName: string, source: string, log: Logger): void {
+  socket.setTimeout(idleTimeoutMs, () => {
+    log.debug(`service ${serviceName}: connection from ${source} idle for ${idleTimeoutMs} ms; closing it`)
+    socket.destroy()
+  })
 }
