@@ -75,7 +75,9 @@ interface YamuxStreamInternals {
   recvWindow: number
   recvWindowCapacity: number
   maxStreamWindowSize: number
+  readStatus: string
   sendWindowUpdate: () => void
+  sendResume: () => void
   handleWindowUpdate: (frame: YamuxFrame) => void
   handleData: (frame: YamuxFrame) => void
 }
@@ -127,8 +129,26 @@ function openYamuxWindows (muxer: StreamMuxer): void {
           sendWindowUpdate.call(this)
         }
       }
+      keepRepausedStreamsClosed(proto)
     }
     return stream
+  }
+}
+
+/**
+ * @libp2p/utils 7's resume() delivers what the stream buffered while paused and then calls
+ * sendResume(), which in @chainsafe/libp2p-yamux 8 marks the stream Established and opens its
+ * window. But delivering may already have paused it again (the relay pauses a stream as soon as
+ * its socket is full): the window then opened anyway, and so on every resume, until the peer had
+ * sent more than the read buffer may hold and the stream was reset: a slow reader (1 MB/s, next to
+ * a fast one) lost its connection within seconds. A stream paused again stays closed.
+ */
+function keepRepausedStreamsClosed (proto: Partial<YamuxStreamInternals>): void {
+  const sendResume = proto.sendResume
+  if (typeof sendResume !== 'function') return
+  proto.sendResume = function (this: YamuxStreamInternals) {
+    if (this.readStatus === 'paused') return
+    sendResume.call(this)
   }
 }
 /** Stream classes whose prototype openYamuxWindows has already adjusted. */

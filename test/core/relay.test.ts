@@ -1,4 +1,5 @@
 import { expect } from 'chai'
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { connect } from 'node:net'
 import { MUXERS } from '../../protocol/index.js'
@@ -149,6 +150,49 @@ for (const muxer of MUXERS) {
       await once(socket, 'end')
       await done
       expect(got).to.equal(total)
+    })
+
+    it('delivers every byte to a reader that keeps pausing and resuming (a rate-limited download)', async function () {
+      this.timeout(60_000)
+      // Each resume makes the stream deliver what it buffered, and the relay may pause it again at
+      // once: the muxer must not open its window then (yamux did, and with every such cycle the
+      // peer could send another window until the stream was reset for buffering too much).
+      const total = 48 * 1024 * 1024
+      const chunk = randomPayload(64 * 1024)
+      const sent = createHash('sha256')
+      onBackend = (socket) => {
+        let written = 0
+        const pump = (): void => {
+          while (written < total) {
+            written += chunk.length
+            sent.update(chunk)
+            if (!socket.write(chunk)) { socket.once('drain', pump); return }
+          }
+          socket.end()
+        }
+        pump()
+      }
+      const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+      const received = createHash('sha256')
+      let got = 0
+      // About 16 MB/s in 10 ms steps: well below what the tunnel carries, so it keeps backing up.
+      const started = Date.now()
+      const allowance = (): number => (Date.now() - started) * 16_000
+      socket.on('data', (c: Buffer) => {
+        got += c.length
+        received.update(c)
+        if (got > allowance()) socket.pause()
+      })
+      const tick = setInterval(() => { if (socket.isPaused() && got <= allowance()) socket.resume() }, 10)
+      const error = new Promise<never>((_resolve, reject) => socket.once('error', reject))
+      try {
+        await Promise.race([once(socket, 'end'), error])
+      } finally {
+        clearInterval(tick)
+        socket.destroy()
+      }
+      expect(got).to.equal(total)
+      expect(received.digest('hex')).to.equal(sent.digest('hex'))
     })
 
     it('keeps other streams flowing while one reader is stalled', async function () {
