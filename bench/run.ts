@@ -512,6 +512,7 @@ const ROWS: Row[] = [
   { key: 'scale_busy_echo_MBps', label: `echo transfer beside the ${S.scaleConns} idle connections (MB/s)`, better: 'higher', ref: 'ssh', digits: 0 },
   { key: 'slow_solo_MBps', label: 'slow reader: fast stream alone (MB/s)', better: 'higher', ref: 'ssh', digits: 0 },
   { key: 'slow_fast_MBps', label: `slow reader: fast stream beside a ${S.slowRate / 1e6} MB/s reader (MB/s)`, better: 'higher', ref: 'ssh', digits: 0 },
+  { key: 'slow_slow_MBps', label: `slow reader: the ${S.slowRate / 1e6} MB/s reader itself (MB/s; far below: its connection was cut)`, better: 'higher', ref: 'ssh', target: `${S.slowRate / 1e6}`, digits: 2 },
   { key: 'slow_kept', label: 'slow reader: fast stream kept (fraction of alone)', better: 'higher', ref: 'ssh', target: '≥ 0.80 (abs.)', digits: 2 },
   { key: 'slow_server_peak_rss_MB', label: 'slow reader: server peak RSS (MB)', better: 'lower', ref: 'ssh', target: 'bounded', digits: 0 },
   { key: 'slow_client_peak_rss_MB', label: 'slow reader: client peak RSS (MB)', better: 'lower', ref: 'ssh', target: 'bounded', digits: 0 }
