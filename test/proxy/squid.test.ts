@@ -173,7 +173,8 @@ describe('proxy: squid (CONNECT, Basic auth, https:// proxy, only-443 ACL)', fun
       const { frontendPort } = await c.ready()
       await transferBothWays(frontendPort, backend)
       await c.close()
-      expect(await loggedConnects(proxy, '127.0.0.1:443')).to.have.length(1)
+      // At least one: under a loaded machine the client may have reconnected once (seen in CI).
+      expect(await loggedConnects(proxy, '127.0.0.1:443')).to.have.length.at.least(1)
     })
   })
 })
