@@ -471,7 +471,9 @@ async function measure (cfg: Config, round: number): Promise<Metrics> {
   if (S.tests.some(t => t === 'bulk' || t === 'rtt' || t === 'rate' || t === 'scale')) groups.push(['bulk/rtt/rate', async (s) => await testsA(s, m)])
   // Memory figures come from fresh processes, so they are not inflated by the tests before.
   if (S.tests.includes('slow')) groups.push(['slow', async (s) => await testSlow(s, m)])
-  if (S.tests.includes('scale')) groups.push(['scale', async (s) => await testScale(s, m)])
+  // The Node proxy holds both ends of every connection in one process: 10,000 of them need more
+  // descriptors than a common limit (20,000 here) allows, so it would only measure EMFILE.
+  if (S.tests.includes('scale') && cfg !== 'node_proxy') groups.push(['scale', async (s) => await testScale(s, m)])
   for (const [name, fn] of groups) {
     let s: Setup
     try {

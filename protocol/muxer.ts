@@ -88,9 +88,10 @@ interface YamuxFrame {
 const YAMUX_DATA = 0
 const YAMUX_WINDOW_UPDATE = 1
 const YAMUX_SYN = 1
-/** StreamState.SYNReceived and .Established in @chainsafe/libp2p-yamux 8. */
+/** StreamState.SYNReceived, .Established and .Paused in @chainsafe/libp2p-yamux 8. */
 const YAMUX_SYN_RECEIVED = 2
 const YAMUX_ESTABLISHED = 3
+const YAMUX_PAUSED = 5
 
 /**
  * Lets a busy yamux stream use its whole window, and sends window updates only when half of the
@@ -139,16 +140,18 @@ function openYamuxWindows (muxer: StreamMuxer): void {
  * @libp2p/utils 7's resume() delivers what the stream buffered while paused and then calls
  * sendResume(), which in @chainsafe/libp2p-yamux 8 marks the stream Established and opens its
  * window. But delivering may already have paused it again (the relay pauses a stream as soon as
- * its socket is full): the window then opened anyway, and so on every resume, until the peer had
- * sent more than the read buffer may hold and the stream was reset: a slow reader (1 MB/s, next to
- * a fast one) lost its connection within seconds. A stream paused again stays closed.
+ * its socket is full): as Established it then answered every further frame with more window,
+ * until the peer had sent more than the read buffer may hold and the stream was reset; a slow
+ * reader (1 MB/s, next to a fast one) lost its connection within seconds. The window still opens
+ * once per resume (for what was delivered, so the pipe keeps flowing), but a stream paused again
+ * stays Paused: what it buffers is bounded by one window per resume, and a resume needs a drain.
  */
 function keepRepausedStreamsClosed (proto: Partial<YamuxStreamInternals>): void {
   const sendResume = proto.sendResume
   if (typeof sendResume !== 'function') return
   proto.sendResume = function (this: YamuxStreamInternals) {
-    if (this.readStatus === 'paused') return
     sendResume.call(this)
+    if (this.readStatus === 'paused') this.state = YAMUX_PAUSED
   }
 }
 /** Stream classes whose prototype openYamuxWindows has already adjusted. */
