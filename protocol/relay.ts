@@ -124,9 +124,15 @@ export function relay (socket: Socket, stream: Stream, opts: RelayOptions = {}):
   socket.on('drain', () => setStreamPaused(false))
 
   // socket -> stream
-  stream.addEventListener('drain', () => {
-    if (socketPaused) { socketPaused = false; socket.resume() }
-  })
+  // On 'drain' the stream first sends what it queued (in a microtask, @libp2p/utils 7); a yamux
+  // stream whose send window is still shut is full again right after. Resuming the socket then
+  // read one more chunk into the stream's unbounded write buffer per drain of the connection:
+  // next to a busy stream that is thousands a second, so a slow reader's sender grew by
+  // hundreds of MB. Resume only once the stream can really take more; if not, another 'drain' follows.
+  const resumeIfWritable = (): void => {
+    if (socketPaused && !stream.writableNeedsDrain) { socketPaused = false; socket.resume() }
+  }
+  stream.addEventListener('drain', () => { if (socketPaused) queueMicrotask(resumeIfWritable) })
   if (opts.socketHead !== undefined && opts.socketHead.byteLength > 0) sendToStream(opts.socketHead)
   socket.on('data', sendToStream)
   const onSocketEnd = (): void => { stream.close().catch((err: Error) => fail(err)) }

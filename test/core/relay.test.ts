@@ -4,8 +4,10 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { MUXERS } from '../../protocol/index.js'
 import { eventually, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
-import { startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
+import { runCli } from '../fixtures/cli.js'
+import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelClient, TunnelServer } from '../../index.js'
+import type { CliProcess } from '../fixtures/cli.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { Socket } from 'node:net'
 
@@ -217,5 +219,81 @@ for (const muxer of MUXERS) {
       expect(Date.now() - started).to.be.below(2000)
       stalled.destroy()
     })
+
   })
 }
+
+describe('relay with the tunnel client in its own process (yamux)', function () {
+  let server: TunnelServer
+  let backend: TcpServer
+  let tunnel: CliProcess
+  let onBackend: (socket: Socket) => void
+
+  beforeEach(async function () {
+    backend = await tcpServer((s) => onBackend(s))
+    server = await startServer()
+    tunnel = runCli(['-t', TOKEN, 'tunnel', '--apiendpoint', `127.0.0.1:${server.port}`, '--servicename', 'svc',
+      '--serviceendpoint', `127.0.0.1:${backend.port}`, '--frontendport', '0', '--insecuretls=true'])
+  })
+
+  afterEach(async function () {
+    await tunnel.stop()
+    await server.close()
+    await backend.close()
+  })
+
+  it('takes no more from a slow reader\'s backend than it delivers while another stream runs at full speed', async function () {
+    this.timeout(60_000)
+    // Each time the tunnel's WebSocket drains (hundreds of times a second under a busy stream) the
+    // slow stream is told it may go on sending. While its own window is shut it must not read on
+    // from its backend: it read one more chunk per drain into an unbounded buffer (about 20 MB/s
+    // here; the slow reader's own rate is 1 MB/s). Two processes, as deployed: in one process the
+    // WebSocket hardly ever fills.
+    const port = Number((await tunnel.waitFor(/registered .* frontend [^ ]*:(\d+)/))[1])
+    const fastTotal = 1024 * 1024 * 1024
+    const chunk = Buffer.alloc(64 * 1024)
+    let slowWritten = 0
+    onBackend = (socket) => {
+      socket.once('data', (c: Buffer) => {
+        const slow = c.toString() === 'slow'
+        let written = 0
+        const pump = (): void => {
+          while (slow || written < fastTotal) {
+            written += chunk.length
+            if (slow) slowWritten = written
+            if (!socket.write(chunk)) { socket.once('drain', pump); return }
+          }
+          socket.end()
+        }
+        socket.on('error', () => {})
+        pump()
+      })
+    }
+    const slow = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    slow.write('slow')
+    let slowGot = 0
+    const started = Date.now()
+    const allowance = (): number => (Date.now() - started) * 1_000 // 1 MB/s in 10 ms steps
+    slow.on('data', (c: Buffer) => { slowGot += c.length; if (slowGot > allowance()) slow.pause() })
+    const tick = setInterval(() => { if (slow.isPaused() && slowGot <= allowance()) slow.resume() }, 10)
+    try {
+      // Until every buffer between the backend and the slow reader is full.
+      await new Promise(resolve => setTimeout(resolve, 2000))
+      const before = { written: slowWritten, got: slowGot }
+      const fast = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+      let got = 0
+      fast.on('data', (c: Buffer) => { got += c.length })
+      fast.write('fast')
+      await once(fast, 'end')
+      expect(got).to.equal(fastTotal)
+      const taken = slowWritten - before.written
+      const delivered = slowGot - before.got
+      expect(delivered).to.be.above(0)
+      // What the tunnel holds for the slow stream is bounded by one window (4 MiB) and socket buffers.
+      expect(taken - delivered).to.be.below(8 * 1024 * 1024)
+    } finally {
+      clearInterval(tick)
+      slow.destroy()
+    }
+  })
+})
