@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './gc-tuning.js'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { LOG_LEVELS } from '../protocol/index.js'
