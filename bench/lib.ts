@@ -1,6 +1,8 @@
 // Shared helpers of the benchmark: process bookkeeping, /proc memory readings, small statistics.
 import { spawn, execFileSync } from 'node:child_process'
 import { appendFileSync, openSync, readFileSync, readdirSync } from 'node:fs'
+import { once } from 'node:events'
+import { connect as tlsConnect } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
 
@@ -208,3 +210,18 @@ export function quantile (sorted: Float64Array | number[], q: number): number {
 export function listPids (): number[] {
   return readdirSync('/proc').filter(d => /^\d+$/.test(d)).map(Number)
 }
+
+/**
+ * The SHA-256 fingerprint of the certificate a TLS server on loopback presents, as a user reads it
+ * from the server's log or with openssl s_client, to pin it with --fingerprint.
+ */
+export async function tlsFingerprint (port: number, timeoutMs: number): Promise<string> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false })
+  try {
+    await Promise.race([once(socket, 'secureConnect'), sleep(timeoutMs).then(() => { throw new Error(`no TLS handshake on port ${port}`) })])
+    return socket.getPeerCertificate().fingerprint256
+  } finally {
+    socket.destroy()
+  }
+}
+

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import {
   comm, cpuSeconds, descendants, isListening, killAllSync, log, median, peakSampler, procs, rss, run,
-  setPgidFile, start, stop, stopAll, waitListen
+  setPgidFile, start, stop, stopAll, tlsFingerprint, waitListen
 } from './lib.js'
 import type { Proc } from './lib.js'
 
@@ -284,9 +284,11 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
   }
   try {
     await waitListen(f.api, server, S.readyTimeoutMs)
+    // Pinned, as the README has users do with the self-signed certificate.
+    const fingerprint = await tlsFingerprint(f.api, S.readyTimeoutMs)
     for (const k of ['iperf', 'echo', 'stream'] as const) {
       const t = start(`${cfg}-tunnel-${k}`, join(TMP, `${tag}-tunnel-${k}.log`), process.execPath, [...nodeArgs(`tunnel-${k}`), 'tunnel',
-        '-e', `127.0.0.1:${f.api}`, '-p', String(f[k]), '-b', `127.0.0.1:${PORTS[k]}`, '-s', `bench-${k}`, '--insecuretls', '--mux', tc.muxer])
+        '-e', `127.0.0.1:${f.api}`, '-p', String(f[k]), '-b', `127.0.0.1:${PORTS[k]}`, '-s', `bench-${k}`, '--fingerprint', fingerprint, '--mux', tc.muxer])
       tunnels[k] = t
       all.push(t)
     }

@@ -120,6 +120,17 @@ async function secure (raw: Socket, endpoint: Endpoint, trust: TlsTrust, timeout
   return socket
 }
 
+/**
+ * RFC 6455 masks what a client sends so that script in a browser cannot make a WebSocket payload
+ * look like HTTP to a proxy on the way that reads it. Behind a pinned fingerprint that matched
+ * (secure() refuses any other), TLS ends at our server and nobody on the way reads a frame; there
+ * an all-zero mask (still valid framing) lets ws skip copying and XOR-ing every byte sent, and the
+ * server skip undoing it: bulk backend->front +6-8 %, 0.13 s less CPU per GB (A/B, 3 pairs). CA
+ * verification, which a TLS-inspecting proxy with its own CA passes, and --insecuretls keep
+ * random masks.
+ */
+const zeroMask = (mask: Buffer): void => { mask.fill(0) }
+
 /** Opens a verified WSS connection to the tunnel endpoint and upgrades it with our token and muxer. */
 export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promise<WebSocket> {
   const where = formatEndpoint(endpoint)
@@ -132,7 +143,8 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
     headers: { authorization: `Bearer ${opts.token}` },
     handshakeTimeout: opts.timeoutMs,
     maxPayload: MAX_WS_PAYLOAD,
-    perMessageDeflate: false
+    perMessageDeflate: false,
+    ...(opts.trust.fingerprint !== undefined ? { generateMask: zeroMask } : {})
   })
   const noAnswer = `no answer to the WebSocket upgrade from ${where}${route.via} within ${opts.timeoutMs} ms: ` +
     'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)'

@@ -3,12 +3,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { selfSignedCertificate } from '../../server/certificate.js'
+import * as wsModule from 'ws'
 import { WebSocket } from 'ws'
 import { dialTunnel } from '../../client/dial.js'
 import { parseEndpoint } from '../../client/endpoint.js'
 import { AuthorizationError, RegistrationRefusedError, TlsVerificationError, TunnelClient } from '../../index.js'
 import { WebSocketMessageStream, createMuxer, encodeFrame, readFrame } from '../../protocol/index.js'
-import { echoServer, exchange } from '../fixtures/net.js'
+import { echoServer, exchange, randomPayload } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelServer } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
@@ -68,6 +69,36 @@ describe('handshake: token, TLS, protocol version, registration', function () {
     await bad.close()
     expect(err).to.be.instanceOf(TlsVerificationError)
     expect(err?.message).to.match(/fingerprint mismatch/)
+  })
+
+  it('masks its frames unless a pinned fingerprint proves TLS ends at the server', async function () {
+    // What the server's WebSocket receiver reads as each client frame's masking key.
+    const receiver = (wsModule as unknown as { Receiver: { prototype: unknown } }).Receiver.prototype as { getMask: () => void, _mask?: Buffer, _bufferedBytes: number }
+    const getMask = receiver.getMask
+    const masks = new Set<string>()
+    receiver.getMask = function (this: typeof receiver) {
+      const whole = this._bufferedBytes >= 4
+      getMask.call(this)
+      if (whole && this._mask !== undefined) masks.add(this._mask.toString('hex'))
+    }
+    const masksOf = async (opts: Parameters<typeof startClient>[2], name: string): Promise<Set<string>> => {
+      masks.clear()
+      const client = startClient(server, tunnelData(backend.port, { serviceName: name }), opts)
+      const { frontendPort } = await client.ready()
+      const payload = randomPayload(200_000)
+      expect((await exchange(frontendPort, payload)).equals(payload)).to.equal(true)
+      await client.close()
+      return new Set(masks)
+    }
+    try {
+      const pinned = await masksOf({}, 'pinned-masks')
+      expect([...pinned]).to.deep.equal(['00000000'])
+      const insecure = await masksOf({ fingerprint: undefined, insecureTls: true }, 'insecure-masks')
+      expect(insecure.size).to.be.above(1)
+      expect(insecure.has('00000000')).to.equal(false)
+    } finally {
+      receiver.getMask = getMask
+    }
   })
 
   it('trusts the server through --ca with the certificate as CA', async function () {
