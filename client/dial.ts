@@ -123,11 +123,12 @@ async function secure (raw: Socket, endpoint: Endpoint, trust: TlsTrust, timeout
 /**
  * RFC 6455 masks what a client sends so that script in a browser cannot make a WebSocket payload
  * look like HTTP to a proxy on the way that reads it. Behind a pinned fingerprint that matched
- * (secure() refuses any other), TLS ends at our server and nobody on the way reads a frame; there
- * an all-zero mask (still valid framing) lets ws skip copying and XOR-ing every byte sent, and the
- * server skip undoing it: bulk backend->front +6-8 %, 0.13 s less CPU per GB (A/B, 3 pairs). CA
- * verification, which a TLS-inspecting proxy with its own CA passes, and --insecuretls keep
- * random masks.
+ * (secure() refuses any other), TLS ends at whoever holds that certificate's key: the server the
+ * operator pinned, and no proxy can read a frame (the mismatch error sends users who meet an
+ * inspecting proxy to --ca, which keeps masks). There an all-zero mask (still valid framing) lets
+ * ws skip copying and XOR-ing every byte sent, and the server skip undoing it: bulk backend->front
+ * +6-8 %, 0.13 s less CPU per GB (A/B, 3 pairs). CA verification, which a TLS-inspecting proxy
+ * with its own CA passes, and --insecuretls keep random masks.
  */
 const zeroMask = (mask: Buffer): void => { mask.fill(0) }
 

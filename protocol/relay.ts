@@ -144,6 +144,7 @@ export function relay (socket: Socket, stream: Stream, opts: RelayOptions = {}):
     if (stream.status === 'open' && stream.writeStatus === 'writable') fail(stats.error ?? new Error('socket closed'))
     closedOne()
   })
-  socket.resume()
+  // Unless sending the sniffed head already found the stream full.
+  if (!socketPaused) socket.resume()
   return done
 }

@@ -84,10 +84,13 @@ describe('handshake: token, TLS, protocol version, registration', function () {
     const masksOf = async (opts: Parameters<typeof startClient>[2], name: string): Promise<Set<string>> => {
       masks.clear()
       const client = startClient(server, tunnelData(backend.port, { serviceName: name }), opts)
-      const { frontendPort } = await client.ready()
-      const payload = randomPayload(200_000)
-      expect((await exchange(frontendPort, payload)).equals(payload)).to.equal(true)
-      await client.close()
+      try {
+        const { frontendPort } = await client.ready()
+        const payload = randomPayload(200_000)
+        expect((await exchange(frontendPort, payload)).equals(payload)).to.equal(true)
+      } finally {
+        await client.close()
+      }
       return new Set(masks)
     }
     try {

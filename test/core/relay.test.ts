@@ -243,7 +243,7 @@ describe('relay with the tunnel client in its own process (yamux)', function () 
   })
 
   it('takes no more from a slow reader\'s backend than it delivers while another stream runs at full speed', async function () {
-    this.timeout(60_000)
+    this.timeout(120_000)
     // Each time the tunnel's WebSocket drains (hundreds of times a second under a busy stream) the
     // slow stream is told it may go on sending. While its own window is shut it must not read on
     // from its backend: it read one more chunk per drain into an unbounded buffer (about 20 MB/s
@@ -276,11 +276,12 @@ describe('relay with the tunnel client in its own process (yamux)', function () 
     const allowance = (): number => (Date.now() - started) * 1_000 // 1 MB/s in 10 ms steps
     slow.on('data', (c: Buffer) => { slowGot += c.length; if (slowGot > allowance()) slow.pause() })
     const tick = setInterval(() => { if (slow.isPaused() && slowGot <= allowance()) slow.resume() }, 10)
+    let fast: Socket | undefined
     try {
       // Until every buffer between the backend and the slow reader is full.
       await new Promise(resolve => setTimeout(resolve, 2000))
       const before = { written: slowWritten, got: slowGot }
-      const fast = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+      fast = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
       let got = 0
       fast.on('data', (c: Buffer) => { got += c.length })
       fast.write('fast')
@@ -295,6 +296,7 @@ describe('relay with the tunnel client in its own process (yamux)', function () 
     } finally {
       clearInterval(tick)
       slow.destroy()
+      fast?.destroy()
     }
   })
 })
