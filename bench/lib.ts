@@ -218,7 +218,7 @@ export function listPids (): number[] {
 export async function tlsFingerprint (port: number, timeoutMs: number): Promise<string> {
   const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false })
   try {
-    await Promise.race([once(socket, 'secureConnect'), sleep(timeoutMs).then(() => { throw new Error(`no TLS handshake on port ${port}`) })])
+    await once(socket, 'secureConnect', { signal: AbortSignal.timeout(timeoutMs) })
     return socket.getPeerCertificate().fingerprint256
   } finally {
     socket.destroy()
