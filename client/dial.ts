@@ -132,8 +132,16 @@ async function secure (raw: Socket, endpoint: Endpoint, trust: TlsTrust, timeout
  */
 const zeroMask = (mask: Buffer): void => { mask.fill(0) }
 
+/** An upgraded tunnel connection: the WebSocket and the TLS socket beneath it. */
+export interface DialedTunnel {
+  ws: WebSocket
+  socket: TLSSocket
+  /** How our frames are masked: 'zero' behind a pinned certificate (see zeroMask). */
+  mask: 'zero' | 'random'
+}
+
 /** Opens a verified WSS connection to the tunnel endpoint and upgrades it with our token and muxer. */
-export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promise<WebSocket> {
+export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promise<DialedTunnel> {
   const where = formatEndpoint(endpoint)
   const route = routeFor(endpoint, opts)
   const raw = await route.connect(endpoint, opts.timeoutMs)
@@ -145,11 +153,14 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
     handshakeTimeout: opts.timeoutMs,
     maxPayload: MAX_WS_PAYLOAD,
     perMessageDeflate: false,
+    // The link answers pings itself, at a bounded rate (see keepalive).
+    autoPong: false,
     ...(opts.trust.fingerprint !== undefined ? { generateMask: zeroMask } : {})
   })
+  const mask = opts.trust.fingerprint !== undefined ? 'zero' : 'random'
   const noAnswer = `no answer to the WebSocket upgrade from ${where}${route.via} within ${opts.timeoutMs} ms: ` +
     'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)'
-  return await new Promise<WebSocket>((resolve, reject) => {
+  return await new Promise<DialedTunnel>((resolve, reject) => {
     // ws's handshakeTimeout relies on a socket timeout its own createConnection would set; ours
     // hands over a connected socket, so the upgrade gets a timer of its own.
     const timer = setTimeout(() => { reject(new Error(noAnswer)); ws.terminate() }, opts.timeoutMs)
@@ -185,7 +196,7 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
         reject(new UpgradeRefusedError(`server ${where} answered with subprotocol "${ws.protocol}", expected ${protocol}`))
         return
       }
-      resolve(ws)
+      resolve({ ws, socket, mask })
     })
   })
 }

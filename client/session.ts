@@ -1,6 +1,5 @@
 import {
-  MAX_CONTROL_MESSAGE_BYTES, WebSocketMessageStream, createMuxer, keepAlive, readFrame, readGate, relay,
-  validateStreamHeader, validateTunnelDataResponse, writeFrame
+  MAX_CONTROL_MESSAGE_BYTES, openLink, readFrame, relay, validateStreamHeader, validateTunnelDataResponse, writeFrame
 } from '../protocol/index.js'
 import { dialTunnel } from './dial.js'
 import { formatEndpoint } from './endpoint.js'
@@ -10,11 +9,8 @@ import type { DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
 import type { Targets } from './targets.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
-import type { TunnelData, TunnelDataResponse } from '../protocol/index.js'
-import type { Stream, StreamMuxer } from '@libp2p/interface'
+import type { Link, MuxSession, MuxStream, TunnelData, TunnelDataResponse } from '../protocol/index.js'
 import type { Socket } from 'node:net'
-import type { Uint8ArrayList } from 'uint8arraylist'
-import type { WebSocket } from 'ws'
 
 export interface SessionOptions extends DialOptions {
   keepaliveMs: number
@@ -30,35 +26,40 @@ export class ClientSession {
   readonly response: TunnelDataResponse
   /** Resolves when the connection is gone, for whatever reason. */
   readonly closed: Promise<void>
-  private readonly ws: WebSocket
+  private readonly link: Link
   private readonly opts: SessionOptions
-  private readonly onPause?: (paused: boolean) => void
   active = 0
 
-  private constructor (ws: WebSocket, response: TunnelDataResponse, opts: SessionOptions, onPause?: (paused: boolean) => void) {
-    this.ws = ws
-    this.onPause = onPause
+  private constructor (link: Link, response: TunnelDataResponse, opts: SessionOptions) {
+    this.link = link
     this.response = response
     this.opts = opts
-    this.closed = new Promise(resolve => {
-      if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve())
-    })
+    this.closed = link.closed
   }
 
   static async open (endpoint: Endpoint, td: TunnelData, opts: SessionOptions): Promise<ClientSession> {
-    const ws = await dialTunnel(endpoint, opts)
-    ws.on('error', (err) => opts.log.debug(`connection to ${formatEndpoint(endpoint)}: ${err.message}`))
+    const { ws, socket, mask } = await dialTunnel(endpoint, opts)
+    const where = formatEndpoint(endpoint)
+    ws.on('error', (err) => opts.log.debug(`connection to ${where}: ${err.message}`))
+    let session: ClientSession | undefined
+    const early: MuxStream[] = []
+    const link = openLink(ws, socket, {
+      side: 'client',
+      muxer: opts.muxer,
+      mask,
+      keepaliveMs: opts.keepaliveMs,
+      // Streams the server opens before the registration answer is read wait for it.
+      accept: (stream) => {
+        if (session !== undefined) session.handle(stream); else early.push(stream)
+        return true
+      },
+      onDead: () => opts.log.warn(`server ${where} stopped answering pings; reconnecting`),
+      onProtocolError: (err) => opts.log.error(`server ${where} broke the ${opts.muxer} protocol (${err.code}): ${err.message}; reconnecting`),
+      onStreamOverflow: (stream, bytes) => opts.log.warn(`stream ${stream.id}: backend fell ${bytes} bytes behind; reset (mplex has no flow control; yamux does)`)
+    })
     try {
-      const conn = new WebSocketMessageStream(ws, 'outbound')
-      const muxer = createMuxer(opts.muxer, conn)
-      keepAlive(ws, opts.keepaliveMs, () => opts.log.warn(`server ${formatEndpoint(endpoint)} stopped answering pings; reconnecting`))
-      let session: ClientSession | undefined
-      const early: Stream[] = []
-      muxer.addEventListener('stream', (evt) => {
-        if (session !== undefined) session.handle(evt.detail); else early.push(evt.detail)
-      })
-      const response = await register(muxer, td, opts)
-      session = new ClientSession(ws, response, opts, opts.muxer === 'mplex' ? readGate(conn) : undefined)
+      const response = await register(link.mux, td, opts)
+      session = new ClientSession(link, response, opts)
       for (const s of early) session.handle(s)
       return session
     } catch (err) {
@@ -67,14 +68,14 @@ export class ClientSession {
     }
   }
 
-  private handle (stream: Stream): void {
+  private handle (stream: MuxStream): void {
     this.relayStream(stream).catch((err: Error) => {
       this.opts.log.debug(`stream ${stream.id}: ${err.message}`)
-      stream.abort(err)
+      stream.reset(err)
     })
   }
 
-  private async relayStream (stream: Stream): Promise<void> {
+  private async relayStream (stream: MuxStream): Promise<void> {
     const frame = await readFrame(stream, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.timeoutMs, what: 'stream header' })
     const header = validateStreamHeader(frame.message)
     let socket
@@ -83,7 +84,7 @@ export class ClientSession {
     } catch (err) {
       this.opts.log.warn(`connection from ${header.sourceAddress}: ${(err as Error).message}`)
       writeFrame(stream, { ok: false, error: (err as Error).message })
-      await stream.close()
+      stream.end()
       return
     }
     writeFrame(stream, { ok: true })
@@ -94,23 +95,21 @@ export class ClientSession {
     return this.relayBackend(stream, socket, header.sourceAddress, frame.rest)
   }
 
-  private relayBackend (stream: Stream, socket: Socket, sourceAddress: string, head: Uint8ArrayList): Promise<void> {
+  private relayBackend (stream: MuxStream, socket: Socket, sourceAddress: string, head: Buffer): Promise<void> {
     this.active++
-    return relay(socket, stream, { head, onPause: this.onPause }).then(stats => {
+    return relay(socket, stream, { head }).then(stats => {
       this.active--
       if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
     })
   }
 
   close (): void {
-    this.ws.close(1000)
-    // A dead server never answers the close handshake.
-    setTimeout(() => this.ws.terminate(), 2000).unref()
+    this.link.close(1000)
   }
 }
 
-async function register (muxer: StreamMuxer, td: TunnelData, opts: SessionOptions): Promise<TunnelDataResponse> {
-  const control = await muxer.createStream()
+async function register (mux: MuxSession, td: TunnelData, opts: SessionOptions): Promise<TunnelDataResponse> {
+  const control = mux.open()
   // The server authenticates at the upgrade; the token is never repeated inside the tunnel.
   const { token: _omit, ...registration } = td
   writeFrame(control, registration)

@@ -67,7 +67,7 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
       continue
     }
     session.noteDialSuccess()
-    if (socket.destroyed) { opened.stream.abort(new Error('frontend peer left')); return }
+    if (socket.destroyed) { opened.stream.reset(new Error('frontend peer left')); return }
     if (route.accepted !== undefined) socket.write(route.accepted)
     // Returned, not awaited: this function's frame (the sessions tried, the routing) need not live
     // as long as the connection does.
@@ -79,13 +79,13 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
 }
 
 /** Relays an accepted connection to its session's stream and accounts for it when it ends. */
-function relayConnection (service: Service, session: ServerSession, socket: Socket, opened: OpenedStream, socketHead: Uint8Array | undefined, source: string, opts: DispatchOptions): Promise<void> {
+function relayConnection (service: Service, session: ServerSession, socket: Socket, opened: OpenedStream, socketHead: Buffer | undefined, source: string, opts: DispatchOptions): Promise<void> {
   session.activeConnections++
   session.totalConnections++
   opts.log.debug(`service ${service.name}: connection from ${source} -> session ${session.id}`)
   opts.events.emit('connectionOpened', { service, session, sourceAddress: source })
   const { log, events } = opts
-  return relay(socket, opened.stream, { head: opened.rest, socketHead, onPause: session.onPause }).then(stats => {
+  return relay(socket, opened.stream, { head: opened.rest, socketHead }).then(stats => {
     session.activeConnections--
     session.bytesIn += stats.bytesIn
     session.bytesOut += stats.bytesOut

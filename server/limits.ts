@@ -19,6 +19,13 @@ export interface Limits {
   /** Failed authorizations one address may make per window before it is refused outright. Default 10 per 60 s. */
   authFailuresPerWindow: number
   authFailureWindowMs: number
+  /**
+   * Bytes queued toward one tunnel client above which the server stops reading from it (what it
+   * sends the client is mostly answers to what the client sends). Default 4 MiB.
+   */
+  maxQueuedBytes: number
+  /** Streams a client may try to open (it may open only its registration stream) before it is disconnected. Default 8. */
+  maxRefusedStreams: number
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -30,5 +37,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxControlMessageBytes: MAX_CONTROL_MESSAGE_BYTES,
   idleTimeoutMs: 0,
   authFailuresPerWindow: 10,
-  authFailureWindowMs: 60_000
+  authFailureWindowMs: 60_000,
+  maxQueuedBytes: 4 * 1024 * 1024,
+  maxRefusedStreams: 8
 }

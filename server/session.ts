@@ -2,14 +2,12 @@ import { randomUUID } from 'node:crypto'
 import {
   MAX_CONTROL_MESSAGE_BYTES, readFrame, validateStreamAck, writeFrame
 } from '../protocol/index.js'
-import type { MuxerName, StreamHeader, TunnelData } from '../protocol/index.js'
-import type { Stream, StreamMuxer } from '@libp2p/interface'
-import type { Uint8ArrayList } from 'uint8arraylist'
+import type { MuxSession, MuxStream, MuxerName, StreamHeader, TunnelData } from '../protocol/index.js'
 
 export interface OpenedStream {
-  stream: Stream
+  stream: MuxStream
   /** Backend bytes that arrived right behind the client's ack. */
-  rest: Uint8ArrayList
+  rest: Buffer
 }
 
 const UNHEALTHY_AFTER = 3
@@ -37,27 +35,23 @@ export class ServerSession {
   /** Backend dial failures in a row; after a few the session sits out for a while. */
   private failures = 0
   private unhealthyUntil = 0
-  /** Relay hook that stops reading the connection while a stream waits (mplex only, see read-gate). */
-  readonly onPause?: (paused: boolean) => void
-  private readonly muxer: StreamMuxer
+  private readonly mux: MuxSession
   private readonly closeConnection: () => void
 
   constructor (init: {
     remoteAddress: string
     muxerName: MuxerName
-    muxer: StreamMuxer
+    mux: MuxSession
     registration: TunnelData
     instance: string
     close: () => void
-    onPause?: (paused: boolean) => void
   }) {
     this.remoteAddress = init.remoteAddress
     this.muxerName = init.muxerName
-    this.muxer = init.muxer
+    this.mux = init.mux
     this.registration = init.registration
     this.instance = init.instance
     this.closeConnection = init.close
-    this.onPause = init.onPause
   }
 
   /**
@@ -65,7 +59,7 @@ export class ServerSession {
    * reached its backend. Rejects (and cleans the stream up) when it did not.
    */
   async openStream (header: StreamHeader, ackTimeoutMs: number): Promise<OpenedStream> {
-    const stream = await this.muxer.createStream()
+    const stream = this.mux.open()
     try {
       writeFrame(stream, header)
       const frame = await readFrame(stream, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: ackTimeoutMs, what: 'stream ack' })
@@ -73,7 +67,7 @@ export class ServerSession {
       if (!ack.ok) throw new BackendDialError(ack.error ?? 'backend dial failed')
       return { stream, rest: frame.rest }
     } catch (err) {
-      stream.abort(err as Error)
+      stream.reset(err as Error)
       throw err
     }
   }

@@ -2,8 +2,7 @@ import { EventEmitter } from 'node:events'
 import { createServer } from 'node:https'
 import { WebSocketServer } from 'ws'
 import {
-  MAX_WS_PAYLOAD, TUNNEL_PATH, WebSocketMessageStream,
-  createMuxer, defaultLogger, keepAlive, parseSubprotocol, readFrame, readGate, splitServiceName,
+  MAX_WS_PAYLOAD, ProtocolError, TUNNEL_PATH, defaultLogger, openLink, parseSubprotocol, readFrame, splitServiceName,
   validateTunnelData, writeFrame
 } from '../protocol/index.js'
 import { admit } from './admission.js'
@@ -17,7 +16,7 @@ import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
 import { ServerSession } from './session.js'
 import { UpgradeGate } from './upgrade-gate.js'
-import type { Logger, TunnelDataResponse } from '../protocol/index.js'
+import type { Logger, MuxStream, TunnelDataResponse } from '../protocol/index.js'
 import type { LbPolicy } from './balancer.js'
 import type { TokenSpec } from './auth.js'
 import type { ServerCertificate } from './certificate.js'
@@ -25,7 +24,6 @@ import type { Limits } from './limits.js'
 import type { AdmittedClient } from './upgrade-gate.js'
 import type { EndpointOptions } from './endpoints.js'
 import type { ServerEvents } from './events.js'
-import type { Stream, StreamMuxer } from '@libp2p/interface'
 import type { IncomingMessage } from 'node:http'
 import type { Server } from 'node:https'
 import type { Duplex } from 'node:stream'
@@ -136,6 +134,8 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       noServer: true,
       maxPayload: MAX_WS_PAYLOAD,
       perMessageDeflate: false,
+      // The link answers pings itself, at a bounded rate (see keepalive).
+      autoPong: false,
       handleProtocols: (offered) => [...offered].find(p => parseSubprotocol(p).ok) ?? false
     })
   }
@@ -208,14 +208,14 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     const client = this.gate.check(req, socket)
     if (client === undefined) return
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.onTunnel(ws, client).catch((err: Error) => {
+      this.onTunnel(ws, socket, client).catch((err: Error) => {
         this.log.warn(`tunnel client ${client.from} dropped: ${err.message}`)
         ws.terminate()
       })
     })
   }
 
-  private async onTunnel (ws: WebSocket, { from, grant, muxer: muxerName, publicHost }: AdmittedClient): Promise<void> {
+  private async onTunnel (ws: WebSocket, socket: Duplex, { from, grant, muxer: muxerName, publicHost }: AdmittedClient): Promise<void> {
     this.sockets.add(ws)
     const release = this.gate.holdSession(from)
     ws.once('close', () => {
@@ -223,17 +223,33 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       release()
     })
     ws.on('error', (err) => this.log.debug(`tunnel client ${from}: ${err.message}`))
-    const conn = new WebSocketMessageStream(ws, 'inbound')
-    const muxer = createMuxer(muxerName, conn)
-    keepAlive(ws, this.opts.keepaliveMs, () => this.log.warn(`tunnel client ${from} stopped answering pings; dropping it`))
+    let resolveControl: (stream: MuxStream) => void
+    const controlOpened = new Promise<MuxStream>(resolve => { resolveControl = resolve })
+    let controlSeen = false
+    const link = openLink(ws, socket, {
+      side: 'server',
+      muxer: muxerName,
+      keepaliveMs: this.opts.keepaliveMs,
+      maxQueuedBytes: this.limits.maxQueuedBytes,
+      mux: { maxRefusedStreams: this.limits.maxRefusedStreams },
+      // The client opens one stream, for its registration; only the server opens relay streams.
+      accept: (stream) => {
+        if (controlSeen) return false
+        controlSeen = true
+        resolveControl(stream)
+        return true
+      },
+      onDead: () => this.log.warn(`tunnel client ${from} stopped answering pings or reading; dropping it`),
+      onProtocolError: (err) => this.log.warn(`tunnel client ${from} broke the ${muxerName} protocol (${err.code}): ${err.message}; connection closed`),
+      onStreamOverflow: (stream, bytes) => this.log.warn(`tunnel client ${from}: stream ${stream.id} fell ${bytes} bytes behind its frontend reader; reset (mplex has no flow control; yamux does)`)
+    })
 
-    const control = await this.firstStream(muxer)
-    // Only the server opens relay streams; anything else a client opens is refused.
-    muxer.addEventListener('stream', (evt) => { evt.detail.abort(new Error('clients may not open streams')) })
+    const control = await this.firstStream(controlOpened)
     let response: TunnelDataResponse
     const started = Date.now()
     try {
       const frame = await readFrame(control, { maxBytes: this.limits.maxControlMessageBytes, timeoutMs: this.opts.handshakeTimeoutMs, what: 'registration' })
+      if (frame.rest.byteLength > 0) throw new ProtocolError('data after the registration')
       const td = validateTunnelData(frame.message)
       admit(td, {
         auth: this.auth, grant, from, limits: this.limits, allowedPorts: this.allowedPorts, pool: this.pool,
@@ -241,9 +257,8 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       })
       const { instance } = splitServiceName(td.serviceName, td.instanceName)
       const session = new ServerSession({
-        remoteAddress: from, muxerName, muxer, registration: td, instance,
-        close: () => ws.close(1001),
-        onPause: muxerName === 'mplex' ? readGate(conn) : undefined
+        remoteAddress: from, muxerName, mux: link.mux, registration: td, instance,
+        close: () => link.close(1001)
       })
       const service = await this.registry.register(session, td.frontendData.port)
       const cleanup = (): void => {
@@ -259,12 +274,24 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     } catch (err) {
       this.log.warn(`registration from ${from} refused: ${(err as Error).message}`)
       this.emit('registrationRefused', { remoteAddress: from, reason: (err as Error).message })
-      try { writeFrame(control, { error: (err as Error).message }) } catch { /* the client is gone already */ }
-      await control.close().catch(() => {})
-      setTimeout(() => ws.close(1008), 1000).unref()
+      writeFrame(control, { error: (err as Error).message })
+      control.end()
+      setTimeout(() => link.close(1008), 1000).unref()
       return
     }
     writeFrame(control, response)
+    // Nothing more may come on the control stream: anything that does ends the session, so it
+    // can never hold more than the registration.
+    control.attach({
+      onData: () => {
+        this.log.warn(`tunnel client ${from} sent data on its control stream after registering; closing the session`)
+        link.close(1008)
+      },
+      onEnd: () => {},
+      onClose: () => {},
+      onDrain: () => {}
+    })
+    control.resume()
   }
 
   /** Ports the server listens on itself: never handed out as frontends. */
@@ -276,11 +303,16 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     return ports
   }
 
-  private async firstStream (muxer: StreamMuxer): Promise<Stream> {
-    return await new Promise<Stream>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no registration within ${this.opts.handshakeTimeoutMs} ms`)), this.opts.handshakeTimeoutMs)
-      muxer.addEventListener('stream', (evt) => { clearTimeout(timer); resolve(evt.detail) }, { once: true })
+  private async firstStream (opened: Promise<MuxStream>): Promise<MuxStream> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`no registration within ${this.opts.handshakeTimeoutMs} ms`)), this.opts.handshakeTimeoutMs)
     })
+    try {
+      return await Promise.race([opened, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /**

@@ -5,10 +5,9 @@ import { join } from 'node:path'
 import { selfSignedCertificate } from '../../server/certificate.js'
 import * as wsModule from 'ws'
 import { WebSocket } from 'ws'
-import { dialTunnel } from '../../client/dial.js'
-import { parseEndpoint } from '../../client/endpoint.js'
 import { AuthorizationError, RegistrationRefusedError, TlsVerificationError, TunnelClient } from '../../index.js'
-import { WebSocketMessageStream, createMuxer, encodeFrame, readFrame } from '../../protocol/index.js'
+import { encodeFrame, readFrame } from '../../protocol/index.js'
+import { rawSession } from '../hardening/helpers.js'
 import { echoServer, exchange, randomPayload } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelServer } from '../../index.js'
@@ -147,12 +146,9 @@ describe('handshake: token, TLS, protocol version, registration', function () {
 
   describe('malformed registrations are refused with a reason, and the server keeps serving', function () {
     async function register (raw: Uint8Array): Promise<unknown> {
-      const ws = await dialTunnel(parseEndpoint(`127.0.0.1:${server.port}`), {
-        token: TOKEN, muxer: 'yamux', trust: { insecure: false, fingerprint: server.fingerprint }, timeoutMs: 5000, log: testLogger
-      })
-      const muxer = createMuxer('yamux', new WebSocketMessageStream(ws, 'outbound'))
-      const control = await muxer.createStream()
-      control.send(raw)
+      const { ws, muxer } = await rawSession(server, 'yamux')
+      const control = muxer.open()
+      control.write(Buffer.from(raw))
       const frame = await readFrame(control, { maxBytes: 16384, timeoutMs: 5000, what: 'response' })
       ws.terminate()
       return frame.message

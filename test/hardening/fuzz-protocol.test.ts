@@ -1,6 +1,5 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { Uint8ArrayList } from 'uint8arraylist'
 import {
   MAX_BACKEND_ACCEPT_BACKLOG, MAX_CONTROL_MESSAGE_BYTES, MAX_HOST_LENGTH, MAX_NAME_LENGTH, MAX_TARGET_ADDRESSES,
   ProtocolError, decodeFrame, encodeFrame, splitServiceName, validateStreamAck, validateStreamHeader, validateTunnelData,
@@ -197,18 +196,14 @@ describe('fuzz: framing (4-byte length + JSON)', function () {
 
   /** Feeds `bytes` in the given pieces, decoding as readFrame does; returns message and leftover. */
   function decodeInPieces (bytes: Buffer, cuts: number[], maxBytes: number): { message: unknown, rest: Buffer } | 'more' {
-    const buf = new Uint8ArrayList()
+    let buf = Buffer.alloc(0)
     const points = [...new Set(cuts.map(c => c % (bytes.length + 1)))].sort((a, b) => a - b)
     let from = 0
     for (const to of [...points, bytes.length]) {
-      buf.append(bytes.subarray(from, to))
+      buf = Buffer.concat([buf, bytes.subarray(from, to)])
       from = to
       const d = decodeFrame(buf, maxBytes, 'frame')
-      if (d !== undefined) {
-        buf.consume(d.length)
-        buf.append(bytes.subarray(from))
-        return { message: d.message, rest: Buffer.from(buf.subarray()) }
-      }
+      if (d !== undefined) return { message: d.message, rest: Buffer.concat([buf.subarray(d.length), bytes.subarray(from)]) }
     }
     return 'more'
   }

@@ -5,12 +5,11 @@ import { Writable } from 'node:stream'
 import winston from 'winston'
 import { dialTunnel } from '../../client/dial.js'
 import { parseEndpoint } from '../../client/endpoint.js'
-import { MAX_CONTROL_MESSAGE_BYTES, WebSocketMessageStream, createMuxer, encodeFrame, readFrame } from '../../protocol/index.js'
+import { MAX_CONTROL_MESSAGE_BYTES, encodeFrame, openLink, readFrame } from '../../protocol/index.js'
 import { randomPayload, sha256 } from '../fixtures/net.js'
 import { TOKEN, startClient, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelServer } from '../../index.js'
-import type { MuxerName, Logger } from '../../protocol/index.js'
-import type { Stream, StreamMuxer } from '@libp2p/interface'
+import type { Logger, MuxSession, MuxStream, MuxerName } from '../../protocol/index.js'
 import type { AddressInfo, Server, Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
@@ -32,23 +31,36 @@ export function capturingLogger (): { logger: Logger, lines: string[] } {
 
 /** An authenticated WebSocket to the tunnel endpoint, with nothing run inside it yet. */
 export async function rawTunnel (server: TunnelServer, muxer: MuxerName): Promise<WebSocket> {
+  return (await dialRaw(server, muxer)).ws
+}
+
+async function dialRaw (server: TunnelServer, muxer: MuxerName): ReturnType<typeof dialTunnel> {
   return await dialTunnel(parseEndpoint(`127.0.0.1:${server.port}`), {
     token: TOKEN, muxer, trust: { insecure: false, fingerprint: server.fingerprint }, timeoutMs: 5000, log: testLogger
   })
 }
 
 /** A muxer of our own over an authenticated WebSocket: we speak the protocol by hand. */
-export async function rawSession (server: TunnelServer, muxerName: MuxerName): Promise<{ ws: WebSocket, muxer: StreamMuxer }> {
-  const ws = await rawTunnel(server, muxerName)
+export async function rawSession (server: TunnelServer, muxerName: MuxerName): Promise<{ ws: WebSocket, muxer: MuxSession }> {
+  const { ws, socket, mask } = await dialRaw(server, muxerName)
   ws.on('error', () => {})
-  const muxer = createMuxer(muxerName, new WebSocketMessageStream(ws, 'outbound'))
-  return { ws, muxer }
+  const link = openLink(ws, socket, {
+    side: 'client',
+    muxer: muxerName,
+    mask,
+    keepaliveMs: 60_000,
+    accept: () => true,
+    onDead: () => {},
+    onProtocolError: () => {},
+    onStreamOverflow: () => {}
+  })
+  return { ws, muxer: link.mux }
 }
 
 /** Sends `raw` as the registration frame on a fresh control stream and returns the server's answer. */
-export async function registerRaw (muxer: StreamMuxer, raw: Uint8Array | object): Promise<{ message: unknown, control: Stream }> {
-  const control = await muxer.createStream()
-  control.send(raw instanceof Uint8Array ? raw : encodeFrame(raw))
+export async function registerRaw (muxer: MuxSession, raw: Uint8Array | object): Promise<{ message: unknown, control: MuxStream }> {
+  const control = muxer.open()
+  control.write(raw instanceof Uint8Array ? Buffer.from(raw) : encodeFrame(raw))
   const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: 10_000, what: 'response' })
   return { message: frame.message, control }
 }

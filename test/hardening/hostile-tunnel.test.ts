@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { WebSocket } from 'ws'
 import { MAX_CONTROL_MESSAGE_BYTES, MUXERS, encodeFrame } from '../../protocol/index.js'
-import { echoServer, eventually } from '../fixtures/net.js'
+import { echoServer, eventually, randomPayload, sha256 } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import {
   assertStillServes, capturingLogger, closedWithin, exchangeWithTimeout, openTunnels, rawSession, rawTunnel,
@@ -9,7 +9,6 @@ import {
 } from './helpers.js'
 import type { TunnelServer } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
-import type { Stream } from '@libp2p/interface'
 
 const HANDSHAKE_MS = 1500
 /** Raw bytes of a libp2p frame header, by muxer. */
@@ -98,14 +97,18 @@ describe('hostile input inside the tunnel', function () {
 
       it('a registration frame cut short: refused with a reason', async function () {
         const { ws, muxer: mux } = await rawSession(server, muxer)
-        const control = await mux.createStream()
+        const control = mux.open()
         const whole = encodeFrame(registration(fresh('cut')))
-        control.send(whole.subarray(0, whole.length - 5))
-        await control.close()
+        control.write(whole.subarray(0, whole.length - 5))
+        control.end()
         const answer = await new Promise<string>((resolve) => {
           const chunks: Buffer[] = []
-          control.addEventListener('message', (e) => chunks.push(Buffer.from(e.data.subarray())))
-          control.addEventListener('close', () => resolve(Buffer.concat(chunks).subarray(4).toString()))
+          control.attach({
+            onData: (chunk) => chunks.push(chunk),
+            onEnd: () => {},
+            onDrain: () => {},
+            onClose: () => resolve(Buffer.concat(chunks).subarray(4).toString())
+          })
         })
         expect(answer).to.match(/stream ended before the registration was complete/)
         await closedWithin(ws, 3000)
@@ -139,7 +142,7 @@ describe('hostile input inside the tunnel', function () {
         }))
       })
 
-      it('a flood of stream opens from a client is refused stream by stream; the server and its session keep working', async function () {
+      it('a flood of stream opens from a client: disconnected after a few refusals; other sessions keep working', async function () {
         this.timeout(60_000)
         const service = fresh(`flood-${muxer}`)
         const { ws, muxer: mux } = await rawSession(server, muxer)
@@ -148,35 +151,21 @@ describe('hostile input inside the tunnel', function () {
         // A normal client of another service, to show the flood does not hurt anyone else.
         const bystander = startClient(server, tunnelData(backend.port, { serviceName: fresh('bystander') }), { muxer })
         const { frontendPort } = await bystander.ready()
-        const FLOOD = 2000
-        const refused: Array<Promise<boolean>> = []
-        const started = Date.now()
-        let opened = 0
         try {
-          for (let i = 0; i < FLOOD && Date.now() - started < 20_000; i++) {
-            let s: Stream
-            try {
-              s = await mux.createStream()
-            } catch {
-              break // our own side gave up (muxer closed): counted below as not refused
-            }
-            opened++
-            refused.push(new Promise<boolean>(resolve => {
-              s.addEventListener('close', (e) => resolve(e.error !== undefined), { once: true })
-              setTimeout(() => resolve(false), 15_000).unref()
-            }))
-            try { s.send(Buffer.from('hello?')) } catch { /* reset already */ }
-            if (i % 200 === 0) {
-              const echo = await exchangeWithTimeout(frontendPort, Buffer.from(`during flood ${i}`), 5000)
-              expect(echo.toString()).to.equal(`during flood ${i}`)
-            }
+          // Opens as fast as one turn of the event loop can write them (the attack sent ~870k a second).
+          let opened = 0
+          while (ws.readyState === WebSocket.OPEN && opened < 5000) {
+            for (let i = 0; i < 500 && !mux.isClosed; i++, opened++) mux.open().write(Buffer.from('hello?'))
+            await new Promise(resolve => setImmediate(resolve))
           }
-          expect(opened).to.equal(FLOOD)
-          const results = await Promise.all(refused)
-          expect(results.filter(r => r).length, 'streams reset by the server').to.equal(FLOOD)
-          // The flooding session itself is still registered: the streams were refused, not the client.
-          expect(server.registry.services.get(service)?.sessions).to.have.length(1)
-          expect(ws.readyState).to.equal(WebSocket.OPEN)
+          await closedWithin(ws, 5000)
+          expect(opened, 'opens sent before the server cut the client off').to.be.below(5000)
+          await eventually(() => expect(server.registry.services.has(service)).to.equal(false), 3000)
+          const payload = randomPayload(1024 * 1024)
+          const started = Date.now()
+          const echo = await exchangeWithTimeout(frontendPort, payload, 5000)
+          expect(sha256(echo)).to.equal(sha256(payload))
+          expect(Date.now() - started, '1 MB echo right after the flood (ms)').to.be.below(5000)
         } finally {
           ws.terminate()
           await bystander.close()

@@ -1,0 +1,58 @@
+import type { Duplex } from 'node:stream'
+import type { WebSocket } from 'ws'
+
+/** Bytes left unsent for a whole interval, with none taken by the peer, that make it dead. */
+const STALLED_BYTES = 1024 * 1024
+/** WebSocket pings answered per second; a peer pinging faster gets no more pongs. */
+const PONGS_PER_SECOND = 10
+
+/**
+ * Pings the peer every `intervalMs`; the link is dead when a whole interval passes in which the
+ * peer took none of our bytes and either sent us nothing (no pong, no message) or left megabytes
+ * of ours unread. Taking our bytes proves it alive even while we stopped reading it on purpose (a
+ * full queue toward it). Also answers the peer's pings, at a bounded rate (ws's own pong is off:
+ * every ping it answered was another buffer queued toward a peer that may not read).
+ */
+export function keepAlive (ws: WebSocket, socket: Duplex, intervalMs: number, onDead: () => void): () => void {
+  // bytesWritten counts bytes still queued in the socket too; only what left it shows the peer reads.
+  const counted = socket as Duplex & { bytesWritten?: number }
+  const sent = (): number => (counted.bytesWritten ?? 0) - socket.writableLength
+  let written = sent()
+  let heard = true
+  const mark = (): void => { heard = true }
+  let pongSecond = 0
+  let pongs = 0
+  const onPing = (data: Buffer): void => {
+    heard = true
+    const second = Math.floor(Date.now() / 1000)
+    if (second !== pongSecond) { pongSecond = second; pongs = 0 }
+    if (++pongs > PONGS_PER_SECOND) return
+    try { ws.pong(data) } catch { /* closing already */ }
+  }
+  ws.on('pong', mark)
+  ws.on('message', mark)
+  ws.on('ping', onPing)
+  const timer = setInterval(() => {
+    const nowWritten = sent()
+    const progressed = nowWritten !== written
+    written = nowWritten
+    const stalled = !progressed && socket.writableLength >= STALLED_BYTES
+    if (progressed && socket.writableLength > 0) heard = true
+    if (!heard || stalled) {
+      onDead()
+      ws.terminate()
+      return
+    }
+    heard = false
+    try { ws.ping() } catch { /* closing already */ }
+  }, intervalMs)
+  timer.unref()
+  const stop = (): void => {
+    clearInterval(timer)
+    ws.off('pong', mark)
+    ws.off('message', mark)
+    ws.off('ping', onPing)
+  }
+  ws.once('close', stop)
+  return stop
+}

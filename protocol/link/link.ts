@@ -1,0 +1,67 @@
+import { createMuxSession } from '../mux/index.js'
+import { keepAlive } from './keepalive.js'
+import { WebSocketTransport } from './ws-transport.js'
+import type { MuxerName } from '../version.js'
+import type { MuxProtocolError, MuxSession, MuxSessionOptions, MuxStream } from '../mux/index.js'
+import type { MaskMode } from './ws-transport.js'
+import type { Duplex } from 'node:stream'
+import type { WebSocket } from 'ws'
+
+export interface LinkOptions {
+  /** The tunnel client dials; the server accepts. Decides yamux stream parity and masking. */
+  side: 'client' | 'server'
+  muxer: MuxerName
+  /** Client only: 'zero' behind a pinned certificate, else 'random'. */
+  mask?: Exclude<MaskMode, 'none'>
+  keepaliveMs: number
+  /** Decides on each stream the peer opens (false refuses it). */
+  accept: (stream: MuxStream) => boolean
+  /** Muxer limits; see MuxSessionOptions. */
+  mux?: Partial<Omit<MuxSessionOptions, 'client' | 'accept' | 'onProtocolError' | 'onStreamOverflow'>>
+  /** Bytes queued toward the peer before we stop reading it. Default 4 MiB. */
+  maxQueuedBytes?: number
+  /** Called (once) before a dead link is cut. */
+  onDead: () => void
+  onProtocolError: (err: MuxProtocolError) => void
+  onStreamOverflow: (stream: MuxStream, bytes: number) => void
+}
+
+export interface Link {
+  readonly mux: MuxSession
+  readonly ws: WebSocket
+  /** Resolves when the WebSocket has closed, for whatever reason. */
+  readonly closed: Promise<void>
+  /** Closes the WebSocket with `code`; one that does not answer is cut after 2 s. */
+  close: (code?: number) => void
+}
+
+export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
+
+/**
+ * Everything between an open WebSocket and its streams, the same on both sides: the transport,
+ * the muxer and the keepalive. `socket` is the TLS socket beneath the WebSocket.
+ */
+export function openLink (ws: WebSocket, socket: Duplex, opts: LinkOptions): Link {
+  const transport = new WebSocketTransport(ws, socket, {
+    mask: opts.side === 'server' ? 'none' : opts.mask ?? 'random',
+    maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES
+  })
+  const mux = createMuxSession(opts.muxer, transport, {
+    ...opts.mux,
+    client: opts.side === 'client',
+    accept: opts.accept,
+    onProtocolError: opts.onProtocolError,
+    onStreamOverflow: opts.onStreamOverflow
+  })
+  transport.bind(mux)
+  keepAlive(ws, socket, opts.keepaliveMs, opts.onDead)
+  const closed = new Promise<void>(resolve => {
+    if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve())
+  })
+  const close = (code = 1000): void => {
+    if (ws.readyState === ws.CLOSED) return
+    ws.close(code)
+    setTimeout(() => ws.terminate(), 2000).unref()
+  }
+  return { mux, ws, closed, close }
+}

@@ -1,0 +1,200 @@
+import { randomFillSync } from 'node:crypto'
+import { WebSocket } from 'ws'
+import { applyMask, rotatedKey } from './ws-mask.js'
+import type { MuxSink, MuxTransport } from '../mux/transport.js'
+import type { Duplex } from 'node:stream'
+
+/**
+ * How a client masks its frames (RFC 6455): 'random' as the RFC asks; 'zero' where TLS is pinned
+ * to the server's certificate, so no proxy can read a frame and XOR-ing every byte buys nothing;
+ * the server sends unmasked ('none').
+ */
+export type MaskMode = 'none' | 'zero' | 'random'
+
+export interface WebSocketTransportOptions {
+  mask: MaskMode
+  /**
+   * Bytes queued toward the peer above which we stop reading from it: what we send is mostly
+   * answers to what it sends, so a peer that does not read cannot make us buffer more.
+   */
+  maxQueuedBytes: number
+}
+
+/** Frames up to this size are copied together into one WebSocket message; larger ones go by reference. */
+const SMALL = 4096
+const SLAB = 64 * 1024
+/** Longest WebSocket frame header: 2 + 8 (length) + 4 (mask key). */
+const WS_HEADER_MAX = 14
+/** send() answers false above this many queued bytes. */
+const HIGH_WATER = 1024 * 1024
+
+/**
+ * The muxer's transport over a `ws` WebSocket: ws parses what arrives (and answers control
+ * frames), while frames we send are written to the TLS socket directly as binary WebSocket
+ * messages, so a muxer header and its payload leave as one message without a copy of the payload.
+ * Small frames of one event-loop turn are gathered (copied into a slab) into one message, and the
+ * turn's writes leave the socket corked as one TLS write.
+ */
+export class WebSocketTransport implements MuxTransport {
+  private readonly ws: WebSocket
+  private readonly socket: Duplex
+  private readonly opts: WebSocketTransportOptions
+  private sink: MuxSink | undefined
+  private slab = Buffer.allocUnsafeSlow(SLAB)
+  /** The message being gathered occupies slab[start, end); its WebSocket header goes just before start. */
+  private start = WS_HEADER_MAX
+  private end = WS_HEADER_MAX
+  private corked = false
+  private wantDrain = false
+  private readingPaused = false
+  private closing = false
+
+  constructor (ws: WebSocket, socket: Duplex, opts: WebSocketTransportOptions) {
+    this.ws = ws
+    this.socket = socket
+    this.opts = opts
+  }
+
+  /** Starts delivering to `sink`. */
+  bind (sink: MuxSink): void {
+    this.sink = sink
+    this.ws.on('message', (data: Buffer) => sink.receive(data))
+    this.ws.once('close', () => sink.closed())
+    this.socket.on('drain', this.onDrain)
+  }
+
+  /** Bytes written but not yet taken by the kernel. */
+  get queuedBytes (): number {
+    return this.socket.writableLength
+  }
+
+  send (header: Buffer, payload?: Buffer): boolean {
+    if (this.ws.readyState !== WebSocket.OPEN) return true
+    if (!this.corked) {
+      this.corked = true
+      this.socket.cork()
+      setImmediate(this.endOfTurn)
+    }
+    const plen = payload?.length ?? 0
+    if (header.length + plen <= SMALL) {
+      this.reserve(header.length + plen)
+      header.copy(this.slab, this.end)
+      this.end += header.length
+      if (payload !== undefined) { payload.copy(this.slab, this.end); this.end += plen }
+    } else {
+      this.flush()
+      this.reserve(header.length)
+      const at = this.end
+      header.copy(this.slab, at)
+      const key = this.frameHeader(at, header.length + plen)
+      if (key !== undefined) applyMask(this.slab.subarray(at, at + header.length), key, this.slab, at, header.length)
+      this.socket.write(this.slab.subarray(at - this.headerLength(header.length + plen), at + header.length))
+      this.advance(at + header.length)
+      if (payload !== undefined) this.socket.write(key === undefined ? payload : this.masked(payload, rotatedKey(key, header.length)))
+    }
+    return this.checkQueue()
+  }
+
+  private checkQueue (): boolean {
+    const queued = this.socket.writableLength
+    if (queued > this.opts.maxQueuedBytes && !this.readingPaused) {
+      this.readingPaused = true
+      this.ws.pause()
+    }
+    if (queued < HIGH_WATER) return true
+    this.wantDrain = true
+    return false
+  }
+
+  private readonly onDrain = (): void => {
+    if (this.readingPaused) {
+      this.readingPaused = false
+      this.ws.resume()
+    }
+    if (this.wantDrain) {
+      this.wantDrain = false
+      this.sink?.drained()
+    }
+  }
+
+  private readonly endOfTurn = (): void => {
+    this.flush()
+    this.corked = false
+    this.socket.uncork()
+    this.checkQueue()
+  }
+
+  /** Makes room for `n` more bytes in the message being gathered. */
+  private reserve (n: number): void {
+    if (this.end + n <= this.slab.length) return
+    this.flush()
+    if (this.end + n <= this.slab.length) return
+    this.slab = Buffer.allocUnsafeSlow(SLAB)
+    this.start = this.end = WS_HEADER_MAX
+  }
+
+  /** Sends the gathered small frames as one message. */
+  private flush (): void {
+    const len = this.end - this.start
+    if (len === 0 || this.ws.readyState !== WebSocket.OPEN) return
+    const key = this.frameHeader(this.start, len)
+    if (key !== undefined) applyMask(this.slab.subarray(this.start, this.end), key, this.slab, this.start, len)
+    this.socket.write(this.slab.subarray(this.start - this.headerLength(len), this.end))
+    this.advance(this.end)
+  }
+
+  /** The next message starts after `pos`, leaving room for its header; what was written stays untouched. */
+  private advance (pos: number): void {
+    this.start = this.end = pos + WS_HEADER_MAX
+    if (this.start + SMALL > this.slab.length) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB)
+      this.start = this.end = WS_HEADER_MAX
+    }
+  }
+
+  private headerLength (len: number): number {
+    return (len < 126 ? 2 : len < 65536 ? 4 : 10) + (this.opts.mask === 'none' ? 0 : 4)
+  }
+
+  /** Writes a binary, final frame header for `len` payload bytes just before `at`; returns the mask key if random. */
+  private frameHeader (at: number, len: number): Buffer | undefined {
+    const s = this.slab
+    const masked = this.opts.mask !== 'none'
+    let p = at - this.headerLength(len)
+    s[p++] = 0x82
+    const m = masked ? 0x80 : 0
+    if (len < 126) {
+      s[p++] = m | len
+    } else if (len < 65536) {
+      s[p++] = m | 126
+      s.writeUInt16BE(len, p)
+      p += 2
+    } else {
+      s[p++] = m | 127
+      s.writeUInt32BE(Math.floor(len / 0x100000000), p)
+      s.writeUInt32BE(len >>> 0, p + 4)
+      p += 8
+    }
+    if (!masked) return undefined
+    if (this.opts.mask === 'zero') { s.fill(0, p, p + 4); return undefined }
+    randomFillSync(s, p, 4)
+    return Buffer.from(s.subarray(p, p + 4))
+  }
+
+  private masked (payload: Buffer, key: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(payload.length)
+    applyMask(payload, key, out, 0, payload.length)
+    return out
+  }
+
+  close (): void {
+    if (this.closing) return
+    this.closing = true
+    this.flush()
+    if (this.corked) { this.corked = false; this.socket.uncork() }
+    if (this.ws.readyState === WebSocket.CLOSED) return
+    this.ws.close(1000)
+    // A peer that does not answer the close handshake is cut off.
+    setTimeout(() => this.ws.terminate(), 2000).unref()
+  }
+}
