@@ -194,8 +194,8 @@ describe('deploy: Docker image', function () {
     expect(unhealthy.code, 'HEALTHCHECK fails once the server is gone').to.equal(1)
   })
 
-  it('README.md builds for amd64, arm64 and arm/v7 with buildx', function () {
-    const doc = repoFile('README.md')
+  it('docs/deploy.md builds for amd64, arm64 and arm/v7 with buildx', function () {
+    const doc = repoFile('docs/deploy.md')
     expect(doc).to.match(/docker buildx build --platform linux\/amd64,linux\/arm64,linux\/arm\/v7 /)
   })
 })
