@@ -1,6 +1,6 @@
 import { MAX_CONTROL_MESSAGE_BYTES } from '../protocol/index.js'
 
-/** What the operator allows; every field has a safe default (documented in README). */
+/** What the operator allows; every field has a safe default (documented in docs/cli.md and docs/deploy.md). */
 export interface Limits {
   /** Explicit frontend ports clients may ask for (the dynamic pool is always allowed). Default 1024-65535. */
   allowedPorts: string

@@ -8,7 +8,7 @@ import type { IntervalHistogram } from 'node:perf_hooks'
 /**
  * Prometheus metrics of one TunnelServer, in a Registry of its own so that two servers in one
  * process do not clash. Gauges are read from the registry at scrape time; counters follow the
- * server's events. Names are documented in README.md (Server endpoints).
+ * server's events. Names are documented in docs/server-endpoints.md.
  */
 export class ServerMetrics {
   readonly registry = new Registry()

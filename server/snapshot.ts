@@ -7,7 +7,7 @@ import type { TrafficTracker } from './traffic.js'
 /*
  * The JSON the REST API, the dashboard (SSE) and NATS publish. Everything that leaves the server
  * is built here and only from chosen fields: the registration a client sent is never copied
- * whole, so no token can slip out. Shapes are documented in README.md (Server endpoints).
+ * whole, so no token can slip out. Shapes are documented in docs/server-endpoints.md.
  */
 
 export interface SessionJson {

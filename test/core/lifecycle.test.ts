@@ -9,7 +9,7 @@ describe('service lifecycle', function () {
   before(async function () { backend = await echoServer() })
   after(async function () { await backend.close() })
 
-  it('runs the README library example as written', async function () {
+  it('runs the docs/library.md example as written', async function () {
     const apiPort = await freePort()
     const web = await tcpServer((s) => s.end('HTTP/1.0 200 OK\r\n\r\nfrom 8080'), '127.0.0.2')
     const server = new TunnelServer({ port: apiPort, token: '1234', autoCertSubjectName: 'localhost', dynPort: await freePortRange(1), dynPortCount: 1, logger: testLogger })

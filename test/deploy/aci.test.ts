@@ -316,8 +316,8 @@ describe('deploy: Azure Container Instances template', function () {
     }
   })
 
-  it('README.md deploys it with one `az deployment group create`', function () {
+  it('docs/deploy.md deploys it with one `az deployment group create`', function () {
     // One command, possibly continued over lines with a trailing backslash.
-    expect(repoFile('README.md')).to.match(/az deployment group create(?:[^\n]|\\\n)*--template-file deploy\/aci\.json/)
+    expect(repoFile('docs/deploy.md')).to.match(/az deployment group create(?:[^\n]|\\\n)*--template-file deploy\/aci\.json/)
   })
 })

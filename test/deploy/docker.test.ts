@@ -111,8 +111,9 @@ describe('deploy: Docker image', function () {
     expect(context.filter(f => /^(node_modules|dist|test|\.git)\//.test(f) || /(^|\/)\.env/.test(f))).to.deep.equal([])
     const needed = ['package.json', 'package-lock.json', 'tsconfig.json', 'deploy/docker/healthcheck.mjs']
     for (const p of needed) expect(context, p).to.include(p)
-    // The sources of everything the package ships (dist/X comes from X, dist/index.* from index.ts).
-    for (const f of pkg().files.filter(f => f.startsWith('dist/'))) {
+    // The sources of everything the package ships (dist/X comes from X, dist/index.* from index.ts,
+    // anything else as it is).
+    for (const f of pkg().files) {
       const src = f.startsWith('dist/index.') ? 'index.ts' : f.replace(/^dist\//, '') + '/'
       expect(context.some(c => c === src || c.startsWith(src)), src).to.equal(true)
     }
@@ -194,8 +195,8 @@ describe('deploy: Docker image', function () {
     expect(unhealthy.code, 'HEALTHCHECK fails once the server is gone').to.equal(1)
   })
 
-  it('README.md builds for amd64, arm64 and arm/v7 with buildx', function () {
-    const doc = repoFile('README.md')
+  it('docs/deploy.md builds for amd64, arm64 and arm/v7 with buildx', function () {
+    const doc = repoFile('docs/deploy.md')
     expect(doc).to.match(/docker buildx build --platform linux\/amd64,linux\/arm64,linux\/arm\/v7 /)
   })
 })

@@ -112,7 +112,7 @@ describe('deploy: Kubernetes manifests', function () {
     expect(envValue(server, 'TLS_CERT')).to.equal(`${String(mount?.mountPath)}/tls.crt`)
     expect(envValue(server, 'TLS_KEY')).to.equal(`${String(mount?.mountPath)}/tls.key`)
     // That Secret holds a private key, so it is created from files, as the docs show.
-    expect(repoFile('README.md')).to.include(`create secret tls ${String(tlsVolume?.secret?.secretName)} `)
+    expect(repoFile('docs/deploy.md')).to.include(`create secret tls ${String(tlsVolume?.secret?.secretName)} `)
 
     for (const probe of [server.readinessProbe, server.livenessProbe]) {
       expect(probe?.httpGet).to.deep.include({ path: '/healthz', port: 'api', scheme: 'HTTPS' })
@@ -162,7 +162,7 @@ describe('deploy: Kubernetes manifests', function () {
       }
       this.timeout(30_000)
       // The `openssl ...` command lines of the Kubernetes section, run as written.
-      const section = repoFile('README.md').split(/^### /m).find(s => s.startsWith('Kubernetes')) ?? ''
+      const section = repoFile('docs/deploy.md').split(/^## /m).find(s => s.startsWith('Kubernetes')) ?? ''
       const commands = section.replace(/\\\n\s*/g, ' ').split('\n').map(l => l.trim()).filter(l => l.startsWith('openssl '))
       const [req, fingerprintCmd] = [commands.find(c => c.startsWith('openssl req ')), commands.find(c => c.includes('-fingerprint'))]
       expect(req, 'openssl req in the docs').to.be.a('string')

@@ -53,6 +53,8 @@ describe('deploy: npm package', function () {
 
   it('packs the compiled library, the CLI and the type declarations, and nothing else', function () {
     for (const f of ['package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js']) expect(files, f).to.include(f)
+    // The dashboard's files, read at load from beside dist/ (server/dashboard-page.ts).
+    for (const f of ['index.html', 'app.js', 'style.css']) expect(files, f).to.include(`server/dashboard/${f}`)
     expect(files.filter(f => f.startsWith('dist/test/') || f.startsWith('dist/bench/')), 'no tests or benchmarks').to.deep.equal([])
     expect(files.filter(f => f.endsWith('.ts') && !f.endsWith('.d.ts')), 'no TypeScript sources').to.deep.equal([])
     expect(files.filter(f => f.startsWith('node_modules/') || f === 'package-lock.json' || f.endsWith('.tgz'))).to.deep.equal([])
@@ -83,7 +85,7 @@ describe('deploy: npm package', function () {
     const help = await run(bin, ['--help'], { cwd: consumer, env, timeoutMs: 20_000 })
     expect(help.code, help.stderr).to.equal(0)
     expect(help.stdout).to.match(/reverselb server\b/).and.match(/reverselb tunnel\b/)
-    // And the library loads as an ES module by its package name.
+    // And the library loads as an ES module by its package name (which reads the dashboard's files).
     const imported = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('reverselb'); console.log(typeof m.TunnelServer, typeof m.TunnelClient)"], { cwd: consumer, env, timeoutMs: 20_000 })
     expect(imported.stdout.trim(), imported.stderr).to.equal('function function')
   })
