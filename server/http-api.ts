@@ -155,8 +155,8 @@ export class HttpApi {
       json(res, 401, { error: 'authorization required: send "Authorization: Bearer <token>"' })
       return false
     }
-    if (grant.services !== undefined) {
-      json(res, 403, { error: 'this token may only register some services; the API needs a token without a service list' })
+    if (grant.services !== undefined || grant.ports !== undefined) {
+      json(res, 403, { error: 'this token may only register some services or ports; the API needs a token without a service list or ports=' })
       return false
     }
     return true

@@ -19,6 +19,11 @@ export interface Limits {
   /** Failed authorizations one address may make per window before it is refused outright. Default 10 per 60 s. */
   authFailuresPerWindow: number
   authFailureWindowMs: number
+  /**
+   * How long a service's frontend port stays reserved for it after its last session left, so a
+   * client that reconnects finds it free (no other service may take it meanwhile). Default 120 s.
+   */
+  portGraceMs: number
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -30,5 +35,6 @@ export const DEFAULT_LIMITS: Limits = {
   maxControlMessageBytes: MAX_CONTROL_MESSAGE_BYTES,
   idleTimeoutMs: 0,
   authFailuresPerWindow: 10,
-  authFailureWindowMs: 60_000
+  authFailureWindowMs: 60_000,
+  portGraceMs: 120_000
 }

@@ -109,6 +109,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.log = options.logger ?? defaultLogger('server')
     this.auth = new TokenAuth(Array.isArray(options.token) ? options.token : [options.token])
     this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+    if (!(this.limits.portGraceMs >= 0)) throw new Error(`limits.portGraceMs must be 0 or more, got ${String(this.limits.portGraceMs)}`)
     this.allowedPorts = PortRanges.parse(this.limits.allowedPorts)
     this.gate = new UpgradeGate({
       auth: this.auth, limits: this.limits, log: this.log, onAuthFailure: (remoteAddress) => this.emit('authFailure', { remoteAddress })
@@ -118,6 +119,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       pool: this.pool,
       frontendHost: options.frontendHost,
       policy: this.opts.lbPolicy,
+      portGraceMs: this.limits.portGraceMs,
       onServiceUp: (service) => this.emit('serviceUp', { service }),
       onServiceDown: (service) => this.emit('serviceDown', { service }),
       onConnection: (service, socket) => {
@@ -177,9 +179,9 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
     this.https = https
     try {
-      // NATS authenticates with the first token that is not restricted to some services (the operator's own).
+      // NATS authenticates with the first token not restricted to some services or ports (the operator's own).
       const specs = (Array.isArray(this.opts.token) ? this.opts.token : [this.opts.token]).map(t => typeof t === 'string' ? { token: t } : t)
-      const token = (specs.find(s => s.services === undefined) ?? specs[0]).token
+      const token = (specs.find(s => s.services === undefined && s.ports === undefined) ?? specs[0]).token
       this.endpoints = await ServerEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, log: this.log })
     } catch (err) {
       await this.close()
@@ -309,6 +311,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     https?.closeAllConnections()
     for (const s of [...services, ...this.registry.services.values()]) s.frontend.destroyConnections()
     await Promise.all([httpsClosed, stopped])
+    this.registry.close()
     const endpoints = this.endpoints
     this.endpoints = undefined
     await endpoints?.close()
