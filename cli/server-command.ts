@@ -34,6 +34,7 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('allowports', { type: 'string', default: env('ALLOW_PORTS') ?? DEFAULT_LIMITS.allowedPorts, describe: 'explicit frontend ports clients may ask for, e.g. 8000-8099,8888 (the dynamic pool is always allowed) [$ALLOW_PORTS]' })
     .option('maxservices', { type: 'number', default: envInt('MAX_SERVICES') ?? DEFAULT_LIMITS.maxServicesPerAddress, describe: 'services one client address may register [$MAX_SERVICES]' })
     .option('maxsessions', { type: 'number', default: envInt('MAX_SESSIONS') ?? DEFAULT_LIMITS.maxSessionsPerAddress, describe: 'tunnel sessions one client address may hold [$MAX_SESSIONS]' })
+    .option('maxconns', { type: 'number', default: envInt('MAX_CONNS') ?? DEFAULT_LIMITS.maxConnectionsPerAddress, describe: 'connections one address may hold open on --httpport, and on the API port besides its --maxsessions sessions [$MAX_CONNS]' })
     .option('maxstreams', { type: 'number', default: envInt('MAX_STREAMS') ?? DEFAULT_LIMITS.maxStreamsPerSession, describe: 'concurrent connections per session [$MAX_STREAMS]' })
     .option('maxservicestreams', { type: 'number', default: envInt('MAX_SERVICE_STREAMS') ?? DEFAULT_LIMITS.maxStreamsPerService, describe: 'concurrent connections per service [$MAX_SERVICE_STREAMS]' })
     .option('maxcontrolbytes', { type: 'number', default: envInt('MAX_CONTROL_BYTES') ?? DEFAULT_LIMITS.maxControlMessageBytes, describe: 'largest registration message accepted [$MAX_CONTROL_BYTES]' })
@@ -47,7 +48,7 @@ export function builder (y: Argv<GlobalArgs>) {
     .check((argv) => {
       if (argv.tokensfile === undefined) requireToken(argv.token)
       try { PortRanges.parse(argv.allowports) } catch (err) { throw new UsageError(`--allowports: ${(err as Error).message}`) }
-      for (const name of ['maxservices', 'maxsessions', 'maxstreams', 'maxservicestreams', 'maxcontrolbytes', 'sniffbytes', 'authfailures'] as const) {
+      for (const name of ['maxservices', 'maxsessions', 'maxconns', 'maxstreams', 'maxservicestreams', 'maxcontrolbytes', 'sniffbytes', 'authfailures'] as const) {
         if (!Number.isInteger(argv[name]) || argv[name] < 1) throw new UsageError(`--${name} must be a whole number above 0`)
       }
       for (const name of ['handshaketimeout', 'snifftimeout'] as const) {
@@ -92,6 +93,7 @@ export async function handler (argv: Args): Promise<void> {
       allowedPorts: argv.allowports,
       maxServicesPerAddress: argv.maxservices,
       maxSessionsPerAddress: argv.maxsessions,
+      maxConnectionsPerAddress: argv.maxconns,
       maxStreamsPerSession: argv.maxstreams,
       maxStreamsPerService: argv.maxservicestreams,
       maxControlMessageBytes: argv.maxcontrolbytes,

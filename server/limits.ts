@@ -16,6 +16,11 @@ export interface Limits {
   maxControlMessageBytes: number
   /** Close a frontend connection idle (no bytes either way) this long; 0 = never. Default 0. */
   idleTimeoutMs: number
+  /**
+   * Connections one client address may hold open on the HTTP API port, and on the tunnel port
+   * besides its maxSessionsPerAddress sessions (TLS and upgrades in progress). Default 128.
+   */
+  maxConnectionsPerAddress: number
   /** Failed authorizations one address may make per window before it is refused outright. Default 10 per 60 s. */
   authFailuresPerWindow: number
   authFailureWindowMs: number
@@ -32,6 +37,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxSessionsPerAddress: 256,
   maxStreamsPerSession: 10_000,
   maxStreamsPerService: 20_000,
+  maxConnectionsPerAddress: 128,
   maxControlMessageBytes: MAX_CONTROL_MESSAGE_BYTES,
   idleTimeoutMs: 0,
   authFailuresPerWindow: 10,

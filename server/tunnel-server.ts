@@ -9,6 +9,7 @@ import {
 import { admit } from './admission.js'
 import { TokenAuth } from './auth.js'
 import { loadCertificate, selfSignedCertificate, storedSelfSignedCertificate } from './certificate.js'
+import { guardConnections, requestTimeouts } from './conn-guard.js'
 import { dispatch } from './dispatch.js'
 import { ServerEndpoints } from './endpoints.js'
 import { DEFAULT_LIMITS } from './limits.js'
@@ -159,11 +160,10 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       cert: this.certificate.cert,
       key: this.certificate.key,
       handshakeTimeout: this.opts.handshakeTimeoutMs,
-      headersTimeout: this.opts.handshakeTimeoutMs,
-      requestTimeout: this.opts.handshakeTimeoutMs,
-      // Node checks those timeouts only every 30 s by default: slowloris sockets would outlive them.
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, this.opts.handshakeTimeoutMs / 4))
+      // Checked often (see requestTimeouts): slowloris sockets must not outlive them.
+      ...requestTimeouts(this.opts.handshakeTimeoutMs)
     })
+    guardConnections(https, { perAddress: this.limits.maxConnectionsPerAddress + this.limits.maxSessionsPerAddress, what: 'tunnel port', log: this.log })
     https.on('request', (req, res) => {
       if (req.url === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return }
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' })
