@@ -44,3 +44,11 @@ export const DEFAULT_LIMITS: Limits = {
   authFailureWindowMs: 60_000,
   portGraceMs: 120_000
 }
+
+/** Throws a clear error for limits that would silently disable a protection (NaN, negative). */
+export function checkLimits (l: Limits): void {
+  if (!(l.portGraceMs >= 0)) throw new Error(`limits.portGraceMs must be 0 or more, got ${String(l.portGraceMs)}`)
+  if (!Number.isInteger(l.maxConnectionsPerAddress) || l.maxConnectionsPerAddress < 1) {
+    throw new Error(`limits.maxConnectionsPerAddress must be a whole number above 0, got ${String(l.maxConnectionsPerAddress)}`)
+  }
+}

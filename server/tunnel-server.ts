@@ -12,7 +12,7 @@ import { loadCertificate, selfSignedCertificate, storedSelfSignedCertificate } f
 import { guardConnections, requestTimeouts } from './conn-guard.js'
 import { dispatch } from './dispatch.js'
 import { ServerEndpoints } from './endpoints.js'
-import { DEFAULT_LIMITS } from './limits.js'
+import { DEFAULT_LIMITS, checkLimits } from './limits.js'
 import { PortPool } from './port-pool.js'
 import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
@@ -110,7 +110,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.log = options.logger ?? defaultLogger('server')
     this.auth = new TokenAuth(Array.isArray(options.token) ? options.token : [options.token])
     this.limits = { ...DEFAULT_LIMITS, ...options.limits }
-    if (!(this.limits.portGraceMs >= 0)) throw new Error(`limits.portGraceMs must be 0 or more, got ${String(this.limits.portGraceMs)}`)
+    checkLimits(this.limits)
     this.allowedPorts = PortRanges.parse(this.limits.allowedPorts)
     this.gate = new UpgradeGate({
       auth: this.auth, limits: this.limits, log: this.log, onAuthFailure: (remoteAddress) => this.emit('authFailure', { remoteAddress })

@@ -5,7 +5,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { connect } from 'node:net'
-import { TunnelClient } from '../../index.js'
+import { TunnelClient, TunnelServer as Server } from '../../index.js'
+import { FdBudget, openFilesLimit } from '../../server/conn-guard.js'
 import { CLI } from '../fixtures/cli.js'
 import { echoServer, freePort, freePortRange } from '../fixtures/net.js'
 import { TOKEN, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
@@ -82,6 +83,29 @@ describe('half-sent requests cannot exhaust file descriptors (issue 19, item 5)'
   let backend: TcpServer
   before(async function () { backend = await echoServer() })
   after(async function () { await backend.close() })
+
+  it('reads the open-files limit; the budget refuses only near it, and never without a limit', function () {
+    expect(openFilesLimit('Limit  Soft Limit  Hard Limit  Units\nMax open files            1024                 4096                 files\n')).to.equal(1024)
+    expect(openFilesLimit('Max open files            unlimited            unlimited            files\n')).to.equal(undefined)
+    const budget = new FdBudget(1024)
+    expect(budget.reserve).to.equal(256)
+    budget.open = 767
+    expect(budget.refusal(100)).to.equal(undefined)
+    budget.open = 768
+    expect(budget.refusal(100)).to.match(/file descriptors are running low \(768 API and tunnel connections open, limit 1024\)/)
+    expect(budget.refusal(0)).to.equal(undefined)
+    budget.open = 896
+    expect(budget.refusal(0)).to.be.a('string')
+    const unknown = new FdBudget(Infinity)
+    unknown.open = 1e9
+    expect(unknown.refusal(1e6)).to.equal(undefined)
+  })
+
+  it('refuses limits that would turn a protection off', function () {
+    for (const limits of [{ maxConnectionsPerAddress: 0 }, { maxConnectionsPerAddress: Number.NaN }, { portGraceMs: -1 }]) {
+      expect(() => new Server({ token: TOKEN, limits })).to.throw(/limits\.\w+ must be/)
+    }
+  })
 
   describe('connections per source address', function () {
     let server: TunnelServer
