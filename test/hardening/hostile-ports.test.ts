@@ -8,7 +8,7 @@ import { DEFAULT_LIMITS } from '../../server/limits.js'
 import { eventually, freePort, nothingListens, tcpServer } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import { exchangeWithTimeout } from './helpers.js'
-import type { TunnelClient, TunnelServer } from '../../index.js'
+import type { TunnelClient, TunnelServer, TunnelServerOptions } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
 
 /** A backend that answers every connection with its name, so a test sees where traffic went. */
@@ -41,8 +41,16 @@ describe('a restricted token cannot take over another service\'s port (issue 19,
   let login: TcpServer
   let evil: TcpServer
   let loginPort: number
-  // The default grace (the test fixture turns it off for other tests).
-  const limits = { portGraceMs: DEFAULT_LIMITS.portGraceMs }
+  /** Runs `fn` against a fresh server with the web team's tokens and the default port grace (the fixture turns it off). */
+  async function withServer (fn: (server: TunnelServer) => Promise<void>, opts: Partial<TunnelServerOptions> = {}): Promise<void> {
+    const server = await startServer({
+      dynPortCount: 2,
+      limits: { portGraceMs: DEFAULT_LIMITS.portGraceMs },
+      token: [TOKEN, { token: WEB_TOKEN, services: ['web', 'web-*'] }, { token: WEB_PORTS_TOKEN, services: ['web', 'web-*'], ports: `${loginPort}` }],
+      ...opts
+    })
+    try { await fn(server) } finally { await server.close() }
+  }
 
   before(async function () {
     login = await namedBackend('login')
@@ -55,12 +63,7 @@ describe('a restricted token cannot take over another service\'s port (issue 19,
   })
 
   it('the legitimate client of a port is briefly away: a web-only token registering -s web -p <its port> is refused, and the client gets its port back', async function () {
-    const server = await startServer({
-      dynPortCount: 2,
-      limits,
-      token: [TOKEN, { token: WEB_TOKEN, services: ['web', 'web-*'] }, { token: WEB_PORTS_TOKEN, services: ['web', 'web-*'], ports: `${loginPort}` }]
-    })
-    try {
+    await withServer(async (server) => {
       const legit = startClient(server, tunnelData(login.port, { serviceName: 'login', frontendData: { port: loginPort } }))
       expect((await legit.ready()).frontendPort).to.equal(loginPort)
       expect(await whoAnswers(loginPort)).to.equal('login')
@@ -88,14 +91,11 @@ describe('a restricted token cannot take over another service\'s port (issue 19,
       } finally {
         await back.close()
       }
-    } finally {
-      await server.close()
-    }
+    })
   })
 
   it('a service\'s dynamic port is not handed to another service while it is away; it gets it back', async function () {
-    const server = await startServer({ dynPortCount: 2, limits, token: [TOKEN, { token: WEB_TOKEN, services: ['web', 'web-*'] }] })
-    try {
+    await withServer(async (server) => {
       const first = startClient(server, tunnelData(login.port, { serviceName: 'login' }))
       const port = (await first.ready()).frontendPort
       await first.close()
@@ -116,18 +116,11 @@ describe('a restricted token cannot take over another service\'s port (issue 19,
       expect((await again.ready()).frontendPort).to.equal(port)
       expect(await whoAnswers(port)).to.equal('login')
       await Promise.all([again.close(), web.close()])
-    } finally {
-      await server.close()
-    }
+    })
   })
 
   it('restricted tokens: ports= lets them choose those ports; without it, reconnects to a pool port still work', async function () {
-    const server = await startServer({
-      dynPortCount: 2,
-      limits,
-      token: [TOKEN, { token: WEB_TOKEN, services: ['web', 'web-*'] }, { token: WEB_PORTS_TOKEN, services: ['web', 'web-*'], ports: `${loginPort}` }]
-    })
-    try {
+    await withServer(async (server) => {
       const bound = startClient(server, tunnelData(evil.port, { serviceName: 'web-bound', token: WEB_PORTS_TOKEN, frontendData: { port: loginPort } }))
       expect((await bound.ready()).frontendPort).to.equal(loginPort)
       await bound.close()
@@ -143,14 +136,11 @@ describe('a restricted token cannot take over another service\'s port (issue 19,
       const re = startClient(server, tunnelData(evil.port, { serviceName: 'web-dyn', token: WEB_TOKEN, frontendData: { port: dynPort } }))
       expect((await re.ready()).frontendPort).to.equal(dynPort)
       await re.close()
-    } finally {
-      await server.close()
-    }
+    })
   })
 
   it('the grace period ends: the port is free for others after portGraceMs', async function () {
-    const server = await startServer({ limits: { portGraceMs: 300 } })
-    try {
+    await withServer(async (server) => {
       const a = startClient(server, tunnelData(login.port, { serviceName: 'login', frontendData: { port: loginPort } }))
       await a.ready()
       await a.close()
@@ -159,9 +149,7 @@ describe('a restricted token cannot take over another service\'s port (issue 19,
         const b = startClient(server, tunnelData(evil.port, { serviceName: 'other', frontendData: { port: loginPort } }))
         try { expect((await b.ready()).frontendPort).to.equal(loginPort) } finally { await b.close() }
       }, 5000, 100)
-    } finally {
-      await server.close()
-    }
+    }, { limits: { portGraceMs: 300 } })
   })
 
   it('tokens file: ports= is parsed and checked, with the line and never the token in errors', function () {

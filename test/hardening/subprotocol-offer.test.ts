@@ -1,12 +1,10 @@
 import { expect } from 'chai'
 import { WebSocket } from 'ws'
 import { WebSocketMessageStream, createMuxer } from '../../protocol/index.js'
-import { echoServer } from '../fixtures/net.js'
-import { TOKEN, startServer, tunnelData } from '../fixtures/tunnel.js'
-import { registerRaw } from './helpers.js'
+import { TOKEN, tunnelData } from '../fixtures/tunnel.js'
+import { registerRaw, sharedServer } from './helpers.js'
 import type { TunnelServer } from '../../index.js'
 import type { MuxerName } from '../../protocol/index.js'
-import type { TcpServer } from '../fixtures/net.js'
 
 type Upgrade = { ws: WebSocket } | { status?: number, reason?: string | string[] }
 
@@ -24,18 +22,8 @@ async function upgrade (server: TunnelServer, offers: string[]): Promise<Upgrade
 
 describe('subprotocol offers are a list (issue 19, item 7)', function () {
   this.timeout(30_000)
-  let server: TunnelServer
-  let backend: TcpServer
+  const ctx = sharedServer({ dynPortCount: 4 })
   let n = 0
-
-  before(async function () {
-    backend = await echoServer()
-    server = await startServer({ dynPortCount: 4 })
-  })
-  after(async function () {
-    await server.close()
-    await backend.close()
-  })
 
   const accepted: Array<[string[], MuxerName]> = [
     [['bogus', 'reverselb.v1.yamux'], 'yamux'],
@@ -45,7 +33,7 @@ describe('subprotocol offers are a list (issue 19, item 7)', function () {
   ]
   for (const [offers, muxerName] of accepted) {
     it(`"${offers.join(', ')}": the first supported one (${muxerName}) is chosen and works`, async function () {
-      const up = await upgrade(server, offers)
+      const up = await upgrade(ctx.server, offers)
       if (!('ws' in up)) throw new Error(`refused with ${String(up.status)}: ${String(up.reason)}`)
       const { ws } = up
       ws.on('error', () => {})
@@ -54,9 +42,9 @@ describe('subprotocol offers are a list (issue 19, item 7)', function () {
         // Speaking the chosen muxer must work end to end: the server picked the same one.
         const muxer = createMuxer(muxerName, new WebSocketMessageStream(ws, 'outbound'))
         const serviceName = `offer-${++n}`
-        const { message } = await registerRaw(muxer, tunnelData(backend.port, { serviceName }))
+        const { message } = await registerRaw(muxer, tunnelData(ctx.backend.port, { serviceName }))
         expect(message).to.have.property('frontendPort').that.is.a('number')
-        expect(server.registry.services.get(serviceName)?.sessions[0].muxerName).to.equal(muxerName)
+        expect(ctx.server.registry.services.get(serviceName)?.sessions[0].muxerName).to.equal(muxerName)
       } finally {
         ws.terminate()
       }
@@ -70,7 +58,7 @@ describe('subprotocol offers are a list (issue 19, item 7)', function () {
   ]
   for (const [offers, reason] of refused) {
     it(`"${offers.join(', ')}": refused with 400 and the reason`, async function () {
-      const up = await upgrade(server, offers)
+      const up = await upgrade(ctx.server, offers)
       if ('ws' in up) { up.ws.terminate(); throw new Error('should have been refused') }
       expect(up.status).to.equal(400)
       expect(up.reason).to.match(reason)
