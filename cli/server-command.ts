@@ -30,10 +30,11 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('tls-key', { type: 'string', default: env('TLS_KEY'), describe: 'PEM private key for --tls-cert [$TLS_KEY]' })
     .option('lbpolicy', { choices: LB_POLICIES, default: (env('LB_POLICY') ?? 'roundrobin') as typeof LB_POLICIES[number], describe: 'load balancing across sessions of a service [$LB_POLICY]' })
     .option('keepalive', { type: 'number', default: envInt('KEEPALIVE') ?? 20, describe: 'seconds between WebSocket pings to clients [$KEEPALIVE]' })
-    .option('tokensfile', { type: 'string', default: env('TOKENS_FILE'), describe: 'file of tokens, one per line, each optionally followed by the service names (or * patterns) it may register [$TOKENS_FILE]' })
+    .option('tokensfile', { type: 'string', default: env('TOKENS_FILE'), describe: 'file of tokens, one per line, each optionally followed by the service names (or * patterns) it may register and ports=RANGES [$TOKENS_FILE]' })
     .option('allowports', { type: 'string', default: env('ALLOW_PORTS') ?? DEFAULT_LIMITS.allowedPorts, describe: 'explicit frontend ports clients may ask for, e.g. 8000-8099,8888 (the dynamic pool is always allowed) [$ALLOW_PORTS]' })
     .option('maxservices', { type: 'number', default: envInt('MAX_SERVICES') ?? DEFAULT_LIMITS.maxServicesPerAddress, describe: 'services one client address may register [$MAX_SERVICES]' })
     .option('maxsessions', { type: 'number', default: envInt('MAX_SESSIONS') ?? DEFAULT_LIMITS.maxSessionsPerAddress, describe: 'tunnel sessions one client address may hold [$MAX_SESSIONS]' })
+    .option('maxconns', { type: 'number', default: envInt('MAX_CONNS') ?? DEFAULT_LIMITS.maxConnectionsPerAddress, describe: 'connections one address may hold open on --httpport, and on the API port besides its --maxsessions sessions [$MAX_CONNS]' })
     .option('maxstreams', { type: 'number', default: envInt('MAX_STREAMS') ?? DEFAULT_LIMITS.maxStreamsPerSession, describe: 'concurrent connections per session [$MAX_STREAMS]' })
     .option('maxservicestreams', { type: 'number', default: envInt('MAX_SERVICE_STREAMS') ?? DEFAULT_LIMITS.maxStreamsPerService, describe: 'concurrent connections per service [$MAX_SERVICE_STREAMS]' })
     .option('maxcontrolbytes', { type: 'number', default: envInt('MAX_CONTROL_BYTES') ?? DEFAULT_LIMITS.maxControlMessageBytes, describe: 'largest registration message accepted [$MAX_CONTROL_BYTES]' })
@@ -42,17 +43,18 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('sniffbytes', { type: 'number', default: envInt('SNIFF_BYTES') ?? 16384, describe: 'most first bytes read to route a connection to an instance [$SNIFF_BYTES]' })
     .option('snifftimeout', { type: 'number', default: envInt('SNIFF_TIMEOUT') ?? 10, describe: 'seconds a connection to an instance port may stay silent [$SNIFF_TIMEOUT]' })
     .option('authfailures', { type: 'number', default: envInt('AUTH_FAILURES') ?? DEFAULT_LIMITS.authFailuresPerWindow, describe: 'failed authorizations per address per minute before it is refused [$AUTH_FAILURES]' })
+    .option('portgrace', { type: 'number', default: envInt('PORT_GRACE') ?? DEFAULT_LIMITS.portGraceMs / 1000, describe: 'seconds a service\'s port stays reserved for it after its last client left [$PORT_GRACE]' })
     .option('drain', { type: 'number', default: envInt('DRAIN') ?? 10, describe: 'seconds open connections may finish after SIGTERM [$DRAIN]' })
     .check((argv) => {
       if (argv.tokensfile === undefined) requireToken(argv.token)
       try { PortRanges.parse(argv.allowports) } catch (err) { throw new UsageError(`--allowports: ${(err as Error).message}`) }
-      for (const name of ['maxservices', 'maxsessions', 'maxstreams', 'maxservicestreams', 'maxcontrolbytes', 'sniffbytes', 'authfailures'] as const) {
+      for (const name of ['maxservices', 'maxsessions', 'maxconns', 'maxstreams', 'maxservicestreams', 'maxcontrolbytes', 'sniffbytes', 'authfailures'] as const) {
         if (!Number.isInteger(argv[name]) || argv[name] < 1) throw new UsageError(`--${name} must be a whole number above 0`)
       }
       for (const name of ['handshaketimeout', 'snifftimeout'] as const) {
         if (!(argv[name] > 0)) throw new UsageError(`--${name} must be a positive number of seconds`)
       }
-      for (const name of ['idletimeout', 'drain'] as const) {
+      for (const name of ['idletimeout', 'drain', 'portgrace'] as const) {
         if (!(argv[name] >= 0)) throw new UsageError(`--${name} must be 0 or a positive number of seconds`)
       }
       checkPort(argv.port, 'port')
@@ -91,11 +93,13 @@ export async function handler (argv: Args): Promise<void> {
       allowedPorts: argv.allowports,
       maxServicesPerAddress: argv.maxservices,
       maxSessionsPerAddress: argv.maxsessions,
+      maxConnectionsPerAddress: argv.maxconns,
       maxStreamsPerSession: argv.maxstreams,
       maxStreamsPerService: argv.maxservicestreams,
       maxControlMessageBytes: argv.maxcontrolbytes,
       idleTimeoutMs: argv.idletimeout * 1000,
-      authFailuresPerWindow: argv.authfailures
+      authFailuresPerWindow: argv.authfailures,
+      portGraceMs: argv.portgrace * 1000
     },
     autoCertSubjectName: argv.autocertsubjectname,
     autoCertDir: argv.autocertdir,

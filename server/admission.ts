@@ -25,7 +25,10 @@ export function admit (td: TunnelData, ctx: AdmissionContext): void {
   if (!ctx.auth.allows(ctx.grant, service)) throw new RegistrationError(`this token may not register service "${service}"`)
   const port = td.frontendData.port
   const existing = ctx.registry.services.get(service)
-  if (port !== 0 && existing?.port !== port) {
+  // A service's own port (live or held since it left) is the service's; any other is the token's to earn.
+  if (port !== 0 && existing?.port !== port && ctx.registry.holds.portOf(service) !== port) {
+    const refusal = ctx.auth.portRefusal(ctx.grant, port, ctx.pool)
+    if (refusal !== undefined) throw new RegistrationError(refusal)
     if (ctx.reserved.has(port)) throw new RegistrationError(`port ${port} is reserved for the server itself`)
     if (!ctx.pool.contains(port) && !ctx.allowedPorts.has(port)) {
       throw new RegistrationError(`port ${port} is not allowed; allowed: ${ctx.allowedPorts.toString()} and the dynamic pool ${ctx.pool.first}-${ctx.pool.first + ctx.pool.count - 1}`)

@@ -38,8 +38,10 @@ export interface EndpointContext extends EndpointOptions {
   /** The token NATS authenticates with (one: nats-server takes a single token). */
   token: string
   auth: TokenAuth
-  /** The operator's limits; the auth failure rate limit applies to the HTTP API too. */
+  /** The operator's limits; the auth failure rate limit and the connections per address apply to the HTTP API too. */
   limits?: Partial<Limits>
+  /** The tunnel port's time for TLS and the request; the HTTP API allows as long for a request. */
+  handshakeTimeoutMs?: number
   certificate: ServerCertificate
   registry: ServiceRegistry
   log: Logger
@@ -105,6 +107,8 @@ export class ServerEndpoints {
         snapshot: { registry: ctx.registry, traffic: this.traffic, frontendAddress: ctx.frontendHost ?? '*' },
         metrics: this.metrics,
         log: ctx.log,
+        requestTimeoutMs: ctx.handshakeTimeoutMs,
+        maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
         onAuthFailure: (remoteAddress) => {
           ctx.log.warn(`HTTP API: authorization failed for ${remoteAddress}`)
           this.metrics?.httpAuthFailure()

@@ -1,6 +1,7 @@
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { bearerToken } from './auth.js'
+import { guardConnections, requestTimeouts } from './conn-guard.js'
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js'
 import { serviceJson, servicesJson } from './snapshot.js'
 import type { Logger } from '../protocol/index.js'
@@ -26,6 +27,10 @@ export interface HttpApiOptions {
   onAuthFailure: (remoteAddress: string) => void
   /** How often /events sends a snapshot. Default 1 s. */
   snapshotIntervalMs?: number
+  /** Time a client has to send a whole request; incomplete ones are closed. Default 10 s. */
+  requestTimeoutMs?: number
+  /** Connections one address may hold open. Default 128. */
+  maxConnectionsPerAddress?: number
 }
 
 type Params = Record<string, string>
@@ -78,11 +83,12 @@ export class HttpApi {
         if (!res.headersSent) json(res, 500, { error: 'internal error' }); else res.destroy()
       })
     }
-    const limits = { headersTimeout: 10_000, requestTimeout: 10_000 }
+    const limits = requestTimeouts(opts.requestTimeoutMs ?? 10_000)
     this.server = opts.tls !== undefined
-      ? createHttpsServer({ ...limits, cert: opts.tls.cert, key: opts.tls.key }, onRequest)
+      ? createHttpsServer({ ...limits, handshakeTimeout: limits.headersTimeout, cert: opts.tls.cert, key: opts.tls.key }, onRequest)
       : createHttpServer(limits, onRequest)
     this.server.on('clientError', (_err, socket) => { socket.destroy() })
+    guardConnections(this.server, { perAddress: opts.maxConnectionsPerAddress ?? 128, what: 'HTTP API port', log: opts.log })
   }
 
   get port (): number {
@@ -155,8 +161,8 @@ export class HttpApi {
       json(res, 401, { error: 'authorization required: send "Authorization: Bearer <token>"' })
       return false
     }
-    if (grant.services !== undefined) {
-      json(res, 403, { error: 'this token may only register some services; the API needs a token without a service list' })
+    if (grant.services !== undefined || grant.ports !== undefined) {
+      json(res, 403, { error: 'this token may only register some services or ports; the API needs a token without a service list or ports=' })
       return false
     }
     return true

@@ -1,5 +1,6 @@
 import { splitServiceName } from '../protocol/index.js'
 import { Frontend } from './frontend.js'
+import { PortHolds } from './port-holds.js'
 import { Service } from './service.js'
 import type { LbPolicy } from './balancer.js'
 import type { PortPool } from './port-pool.js'
@@ -15,6 +16,8 @@ export interface RegistryOptions {
   pool: PortPool
   frontendHost?: string
   policy: LbPolicy
+  /** How long a service's port stays reserved for it after its last session left; 0 = not at all. */
+  portGraceMs: number
   onConnection: (service: Service, socket: Socket) => void
   onServiceUp: (service: Service) => void
   onServiceDown: (service: Service) => void
@@ -23,7 +26,10 @@ export interface RegistryOptions {
 /** Services by name, their frontend ports, and the sessions registered to them. */
 export class ServiceRegistry {
   readonly services = new Map<string, Service>()
+  /** Ports of services that left less than portGraceMs ago. */
+  readonly holds = new PortHolds()
   private readonly opts: RegistryOptions
+  private closed = false
   // Registrations run one at a time so two sessions of a new service cannot both open a listener.
   private queue: Promise<unknown> = Promise.resolve()
 
@@ -47,7 +53,10 @@ export class ServiceRegistry {
       existing.add(session)
       return existing
     }
-    const port = this.allocate(requestedPort)
+    // Its own port, kept since it left, unless it asks for another one now (then that one is freed).
+    const held = this.holds.portOf(name)
+    if (held !== undefined && requestedPort !== 0 && requestedPort !== held) this.holds.release(name)
+    const port = this.holds.reclaim(name) ?? this.allocate(requestedPort)
     let frontend: Frontend
     try {
       frontend = await Frontend.listen(port, this.opts.frontendHost, (socket) => this.opts.onConnection(service, socket))
@@ -72,18 +81,32 @@ export class ServiceRegistry {
     for (const other of this.services.values()) {
       if (other.port === requestedPort) throw new RegistrationError(`port ${requestedPort} is already used by service "${other.name}"`)
     }
+    const holder = this.holds.holderOf(requestedPort)
+    if (holder !== undefined) {
+      throw new RegistrationError(`port ${requestedPort} is reserved for service "${holder.name}" for another ${Math.ceil(holder.remainingMs / 1000)} s: its clients left recently and may come back`)
+    }
     pool.claim(requestedPort)
     return requestedPort
   }
 
-  /** Removes a session; the last one of a service closes its listener and frees its port. */
+  /**
+   * Removes a session; the last one of a service closes its listener, and its port stays reserved
+   * for it for the grace period (taken from here on, so no other registration slips in between).
+   */
   async unregister (session: ServerSession): Promise<void> {
     const { service: name } = splitServiceName(session.registration.serviceName)
     const service = this.services.get(name)
     if (service === undefined || !service.remove(session)) return
     this.services.delete(name)
+    const { pool, portGraceMs } = this.opts
+    this.holds.hold(name, service.port, this.closed ? 0 : portGraceMs, () => pool.release(service.port))
     await service.frontend.close()
-    this.opts.pool.release(service.port)
     this.opts.onServiceDown(service)
+  }
+
+  /** Server shutdown: frees held ports and holds no more. */
+  close (): void {
+    this.closed = true
+    this.holds.releaseAll()
   }
 }

@@ -8,9 +8,10 @@ import {
 import { admit } from './admission.js'
 import { TokenAuth } from './auth.js'
 import { loadCertificate, selfSignedCertificate, storedSelfSignedCertificate } from './certificate.js'
+import { guardConnections, requestTimeouts } from './conn-guard.js'
 import { dispatch } from './dispatch.js'
 import { ServerEndpoints } from './endpoints.js'
-import { DEFAULT_LIMITS } from './limits.js'
+import { DEFAULT_LIMITS, checkLimits } from './limits.js'
 import { PortPool } from './port-pool.js'
 import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
@@ -107,6 +108,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.log = options.logger ?? defaultLogger('server')
     this.auth = new TokenAuth(Array.isArray(options.token) ? options.token : [options.token])
     this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+    checkLimits(this.limits)
     this.allowedPorts = PortRanges.parse(this.limits.allowedPorts)
     this.gate = new UpgradeGate({
       auth: this.auth, limits: this.limits, log: this.log, onAuthFailure: (remoteAddress) => this.emit('authFailure', { remoteAddress })
@@ -116,6 +118,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       pool: this.pool,
       frontendHost: options.frontendHost,
       policy: this.opts.lbPolicy,
+      portGraceMs: this.limits.portGraceMs,
       onServiceUp: (service) => this.emit('serviceUp', { service }),
       onServiceDown: (service) => this.emit('serviceDown', { service }),
       onConnection: (service, socket) => {
@@ -157,11 +160,10 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       cert: this.certificate.cert,
       key: this.certificate.key,
       handshakeTimeout: this.opts.handshakeTimeoutMs,
-      headersTimeout: this.opts.handshakeTimeoutMs,
-      requestTimeout: this.opts.handshakeTimeoutMs,
-      // Node checks those timeouts only every 30 s by default: slowloris sockets would outlive them.
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, this.opts.handshakeTimeoutMs / 4))
+      // Checked often (see requestTimeouts): slowloris sockets must not outlive them.
+      ...requestTimeouts(this.opts.handshakeTimeoutMs)
     })
+    guardConnections(https, { perAddress: this.limits.maxConnectionsPerAddress + this.limits.maxSessionsPerAddress, what: 'tunnel port', log: this.log })
     https.on('request', (req, res) => {
       if (req.url === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return }
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' })
@@ -177,9 +179,9 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
     this.https = https
     try {
-      // NATS authenticates with the first token that is not restricted to some services (the operator's own).
+      // NATS authenticates with the first token not restricted to some services or ports (the operator's own).
       const specs = (Array.isArray(this.opts.token) ? this.opts.token : [this.opts.token]).map(t => typeof t === 'string' ? { token: t } : t)
-      const token = (specs.find(s => s.services === undefined) ?? specs[0]).token
+      const token = (specs.find(s => s.services === undefined && s.ports === undefined) ?? specs[0]).token
       this.endpoints = await ServerEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, log: this.log })
     } catch (err) {
       await this.close()
@@ -341,6 +343,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     https?.closeAllConnections()
     for (const s of [...services, ...this.registry.services.values()]) s.frontend.destroyConnections()
     await Promise.all([httpsClosed, stopped])
+    this.registry.close()
     const endpoints = this.endpoints
     this.endpoints = undefined
     await endpoints?.close()

@@ -67,7 +67,7 @@ export class UpgradeGate {
       log.warn(`refused tunnel client ${from}: it already holds ${limits.maxSessionsPerAddress} sessions`)
       return refuse(429, 'Too Many Requests', `this address already holds ${limits.maxSessionsPerAddress} tunnel sessions, the most allowed`)
     }
-    const parsed = parseSubprotocol(req.headers['sec-websocket-protocol']?.split(',')[0])
+    const parsed = chooseSubprotocol(req.headers['sec-websocket-protocol']?.split(','))
     if (!parsed.ok) {
       log.warn(`refused tunnel client ${from}: ${parsed.reason}`)
       return refuse(400, 'Bad Request', parsed.reason)
@@ -83,6 +83,19 @@ export class UpgradeGate {
       if (n === 0) this.perAddress.delete(from); else this.perAddress.set(from, n)
     }
   }
+}
+
+/**
+ * The first supported subprotocol of an offer (a comma-separated list), as the WebSocketServer's
+ * handleProtocols (tunnel-server.ts) picks it. None supported: the reason of the first reverselb
+ * offer (it says what to upgrade), else of the first offer.
+ */
+export function chooseSubprotocol (offers: Iterable<string> | undefined): ReturnType<typeof parseSubprotocol> {
+  const list = [...(offers ?? [])].map(o => o.trim()).filter(o => o !== '')
+  const parsed = list.map(o => parseSubprotocol(o))
+  return parsed.find(p => p.ok) ??
+    parsed[list.findIndex(o => o.startsWith('reverselb.'))] ??
+    parsed[0] ?? parseSubprotocol(undefined)
 }
 
 /** The host name a client used to reach us (Host header without port): where its frontend is. */

@@ -6,14 +6,32 @@ import winston from 'winston'
 import { dialTunnel } from '../../client/dial.js'
 import { parseEndpoint } from '../../client/endpoint.js'
 import { MAX_CONTROL_MESSAGE_BYTES, encodeFrame, openLink, readFrame } from '../../protocol/index.js'
-import { randomPayload, sha256 } from '../fixtures/net.js'
-import { TOKEN, startClient, testLogger, tunnelData } from '../fixtures/tunnel.js'
-import type { TunnelServer } from '../../index.js'
+import { echoServer, randomPayload, sha256 } from '../fixtures/net.js'
+import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
+import type { TunnelServer, TunnelServerOptions } from '../../index.js'
+import type { TcpServer } from '../fixtures/net.js'
 import type { Logger, MuxSession, MuxStream, MuxerName } from '../../protocol/index.js'
 import type { AddressInfo, Server, Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
 export const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
+
+/**
+ * A server and an echo backend shared by the tests of the enclosing describe(): started before
+ * them, closed after. Read the fields inside the tests (they are set by the before hook).
+ */
+export function sharedServer (opts: Partial<TunnelServerOptions> = {}): { server: TunnelServer, backend: TcpServer } {
+  const ctx = {} as { server: TunnelServer, backend: TcpServer }
+  before(async function () {
+    ctx.backend = await echoServer()
+    ctx.server = await startServer(opts)
+  })
+  after(async function () {
+    await ctx.server?.close()
+    await ctx.backend?.close()
+  })
+  return ctx
+}
 
 /** A logger that keeps every line (whatever the level) so tests can inspect what a peer caused. */
 export function capturingLogger (): { logger: Logger, lines: string[] } {
