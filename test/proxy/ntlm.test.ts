@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { AuthorizationError, TunnelClient } from '../../index.js'
-import { captureLogger, connectLines, requireTools, startSquid } from '../fixtures/proxies.js'
+import { captureLogger, connectLines, requireTools, sambaNtlmHelper, startSquid } from '../fixtures/proxies.js'
 import { TOKEN, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import { cleanEnv, hashingBackend, runCli, transferBothWays } from './helpers.js'
 import type { TunnelClientOptions, TunnelServer } from '../../index.js'
@@ -117,3 +117,63 @@ describe('proxy: NTLM (squid with ntlm_fake_auth: the real three-message NTLMSSP
     expect(err?.message).to.match(new RegExp(`^proxy 127\\.0\\.0\\.1:${ntlmOnly.port} requires authentication \\(HTTP 407 .*offers NTLM\\): give credentials .*DOMAIN%5Cuser for NTLM`))
   })
 })
+
+describe('proxy: NTLMv2 checked for real (squid with Samba\'s ntlm_auth)', function () {
+  const PASSWORD = 'Right-pw1'
+  let server: TunnelServer
+  let backend: HashingBackend
+  let proxy: ProxyProcess
+  const clients: TunnelClient[] = []
+
+  before(async function () {
+    requireTools(this, ['squid', 'ntlmAuth'])
+    server = await startServer()
+    backend = await hashingBackend()
+    proxy = await startSquid({ windowsAuth: { ntlm: sambaNtlmHelper(PASSWORD, 'CORP') } })
+  })
+  afterEach(async function () {
+    await Promise.all(clients.splice(0).map(async c => await c.close()))
+  })
+  after(async function () {
+    await proxy?.close()
+    await server?.close()
+    await backend?.close()
+  })
+
+  const client = (user: string, password: string, opts: TunnelClientOptions = {}): TunnelClient => {
+    const c = new TunnelClient(`127.0.0.1:${server.port}`, tunnelData(backend.port), {
+      fingerprint: server.fingerprint, proxy: `http://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${proxy.port}`,
+      maxBackoffMs: 1000, logger: testLogger, ...opts
+    })
+    clients.push(c)
+    return c
+  }
+
+  it('the right password gets through and carries a tunnel byte-exactly; squid logs CORP\\frank', async function () {
+    const c = client('CORP\\frank', PASSWORD)
+    const { frontendPort } = await c.ready()
+    await transferBothWays(frontendPort, backend)
+    await c.close()
+    expect(await loggedConnects(proxy, `127.0.0.1:${server.port}`, 'CORP\\\\frank')).to.have.length.at.least(1)
+  })
+
+  it('a wrong password: one line naming the proxy and user, never the password; not sent again (account lockout)', async function () {
+    const wrong = 'Wrong-pw2'
+    const { logger, lines } = captureLogger()
+    const denied = (): number => proxy.accessLog().split('\n').filter(l => l.includes('TCP_DENIED/407') && l.includes(`127.0.0.1:${server.port}`)).length
+    const before = denied()
+    const c = client('CORP\\grace', wrong, { logger })
+    const err = await c.ready().then(() => undefined, (e: Error) => e)
+    expect(err).to.be.instanceOf(AuthorizationError)
+    expect(err?.message).to.match(new RegExp(`^proxy 127\\.0\\.0\\.1:${proxy.port} rejected the credentials of user "CORP\\\\grace" \\(NTLM\\): HTTP 407 .*wrong password`))
+    expect(err?.message).not.to.include('\n')
+    // The client goes on retrying, but holds the rejected password back instead of sending it again.
+    const again = await new Promise<Error>(resolve => c.once('error', resolve))
+    expect(again.message).to.match(/earlier; not sending them again for \d+ min so as not to lock the account/)
+    await c.close()
+    // One NTLM attempt is three 407s (probe, Type 1, Type 3); a retry that holds back is one (the probe).
+    expect(denied() - before).to.be.within(4, 5)
+    for (const secret of [wrong, encodeURIComponent(wrong)]) expect([err?.stack, ...lines].join('\n')).not.to.include(secret)
+  })
+})
+
