@@ -12,6 +12,7 @@ import type { Realm } from '../fixtures/kerberos.js'
 import type { CliProcess, HashingBackend } from './helpers.js'
 
 const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url))
+const HIDE_KERBEROS = fileURLToPath(new URL('../fixtures/hide-kerberos.js', import.meta.url))
 
 /** Whether the optional native `kerberos` package is installed and built. */
 function haveKerberosModule (): boolean {
@@ -62,8 +63,8 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
   })
 
   /** The CLI tunnel through `proxyUrl`, with a Kerberos environment. */
-  const tunnel = (proxyUrl: string, env: Record<string, string>, extra: string[] = []): CliProcess => {
-    const cli = runCli(process.execPath, [CLI, '-l', 'debug', 'tunnel', '-e', `127.0.0.1:${server.port}`, '-b', `127.0.0.1:${backend.port}`, '-p', '0',
+  const tunnel = (proxyUrl: string, env: Record<string, string>, extra: string[] = [], node: string[] = []): CliProcess => {
+    const cli = runCli(process.execPath, [...node, CLI, '-l', 'debug', 'tunnel', '-e', `127.0.0.1:${server.port}`, '-b', `127.0.0.1:${backend.port}`, '-p', '0',
       '--fingerprint', server.fingerprint, '--proxy', proxyUrl, ...extra], cleanEnv({ TOKEN, ...env }))
     clis.push(cli)
     return cli
@@ -108,6 +109,14 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
     const cli = tunnel(`http://127.0.0.1:${negotiateOnly.port}`, realm.env(aliceCache))
     const line = await cli.waitFor(/ERROR .*\n/)
     expect(line).to.match(/the KDC does not know the service principal HTTP\/127\.0\.0\.1/)
+  })
+
+  it('without the optional kerberos package: says how to install it; NTLM still works', async function () {
+    const cli = tunnel(`http://localhost:${negotiateOnly.port}`, realm.env(aliceCache), [], ['--import', HIDE_KERBEROS])
+    const line = await cli.waitFor(/ERROR .*\n/)
+    expect(line).to.match(/Negotiate \(Kerberos\) proxy authentication needs the optional "kerberos" package.*apt-get install libkrb5-dev build-essential, then npm install kerberos/)
+    const ntlm = tunnel(`http://localhost:${negotiateAndNtlm.port}`, { ...realm.env(aliceCache), PROXY_PASSWORD: 'pw' }, ['--proxy-user', 'CORP\\bob'], ['--import', HIDE_KERBEROS])
+    await transferBothWays(await frontendOf(ntlm), backend)
   })
 
   it('Negotiate and NTLM offered, no ticket: falls back to NTLM with --proxy-user', async function () {
