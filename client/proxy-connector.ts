@@ -119,7 +119,17 @@ export function proxyConnector (proxy: URL, opts: ProxyConnectorOptions = {}): C
           `not sending them again for ${Math.ceil((held - Date.now()) / 60_000)} min so as not to lock the account: fix the password and restart`)
       }
       if (scheme === 'ntlm') {
-        return { first: ntlmNegotiate(creds), next: async t => t !== '' ? ntlmAuthenticate(t, creds) : undefined }
+        // One Type 3 per connection: a second challenge after it means the first was refused,
+        // and answering again would count as another failed logon against the account.
+        let answered = false
+        return {
+          first: ntlmNegotiate(creds),
+          next: async t => {
+            if (t === '' || answered) return undefined
+            answered = true
+            return ntlmAuthenticate(t, creds)
+          }
+        }
       }
       return { first: `Basic ${Buffer.from(`${creds.user}:${creds.password}`).toString('base64')}` }
     }

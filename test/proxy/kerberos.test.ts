@@ -2,10 +2,10 @@ import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
-import { connectLines, requireTools, startSquid } from '../fixtures/proxies.js'
+import { requireTools, startSquid } from '../fixtures/proxies.js'
 import { requireKerberos, startRealm } from '../fixtures/kerberos.js'
 import { TOKEN, startServer } from '../fixtures/tunnel.js'
-import { cleanEnv, hashingBackend, runCli, transferBothWays } from './helpers.js'
+import { cleanEnv, hashingBackend, loggedConnects, runCli, transferBothWays } from './helpers.js'
 import type { TunnelServer } from '../../index.js'
 import type { ProxyProcess } from '../fixtures/proxies.js'
 import type { Realm } from '../fixtures/kerberos.js'
@@ -70,14 +70,7 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
     return cli
   }
   const frontendOf = async (cli: CliProcess): Promise<number> => Number((await cli.waitFor(/frontend [\d.]+:\d+/)).split(':').at(-1))
-  const squidLogged = async (proxy: ProxyProcess, user: RegExp): Promise<string[]> => {
-    let lines: string[] = []
-    for (let i = 0; i < 50 && lines.length === 0; i++) {
-      lines = connectLines(proxy.accessLog(), `127.0.0.1:${server.port}`).filter(l => user.test(l))
-      if (lines.length === 0) await new Promise(resolve => setTimeout(resolve, 100))
-    }
-    return lines
-  }
+  const squidLogged = async (proxy: ProxyProcess, user: RegExp): Promise<string[]> => await loggedConnects(proxy, `127.0.0.1:${server.port}`, user)
 
   it('with a ticket from kinit: Negotiate for HTTP@localhost, a tunnel byte-exactly, squid logs alice@TEST.LOCAL', async function () {
     const cli = tunnel(`http://localhost:${negotiateOnly.port}`, realm.env(aliceCache))

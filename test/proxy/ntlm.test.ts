@@ -3,22 +3,12 @@ import { expect } from 'chai'
 import { AuthorizationError, TunnelClient } from '../../index.js'
 import { captureLogger, connectLines, requireTools, sambaNtlmHelper, startSquid } from '../fixtures/proxies.js'
 import { TOKEN, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
-import { cleanEnv, hashingBackend, runCli, transferBothWays } from './helpers.js'
+import { cleanEnv, hashingBackend, loggedConnects, runCli, transferBothWays } from './helpers.js'
 import type { TunnelClientOptions, TunnelServer } from '../../index.js'
 import type { ProxyProcess } from '../fixtures/proxies.js'
 import type { HashingBackend } from './helpers.js'
 
 const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url))
-
-/** squid's access log lines for CONNECTs to `target` by `user` (squid writes them when the tunnel closes). */
-export async function loggedConnects (proxy: ProxyProcess, target: string, user: string | RegExp): Promise<string[]> {
-  let lines: string[] = []
-  for (let i = 0; i < 50 && lines.length === 0; i++) {
-    lines = connectLines(proxy.accessLog(), target).filter(l => typeof user === 'string' ? l.includes(` ${user} `) : user.test(l))
-    if (lines.length === 0) await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  return lines
-}
 
 /**
  * How squid logs a user that ntlm_fake_auth accepted: DOMAIN\\user (squid doubles the backslash),
