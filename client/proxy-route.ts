@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { connect as netConnect } from 'node:net'
 import { formatEndpoint } from './endpoint.js'
 import { isPermanent } from './errors.js'
@@ -42,21 +43,23 @@ export const viaOf = (socket: Socket): string => carriedBy.get(socket) ?? ''
 /** Opens a TCP connection straight to the server. */
 export async function connectDirect (endpoint: Endpoint, timeoutMs: number): Promise<Socket> {
   const where = formatEndpoint(endpoint)
-  const signal = AbortSignal.timeout(timeoutMs)
-  const socket = netConnect({ host: endpoint.host, port: endpoint.port, noDelay: true, signal })
+  const socket = netConnect({ host: endpoint.host, port: endpoint.port, noDelay: true })
+  // A timer of our own, not a signal passed to connect(): that one would also tear the
+  // established tunnel down when it fires later.
+  let timedOut = false
+  const timer = setTimeout(() => { timedOut = true; socket.destroy(new Error('timeout')) }, timeoutMs)
   try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve)
-      socket.once('error', reject)
-    })
+    await once(socket, 'connect')
   } catch (err) {
     socket.destroy()
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new Error(`cannot resolve the server host "${endpoint.host}" (DNS lookup failed: ${code})`)
-    const why = signal.aborted ? `timed out after ${timeoutMs} ms` : (err as Error).message
+    const why = timedOut ? `timed out after ${timeoutMs} ms` : (err as Error).message
     // Behind an outbound-only firewall this is where it ends; say what would help.
     throw new Error(`cannot connect to ${where}: ${why}; if this network only lets traffic out through ` +
       'an HTTP proxy, set HTTPS_PROXY or pass --proxy http://HOST:PORT')
+  } finally {
+    clearTimeout(timer)
   }
   return socket
 }

@@ -83,6 +83,22 @@ describe('proxy: PAC files and proxy lists, with failover', function () {
     expect(lines.join('')).to.include(`connection to ${target()} carried by DIRECT (PAC ${pac.url})`)
   })
 
+  it('a DIRECT tunnel outlives the connect timeout (the timer only guards the dial)', async function () {
+    pac = await pacServer(pacReturning('DIRECT'))
+    const logger = captureLogger()
+    const c = new TunnelClient(target(), tunnelData(backend.port), {
+      fingerprint: server.fingerprint, connectTimeoutMs: 300, logger: logger.logger, connect: routeConnector({ pac: pac.url })
+    })
+    clients.push(c)
+    await c.ready()
+    let lost = false
+    c.once('disconnected', () => { lost = true })
+    // What is checked is that nothing happens when the 300 ms are over: there is no event to await.
+    await new Promise(resolve => setTimeout(resolve, 700))
+    expect(lost, 'session lost after the connect timeout').to.equal(false)
+    await transferBothWays((await c.ready()).frontendPort, backend)
+  })
+
   it('a PAC that throws: one line naming the PAC and the error; fetched again on each retry, so a fixed PAC takes effect', async function () {
     pac = await pacServer('function FindProxyForURL(url, host) { throw new Error("proxy.pac is broken"); }')
     const { c } = client({ pac: pac.url })
