@@ -91,6 +91,8 @@ export function proxyConnector (proxy: URL, opts: ProxyConnectorOptions = {}): C
       const candidates = schemesToTry(offered, allowed)
       const skipped: string[] = []
       for (const scheme of candidates) {
+        // NTLM and Basic need a user and password; without them only Negotiate can answer.
+        if (scheme !== 'negotiate' && creds === undefined) continue
         let exchange: AuthExchange
         try {
           exchange = await start(scheme)
@@ -112,7 +114,7 @@ export function proxyConnector (proxy: URL, opts: ProxyConnectorOptions = {}): C
         const step = async (t: string): Promise<string> => `Negotiate ${await context.step(t)}`
         return { first: `Negotiate ${token}`, next: async t => t !== '' ? await step(t) : undefined, verify: async t => { await context.step(t) } }
       }
-      if (creds === undefined) throw new NegotiateUnavailableError('no credentials')
+      if (creds === undefined) throw new Error(`${SCHEME_NAME[scheme]} needs credentials`)
       const held = rejected.get(rejectionKey(where, scheme, creds))
       if (held !== undefined && held > Date.now()) {
         throw new ProxyAuthError(`proxy ${where} rejected the credentials of user "${creds.user}" (${SCHEME_NAME[scheme]}) earlier; ` +
@@ -175,14 +177,16 @@ export function proxyConnector (proxy: URL, opts: ProxyConnectorOptions = {}): C
       if (offered.size > 0 && candidates.length === 0) {
         return new ProxyAuthError(`proxy ${where} offers only ${offers} authentication, which --proxy-auth does not allow (${allowed.join(',')})`)
       }
-      const why = skipped.filter(s => !s.endsWith('no credentials'))
-      if (creds !== undefined || why.length > 0) {
-        return new ProxyAuthError(`proxy ${where} requires authentication (${statusOf(answer)}, offers ${offers}) and none of them can be used: ` +
-          (why.length > 0 ? why.join('; ') : 'no scheme we speak'))
+      // Why each offered scheme could not be used, and what would help.
+      const hints = [...skipped]
+      const wantCredentials = candidates.filter(s => s !== 'negotiate')
+      if (creds === undefined && wantCredentials.length > 0) {
+        hints.push(`give credentials${candidates.includes('negotiate') ? ` for ${wantCredentials.map(s => SCHEME_NAME[s]).join(' or ')}` : ''} ` +
+          `in the proxy URL, http://USER:PASSWORD@${where} (percent-encode special characters; DOMAIN%5Cuser for NTLM), ` +
+          'or --proxy-user with $PROXY_PASSWORD')
       }
-      return new ProxyAuthError(`proxy ${where} requires authentication (${statusOf(answer)}, offers ${offers}): ` +
-        `give credentials in the proxy URL, http://USER:PASSWORD@${where} (percent-encode special characters; DOMAIN%5Cuser for NTLM), ` +
-        'or --proxy-user with $PROXY_PASSWORD' + (offered.has('negotiate') ? ', or get a Kerberos ticket with kinit' : ''))
+      if (hints.length === 0) hints.push(`reverselb speaks ${AUTH_SCHEMES.map(s => SCHEME_NAME[s]).join(', ')} only`)
+      return new ProxyAuthError(`proxy ${where} requires authentication (${statusOf(answer)}, offers ${offers}): ${hints.join('; ')}`)
     }
   }
 }
