@@ -1,9 +1,10 @@
-import { readFileSync } from 'node:fs'
+import { accessSync, constants, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { TunnelClient } from '../client/tunnel-client.js'
 import { parseEndpoint } from '../client/endpoint.js'
 import { proxiesFor, redactProxy } from '../client/proxy.js'
 import { parseAuthSchemes } from '../client/proxy-auth/schemes.js'
-import { describePac } from '../client/pac.js'
+import { describePac, isRemotePac } from '../client/pac.js'
 import { routeConnector } from '../client/proxy-route.js'
 import { MUXERS, PROTOCOL_VERSION, createLogger } from '../protocol/index.js'
 import { UsageError, checkPort, requireToken, env, envBool, envInt, onShutdown } from './env.js'
@@ -46,6 +47,13 @@ export function builder (y: Argv<GlobalArgs>) {
       }
       if (argv['proxy-auth'] !== undefined) {
         try { parseAuthSchemes(argv['proxy-auth']) } catch (err) { throw new UsageError((err as Error).message) }
+      }
+      // A PAC file that is not there will not appear by retrying; a PAC server may come back.
+      const pac = argv['proxy-pac']
+      if (pac !== undefined && !isRemotePac(pac)) {
+        try { accessSync(pac.startsWith('file:') ? fileURLToPath(pac) : pac, constants.R_OK) } catch (err) {
+          throw new UsageError(`--proxy-pac: cannot read ${pac} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+        }
       }
       if (argv['proxy-user'] !== undefined && env('PROXY_PASSWORD') === undefined) {
         throw new UsageError('--proxy-user needs the password in $PROXY_PASSWORD (not on the command line, where other users can read it)')

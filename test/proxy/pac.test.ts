@@ -142,6 +142,12 @@ describe('proxy: PAC files and proxy lists, with failover', function () {
     await firstError(c)
   })
 
+  it('the CLI: a PAC file that is not there is a usage error at start', async function () {
+    const cli = runCli(process.execPath, [CLI, 'tunnel', '-e', target(), '-b', `127.0.0.1:${backend.port}`, '--proxy-pac', '/nonexistent/proxy.pac'], cleanEnv({ TOKEN }))
+    expect(await cli.closed).to.equal(2)
+    expect(cli.output()).to.include('--proxy-pac: cannot read /nonexistent/proxy.pac (ENOENT)')
+  })
+
   it('the CLI: --proxy-pac FILE and $PROXY_PAC', async function () {
     const dir = mkdtempSync(join(tmpdir(), 'reverselb-pac-'))
     const file = join(dir, 'proxy.pac')
