@@ -1,8 +1,12 @@
-import { readFileSync } from 'node:fs'
+import { accessSync, constants, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { TunnelClient } from '../client/tunnel-client.js'
 import { parseEndpoint } from '../client/endpoint.js'
-import { proxyFor, redactProxy } from '../client/proxy.js'
-import { MUXERS, createLogger } from '../protocol/index.js'
+import { proxiesFor, redactProxy } from '../client/proxy.js'
+import { parseAuthSchemes } from '../client/proxy-auth/schemes.js'
+import { describePac, isRemotePac } from '../client/pac.js'
+import { routeConnector } from '../client/proxy-route.js'
+import { MUXERS, PROTOCOL_VERSION, createLogger } from '../protocol/index.js'
 import { UsageError, checkPort, requireToken, env, envBool, envInt, onShutdown } from './env.js'
 import type { GlobalArgs } from './main.js'
 import type { Argv } from 'yargs'
@@ -24,7 +28,10 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('connections', { type: 'number', default: envInt('CONNECTIONS') ?? 1, describe: 'parallel sessions kept to each server (backendAcceptBacklog) [$CONNECTIONS]' })
     .option('keepalive', { type: 'number', default: envInt('KEEPALIVE') ?? 20, describe: 'seconds between WebSocket pings to the server [$KEEPALIVE]' })
     .option('proxyprotocol', { choices: ['v1', 'v2'] as const, default: env('PROXY_PROTOCOL') as 'v1' | 'v2' | undefined, describe: 'send a HAProxy PROXY protocol header to the backend [$PROXY_PROTOCOL]' })
-    .option('proxy', { type: 'string', describe: 'HTTP(S) proxy URL http://[USER:PASSWORD@]HOST:PORT, or "none"; wins over $HTTPS_PROXY, $ALL_PROXY, $HTTP_PROXY, $NO_PROXY (used as in curl)' })
+    .option('proxy', { type: 'string', describe: 'HTTP(S) proxy URL http://[USER:PASSWORD@]HOST:PORT (NTLM: DOMAIN%5Cuser), several comma-separated to fail over, or "none"; wins over $HTTPS_PROXY, $ALL_PROXY, $HTTP_PROXY, $NO_PROXY (used as in curl)' })
+    .option('proxy-pac', { type: 'string', default: env('PROXY_PAC'), describe: 'proxy auto-config file, URL (fetched again on each reconnect) or path; wins over --proxy [$PROXY_PAC]' })
+    .option('proxy-user', { type: 'string', default: env('PROXY_USER'), describe: 'proxy user (DOMAIN\\user for NTLM) when the proxy URL has none; the password comes from $PROXY_PASSWORD [$PROXY_USER]' })
+    .option('proxy-auth', { type: 'string', default: env('PROXY_AUTH'), describe: 'proxy authentication schemes allowed, e.g. negotiate,ntlm (default negotiate,ntlm,basic: the strongest the proxy offers) [$PROXY_AUTH]' })
     .check((argv) => {
       requireToken(argv.token)
       if (splitList(argv.apiendpoint).length === 0) throw new UsageError('Missing required option: --apiendpoint (or $LB_API_ENDPOINT)')
@@ -36,7 +43,20 @@ export function builder (y: Argv<GlobalArgs>) {
       if (!(argv.keepalive > 0)) throw new UsageError('--keepalive must be a positive number of seconds')
       // Also checks the *_PROXY variables, so a typo there is reported at start, not on every retry.
       for (const e of splitList(argv.apiendpoint)) {
-        try { proxyFor(parseEndpoint(e), argv.proxy) } catch (err) { throw new UsageError((err as Error).message) }
+        try { proxiesFor(parseEndpoint(e), argv.proxy) } catch (err) { throw new UsageError((err as Error).message) }
+      }
+      if (argv['proxy-auth'] !== undefined) {
+        try { parseAuthSchemes(argv['proxy-auth']) } catch (err) { throw new UsageError((err as Error).message) }
+      }
+      // A PAC file that is not there will not appear by retrying; a PAC server may come back.
+      const pac = argv['proxy-pac']
+      if (pac !== undefined && !isRemotePac(pac)) {
+        try { accessSync(pac.startsWith('file:') ? fileURLToPath(pac) : pac, constants.R_OK) } catch (err) {
+          throw new UsageError(`--proxy-pac: cannot read ${pac} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+        }
+      }
+      if (argv['proxy-user'] !== undefined && env('PROXY_PASSWORD') === undefined) {
+        throw new UsageError('--proxy-user needs the password in $PROXY_PASSWORD (not on the command line, where other users can read it)')
       }
       return true
     })
@@ -79,13 +99,23 @@ export async function handler (argv: Args): Promise<void> {
     fingerprint: argv.fingerprint,
     muxer: argv.mux,
     keepaliveMs: argv.keepalive * 1000,
-    proxy: argv.proxy,
+    // Routing (proxies, PAC, proxy authentication) is the CLI's to configure.
+    connect: routeConnector({
+      proxy: argv.proxy,
+      pac: argv['proxy-pac'],
+      credentials: argv['proxy-user'] !== undefined ? { user: argv['proxy-user'], password: env('PROXY_PASSWORD') ?? '' } : undefined,
+      schemes: argv['proxy-auth'] !== undefined ? parseAuthSchemes(argv['proxy-auth']) : undefined,
+      ca,
+      userAgent: `reverselb/v${PROTOCOL_VERSION}`,
+      log
+    }),
     logger: log
   })
   log.info(`NewTunnelClient to apiEndpoint [${splitList(argv.apiendpoint).join(', ')}] for service "${argv.servicename}" -> ${splitList(argv.serviceendpoint).join(', ')}`)
   for (const e of splitList(argv.apiendpoint)) {
-    const proxy = proxyFor(parseEndpoint(e), argv.proxy)
-    if (proxy !== undefined) log.info(`connecting to ${e} through proxy ${redactProxy(proxy)}`)
+    const proxies = proxiesFor(parseEndpoint(e), argv.proxy)
+    if (argv['proxy-pac'] !== undefined) log.info(`connecting to ${e} as the PAC file ${describePac(argv['proxy-pac'])} says`)
+    else if (proxies.length > 0) log.info(`connecting to ${e} through proxy ${proxies.map(redactProxy).join(', then ')}`)
   }
   onShutdown(async () => await client.close())
 }

@@ -1,11 +1,11 @@
 import { once } from 'node:events'
-import { connect as netConnect, isIP } from 'node:net'
+import { isIP } from 'node:net'
 import { connect as tlsConnect, rootCertificates } from 'node:tls'
 import { WebSocket } from 'ws'
 import { MAX_WS_PAYLOAD, PROTOCOL_VERSION, REFUSAL_HEADER, TUNNEL_PATH, subprotocolFor } from '../protocol/index.js'
 import { formatEndpoint } from './endpoint.js'
 import { AuthorizationError, TlsVerificationError, UpgradeRefusedError } from './errors.js'
-import { proxyAddress, proxyConnector, proxyFor, redactProxy } from './proxy.js'
+import { routeConnector, viaOf } from './proxy-route.js'
 import type { Endpoint } from './endpoint.js'
 import type { Connector } from './proxy.js'
 import type { Logger, MuxerName } from '../protocol/index.js'
@@ -36,40 +36,11 @@ export interface DialOptions {
   proxy?: string
 }
 
-/** How a dial reaches the server, and the words that say so in errors. */
-interface Route {
-  connect: Connector
-  /** ' through proxy host:port', or '' when direct. */
-  via: string
-}
-
 const normalizeFingerprint = (fp: string): string => fp.replace(/[^0-9a-f]/gi, '').toUpperCase()
 
-function routeFor (endpoint: Endpoint, opts: DialOptions): Route {
-  if (opts.connect !== undefined) return { connect: opts.connect, via: '' }
-  const proxy = proxyFor(endpoint, opts.proxy)
-  if (proxy === undefined) return { connect: connectDirect, via: '' }
-  opts.log.debug(`dialing ${formatEndpoint(endpoint)} through proxy ${redactProxy(proxy)}`)
-  return {
-    connect: proxyConnector(proxy, { ca: opts.trust.ca, userAgent: `reverselb/v${PROTOCOL_VERSION}` }),
-    via: ` through proxy ${proxyAddress(proxy)}`
-  }
-}
-
-async function connectDirect (endpoint: Endpoint, timeoutMs: number): Promise<Socket> {
-  const where = formatEndpoint(endpoint)
-  const socket = netConnect({ host: endpoint.host, port: endpoint.port, noDelay: true })
-  try {
-    await withTimeout(once(socket, 'connect'), timeoutMs, `connecting to ${where} timed out after ${timeoutMs} ms`)
-  } catch (err) {
-    socket.destroy()
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new Error(`cannot resolve the server host "${endpoint.host}" (DNS lookup failed: ${code})`)
-    // Behind an outbound-only firewall this is where it ends; say what would help.
-    throw new Error(`cannot connect to ${where}: ${(err as Error).message}; if this network only lets traffic out through ` +
-      'an HTTP proxy, set HTTPS_PROXY or pass --proxy http://HOST:PORT')
-  }
-  return socket
+/** Direct, through a proxy (or the first of several that answers), as the options and *_PROXY say. */
+function connectorFor (opts: DialOptions): Connector {
+  return opts.connect ?? routeConnector({ proxy: opts.proxy, ca: opts.trust.ca, userAgent: `reverselb/v${PROTOCOL_VERSION}`, log: opts.log })
 }
 
 const issuerOf = (cert: PeerCertificate): string => {
@@ -143,9 +114,10 @@ export interface DialedTunnel {
 /** Opens a verified WSS connection to the tunnel endpoint and upgrades it with our token and muxer. */
 export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promise<DialedTunnel> {
   const where = formatEndpoint(endpoint)
-  const route = routeFor(endpoint, opts)
-  const raw = await route.connect(endpoint, opts.timeoutMs)
-  const socket = await secure(raw, endpoint, opts.trust, opts.timeoutMs, opts.log, route.via)
+  const raw = await connectorFor(opts)(endpoint, opts.timeoutMs)
+  // ' through proxy host:port' in messages, or '' when direct.
+  const via = viaOf(raw)
+  const socket = await secure(raw, endpoint, opts.trust, opts.timeoutMs, opts.log, via)
   const protocol = subprotocolFor(opts.muxer)
   const ws = new WebSocket(`wss://${where}${TUNNEL_PATH}`, protocol, {
     createConnection: () => socket,
@@ -158,7 +130,7 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
     ...(opts.trust.fingerprint !== undefined ? { generateMask: zeroMask } : {})
   })
   const mask = opts.trust.fingerprint !== undefined ? 'zero' : 'random'
-  const noAnswer = `no answer to the WebSocket upgrade from ${where}${route.via} within ${opts.timeoutMs} ms: ` +
+  const noAnswer = `no answer to the WebSocket upgrade from ${where}${via} within ${opts.timeoutMs} ms: ` +
     'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)'
   return await new Promise<DialedTunnel>((resolve, reject) => {
     // ws's handshakeTimeout relies on a socket timeout its own createConnection would set; ours
@@ -176,18 +148,18 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
       else if (typeof reason === 'string') reject(new UpgradeRefusedError(`server ${where} refused the tunnel: ${reason}`))
       else if (res.statusCode === 426) {
         // The server answers a plain GET with 426: the upgrade headers were lost on the way.
-        reject(new UpgradeRefusedError(`the WebSocket upgrade did not reach ${where}${route.via}: it answered ${status}${viaHeader}, so something ` +
+        reject(new UpgradeRefusedError(`the WebSocket upgrade did not reach ${where}${via}: it answered ${status}${viaHeader}, so something ` +
           'between us strips the Upgrade/Connection headers (a TLS-inspecting proxy must allow WebSocket, e.g. squid: ' +
           'http_upgrade_request_protocols WebSocket allow all)'))
       } else {
-        const msg = `${where}${route.via} answered ${status}${viaHeader} instead of upgrading to WebSocket; this answer did not come from a reverselb server`
+        const msg = `${where}${via} answered ${status}${viaHeader} instead of upgrading to WebSocket; this answer did not come from a reverselb server`
         reject((res.statusCode ?? 500) < 500 ? new UpgradeRefusedError(msg) : new Error(msg))
       }
     })
     ws.once('error', (err) => {
       clearTimeout(timer)
       socket.destroy()
-      reject(new Error(/handshake has timed out/i.test(err.message) ? noAnswer : `WebSocket upgrade with ${where}${route.via} failed: ${err.message}`))
+      reject(new Error(/handshake has timed out/i.test(err.message) ? noAnswer : `WebSocket upgrade with ${where}${via} failed: ${err.message}`))
     })
     ws.once('open', () => {
       clearTimeout(timer)

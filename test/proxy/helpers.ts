@@ -3,7 +3,9 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { expect } from 'chai'
 import { randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import { connectLines } from '../fixtures/proxies.js'
 import type { TunnelClient } from '../../index.js'
+import type { ProxyProcess } from '../fixtures/proxies.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { ChildProcess } from 'node:child_process'
 
@@ -123,4 +125,17 @@ export function runCli (cmd: string, args: string[], env: NodeJS.ProcessEnv): Cl
     clearTimeout(timer)
   }
   return { child, output: () => out, closed, waitFor, stop }
+}
+
+/**
+ * squid's access-log lines for CONNECTs to `target` by `user` ('-' for none), waited for: squid
+ * writes a CONNECT's line when the tunnel closes, so close the client first. Bounded (5 s).
+ */
+export async function loggedConnects (proxy: ProxyProcess, target: string, user: string | RegExp = '-'): Promise<string[]> {
+  let lines: string[] = []
+  for (let i = 0; i < 50 && lines.length === 0; i++) {
+    lines = connectLines(proxy.accessLog(), target).filter(l => typeof user === 'string' ? l.includes(` ${user} `) : user.test(l))
+    if (lines.length === 0) await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  return lines
 }

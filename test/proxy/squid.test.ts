@@ -2,9 +2,9 @@ import { rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { AuthorizationError, TlsVerificationError, TunnelClient, UpgradeRefusedError } from '../../index.js'
-import { captureLogger, connectLines, issueCert, makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
+import { captureLogger, issueCert, makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
 import { TOKEN, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
-import { cleanEnv, hashingBackend, runCli, transferBothWays } from './helpers.js'
+import { cleanEnv, hashingBackend, loggedConnects, runCli, transferBothWays } from './helpers.js'
 import type { TunnelClientOptions, TunnelServer } from '../../index.js'
 import type { ProxyProcess, TestCa } from '../fixtures/proxies.js'
 import type { HashingBackend } from './helpers.js'
@@ -42,16 +42,6 @@ describe('proxy: squid (CONNECT, Basic auth, https:// proxy, only-443 ACL)', fun
     clients.push(c)
     return c
   }
-  // squid logs a CONNECT when the tunnel closes: close the client before reading the log.
-  const loggedConnects = async (proxy: ProxyProcess, target: string, user = '-'): Promise<string[]> => {
-    let lines: string[] = []
-    for (let i = 0; i < 50 && lines.length === 0; i++) {
-      lines = connectLines(proxy.accessLog(), target).filter(l => l.includes(` ${user} `))
-      if (lines.length === 0) await new Promise(resolve => setTimeout(resolve, 100))
-    }
-    return lines
-  }
-
   describe('plain CONNECT', function () {
     let proxy: ProxyProcess
     before(async function () { proxy = await startSquid(); proxies.push(proxy) })
