@@ -148,6 +148,15 @@ for (const muxer of MUXERS) {
       expect(stalledAt).to.be.below(48 * 1024 * 1024)
       let got = 0
       socket.on('data', (c: Buffer) => { got += c.length })
+      if (muxer === 'mplex') {
+        // No flow control: the stream fell more than its bound behind and the tunnel reset the
+        // connection. (A Node reader that was paused when the RST came often reports it as a
+        // plain end: Linux drops what it had not read; a reading peer gets ECONNRESET.)
+        socket.resume()
+        await Promise.race([once(socket, 'end'), once(socket, 'close'), new Promise(resolve => socket.once('error', resolve))])
+        expect(got).to.be.below(total)
+        return
+      }
       socket.resume()
       await once(socket, 'end')
       await done
@@ -156,6 +165,9 @@ for (const muxer of MUXERS) {
 
     it('delivers every byte to a reader that keeps pausing and resuming (a rate-limited download)', async function () {
       this.timeout(60_000)
+      // mplex has no flow control: a reader slower than its sender is reset once it falls the
+      // bound behind (the case above); only yamux can hold a fast sender to a slow reader's pace.
+      if (muxer === 'mplex') this.skip()
       // Each resume makes the stream deliver what it buffered, and the relay may pause it again at
       // once: the muxer must not open its window then (yamux did, and with every such cycle the
       // peer could send another window until the stream was reset for buffering too much).
@@ -199,7 +211,6 @@ for (const muxer of MUXERS) {
 
     it('keeps other streams flowing while one reader is stalled', async function () {
       this.timeout(30_000)
-      if (muxer === 'mplex') this.skip() // mplex stops the whole connection for a slow reader (lossless, see read-gate)
       const size = 32 * 1024 * 1024
       onBackend = (socket) => {
         socket.once('data', (c: Buffer) => {
