@@ -24,7 +24,7 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('insecuretls', { alias: 'i', type: 'boolean', default: envBool('INSECURE_TLS') ?? false, describe: 'skip checking the server certificate (CA/hostname) [$INSECURE_TLS]' })
     .option('ca', { type: 'string', default: env('CA_FILE'), describe: 'PEM file of an extra CA to trust (e.g. a TLS-inspecting proxy) [$CA_FILE]' })
     .option('fingerprint', { type: 'string', default: env('FINGERPRINT'), describe: 'pin the server certificate by its SHA-256 fingerprint [$FINGERPRINT]' })
-    .option('mux', { choices: MUXERS, default: (env('MUX') ?? 'yamux') as typeof MUXERS[number], describe: 'stream muxer inside the WebSocket: yamux (flow control per stream) or mplex (none: a connection whose reader falls 4 MiB behind is reset) [$MUX]' })
+    .option('mux', { choices: MUXERS, default: (env('MUX') ?? 'yamux') as typeof MUXERS[number], describe: 'stream muxer inside the WebSocket: yamux (flow control per stream) or mplex (none: a connection whose reader falls 16 MiB behind is reset) [$MUX]' })
     .option('connections', { type: 'number', default: envInt('CONNECTIONS') ?? 1, describe: 'parallel sessions kept to each server (backendAcceptBacklog) [$CONNECTIONS]' })
     .option('keepalive', { type: 'number', default: envInt('KEEPALIVE') ?? 20, describe: 'seconds between WebSocket pings to the server [$KEEPALIVE]' })
     .option('proxyprotocol', { choices: ['v1', 'v2'] as const, default: env('PROXY_PROTOCOL') as 'v1' | 'v2' | undefined, describe: 'send a HAProxy PROXY protocol header to the backend [$PROXY_PROTOCOL]' })

@@ -33,7 +33,7 @@ const enum State { Header, Length, Data }
 
 /**
  * mplex over a MuxTransport. mplex has no flow control: a stream whose reader does not keep up
- * holds what arrives, up to maxStreamWindowBytes, and is then reset (logged through
+ * holds what arrives, up to maxStreamBufferBytes, and is then reset (logged through
  * onStreamOverflow) rather than stopping the whole connection; the other streams go on.
  */
 export class MplexSession extends MuxSession {
@@ -104,7 +104,7 @@ export class MplexSession extends MuxSession {
   queued (stream: MuxStream, delta: number): void {
     this.buffered += delta
     if (delta <= 0) return
-    if (stream.queuedBytes > this.opts.maxStreamWindowBytes || this.buffered > this.opts.maxSessionBufferBytes) {
+    if (stream.queuedBytes > this.opts.maxStreamBufferBytes || this.buffered > this.opts.maxSessionBufferBytes) {
       const bytes = stream.queuedBytes
       this.opts.onStreamOverflow(stream, bytes)
       stream.reset(new MuxProtocolError('ERR_MUX_WINDOW_EXCEEDED', `reader fell ${bytes} bytes behind (mplex has no flow control)`))

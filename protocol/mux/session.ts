@@ -11,12 +11,10 @@ export interface MuxSessionOptions {
   maxInboundStreams: number
   /** Refused stream opens tolerated before the connection is closed as hostile. */
   maxRefusedStreams: number
-  /**
-   * yamux: largest per-stream receive window (it starts at the spec's 256 KiB and doubles at each
-   * update up to this). mplex: most bytes a stream may hold for a reader that does not take them
-   * before it is reset (mplex has no flow control).
-   */
+  /** yamux: largest per-stream receive window (it starts at the spec's 256 KiB and doubles at each update up to this). */
   maxStreamWindowBytes: number
+  /** mplex: most bytes a stream may hold for a reader that does not take them before it is reset (mplex has no flow control). */
+  maxStreamBufferBytes: number
   /** mplex: most bytes all streams of the connection may hold together before the receiving one is reset. */
   maxSessionBufferBytes: number
   /** Pings answered per second; more are ignored (yamux). */
@@ -31,6 +29,7 @@ export const DEFAULT_MUX_OPTIONS: Omit<MuxSessionOptions, 'client' | 'accept' | 
   maxInboundStreams: 20_000,
   maxRefusedStreams: 8,
   maxStreamWindowBytes: 4 * 1024 * 1024,
+  maxStreamBufferBytes: 16 * 1024 * 1024,
   maxSessionBufferBytes: 64 * 1024 * 1024,
   maxPingsPerSecond: 10
 }

@@ -143,7 +143,7 @@ for (const muxer of MUXERS) {
       await once(socket, 'connect')
       await new Promise(resolve => setTimeout(resolve, 3000))
       // Everything between the backend and this stalled reader is bounded by socket buffers and
-      // one muxer window (4 MiB), or with mplex by the paused WebSocket: far below the total.
+      // one muxer window (4 MiB), or with mplex the stream's bound (16 MiB): far below the total.
       const stalledAt = written
       expect(stalledAt).to.be.below(48 * 1024 * 1024)
       let got = 0
