@@ -219,7 +219,8 @@ describe('half-sent requests cannot exhaust file descriptors (issue 19, item 5)'
       expect(child?.exitCode, `server died:\n${stderr.slice(-2000)}`).to.equal(null)
       // Admitted ones lived about the header timeout; none lived much longer.
       expect(reapedCount(), 'half-sent requests reaped at the header timeout').to.be.at.least(100)
-      expect(Math.max(...attack.lifetimes)).to.be.below(TIMEOUT_S * 1000 + 2500)
+      // Reaped near the timeout, not at Node's default 30 s sweep; slack for a busy 2-core machine.
+      expect(Math.max(...attack.lifetimes)).to.be.below(TIMEOUT_S * 1000 * 4)
       expect(stderr).to.match(/HTTP API port: refusing new connections: file descriptors are running low/)
       expect(stderr).not.to.contain(TOKEN)
     })
