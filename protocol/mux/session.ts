@@ -15,7 +15,7 @@ export interface MuxSessionOptions {
   maxStreamWindowBytes: number
   /** mplex: most bytes a stream may hold for a reader that does not take them before it is reset (mplex has no flow control). */
   maxStreamBufferBytes: number
-  /** mplex: most bytes all streams of the connection may hold together before the receiving one is reset. */
+  /** Most bytes all streams of the connection may hold together for their readers before the receiving one is reset (yamux windows stop growing at half of it). */
   maxSessionBufferBytes: number
   /** Pings answered per second; more are ignored (yamux). */
   maxPingsPerSecond: number

@@ -44,6 +44,8 @@ export class YamuxSession extends MuxSession {
   private nextId: number
   private lastInbound = 0
   private inbound = 0
+  /** Bytes all streams hold for paused or detached readers. */
+  private buffered = 0
   private readonly out = Buffer.allocUnsafe(YAMUX_HEADER)
   // Decoder state: a header split across reads, then the payload of a data frame.
   private readonly head = Buffer.allocUnsafe(YAMUX_HEADER)
@@ -151,7 +153,8 @@ export class YamuxSession extends MuxSession {
     s.unacked += bytes
     if (s.unacked < s.recvTarget / 2) return
     let delta = s.unacked
-    if (s.recvTarget < this.opts.maxStreamWindowBytes) {
+    // Windows grow only while the connection holds little for stalled readers.
+    if (s.recvTarget < this.opts.maxStreamWindowBytes && this.buffered < this.opts.maxSessionBufferBytes / 2) {
       const target = Math.min(s.recvTarget * 2, this.opts.maxStreamWindowBytes)
       delta += target - s.recvTarget
       s.recvTarget = target
@@ -161,8 +164,14 @@ export class YamuxSession extends MuxSession {
     this.frame(Type.WindowUpdate, this.flagsFor(s), s.id, delta)
   }
 
-  queued (): void {
-    // The window bounds what a stream can hold.
+  queued (stream: MuxStream, delta: number): void {
+    // Each stream holds at most its window; all of them together at most maxSessionBufferBytes
+    // (many peers that stop reading at once would otherwise each keep a full window here).
+    this.buffered += delta
+    if (delta > 0 && this.buffered > this.opts.maxSessionBufferBytes) {
+      this.opts.onStreamOverflow(stream, stream.queuedBytes)
+      stream.reset(new MuxProtocolError('ERR_MUX_WINDOW_EXCEEDED', `streams of this connection hold more than ${this.opts.maxSessionBufferBytes} bytes for readers that do not take them`))
+    }
   }
 
   release (stream: MuxStream): void {
