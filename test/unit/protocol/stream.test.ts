@@ -92,6 +92,24 @@ for (const name of ['yamux', 'mplex'] as MuxerName[]) {
       expect(a.write(Buffer.from('after close'))).to.equal(true)
     })
 
+    it('data after the peer\'s FIN (a broken peer) never reaches the reader, paused or not', async function () {
+      const [a, b] = await pairOf(w)
+      const c = collect(b)
+      const [a2, b2] = await pairOf(w)
+      const c2 = collect(b2)
+      b2.pause()
+      for (const s of [a, a2]) { s.write(Buffer.from('-last')); s.end() }
+      await settle()
+      // The peer's session forgets its ended direction: make it send anyway, as a broken peer would.
+      for (const s of [a, a2]) { s.localEnded = false; s.finSent = false; s.write(Buffer.from('-after-fin')) }
+      await settle()
+      b2.resume()
+      for (const x of [c, c2]) {
+        expect(x.data().toString()).to.equal('open-last')
+        expect(x.ended).to.equal(true)
+      }
+    })
+
     it('attach() to a closed stream reports onClose at once', async function () {
       const [a, b] = await pairOf(w)
       a.reset()
