@@ -94,22 +94,46 @@ function deferred<T> (): Deferred<T> {
   return { promise, resolve, reject }
 }
 
+/** What a test stream's reader collects, whichever implementation feeds it. */
+class Reader {
+  private readonly chunks: Buffer[] = []
+  bytes = 0
+  readonly all = deferred<Buffer>()
+  readonly closed = deferred<Error | undefined>()
+  private readonly waiters = new Waiters()
+
+  data (b: Buffer): void {
+    this.chunks.push(b)
+    this.bytes += b.length
+    this.waiters.check(this.bytes)
+  }
+
+  end (): void { this.all.resolve(Buffer.concat(this.chunks)) }
+
+  close (err: Error | undefined): void {
+    this.waiters.fail(err ?? new Error('closed'))
+    this.all.reject(err ?? new Error('closed before FIN'))
+    this.closed.resolve(err)
+  }
+
+  /** The reading half of a TestStream. */
+  view (): Pick<TestStream, 'all' | 'closed' | 'received' | 'waitFor'> {
+    return {
+      all: this.all.promise,
+      closed: this.closed.promise,
+      received: () => this.bytes,
+      waitFor: async (n) => await this.waiters.add(n, this.bytes)
+    }
+  }
+}
+
 export function wrapOurs (s: MuxStream): TestStream & { stream: MuxStream } {
-  const chunks: Buffer[] = []
-  let bytes = 0
-  const all = deferred<Buffer>()
-  const closed = deferred<Error | undefined>()
+  const r = new Reader()
   let wake: (() => void) | undefined
-  const waiters = new Waiters()
   s.attach({
-    onData: (c) => { chunks.push(Buffer.from(c)); bytes += c.length; waiters.check(bytes) },
-    onEnd: () => all.resolve(Buffer.concat(chunks)),
-    onClose: (err) => {
-      waiters.fail(err ?? new Error('closed'))
-      all.reject(err ?? new Error('closed before FIN'))
-      closed.resolve(err)
-      wake?.()
-    },
+    onData: (c) => r.data(Buffer.from(c)),
+    onEnd: () => r.end(),
+    onClose: (err) => { r.close(err); wake?.() },
     onDrain: () => wake?.()
   })
   return {
@@ -127,32 +151,18 @@ export function wrapOurs (s: MuxStream): TestStream & { stream: MuxStream } {
     reset: () => s.reset(),
     pause: () => s.pause(),
     resume: () => s.resume(),
-    all: all.promise,
-    closed: closed.promise,
-    received: () => bytes,
-    waitFor: async (n) => await waiters.add(n, bytes)
+    ...r.view()
   }
 }
 
 export function wrapTheirs (s: Stream): TestStream & { stream: Stream } {
-  const chunks: Buffer[] = []
-  let bytes = 0
-  const all = deferred<Buffer>()
-  const closed = deferred<Error | undefined>()
-  const waiters = new Waiters()
+  const r = new Reader()
   s.addEventListener('message', (e) => {
     const d = e.data
-    const b = d instanceof Uint8Array ? Buffer.from(d) : Buffer.from(d.subarray())
-    chunks.push(b)
-    bytes += b.length
-    waiters.check(bytes)
+    r.data(d instanceof Uint8Array ? Buffer.from(d) : Buffer.from(d.subarray()))
   })
-  s.addEventListener('remoteCloseWrite', () => all.resolve(Buffer.concat(chunks)))
-  s.addEventListener('close', (e) => {
-    waiters.fail(e.error ?? new Error('closed'))
-    all.reject(e.error ?? new Error('closed before FIN'))
-    closed.resolve(e.error)
-  })
+  s.addEventListener('remoteCloseWrite', () => r.end())
+  s.addEventListener('close', (e) => r.close(e.error))
   return {
     stream: s,
     async send (data, chunk = 16 * 1024) {
@@ -164,10 +174,7 @@ export function wrapTheirs (s: Stream): TestStream & { stream: Stream } {
     reset: () => s.abort(new Error('reset by the test')),
     pause: () => s.pause(),
     resume: () => s.resume(),
-    all: all.promise,
-    closed: closed.promise,
-    received: () => bytes,
-    waitFor: async (n) => await waiters.add(n, bytes)
+    ...r.view()
   }
 }
 

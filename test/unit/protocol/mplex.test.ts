@@ -1,8 +1,8 @@
 import { expect } from 'chai'
 import { MplexSession, MuxProtocolError } from '../../../protocol/mux/index.js'
 import { MPLEX_MAX_MESSAGE } from '../../../protocol/mux/mplex.js'
-import { DEFAULT_MUX_OPTIONS } from '../../../protocol/mux/session.js'
-import { MemoryTransport, collect, mplexFrame, parseMplex, settle, wired } from '../../fixtures/mux.js'
+import { SPLITS, collect, feedSplit, lone, mplexFrame, parseMplex, settle, wired } from '../../fixtures/mux.js'
+import type { MemoryTransport } from '../../fixtures/mux.js'
 import type { MuxSessionOptions, MuxStream, StreamResetError } from '../../../protocol/mux/index.js'
 import type { MuxErrorCode } from '../../../protocol/mux/errors.js'
 
@@ -15,29 +15,25 @@ const RESET_R = 5
 const RESET_I = 6
 const KiB = 1024
 
-function lone (opts: Partial<MuxSessionOptions> = {}): {
-  s: MplexSession, t: MemoryTransport, errors: MuxProtocolError[], accepted: MuxStream[], overflows: Array<[MuxStream, number]>, closes: Array<Error | undefined>, sent: () => ReturnType<typeof parseMplex>
+/** One mplex session (the listener) fed by hand; what it sent, parsed. */
+function fed (opts: Partial<MuxSessionOptions> = {}): {
+  s: MplexSession, t: MemoryTransport, errors: MuxProtocolError[], accepted: MuxStream[], overflows: Array<{ stream: MuxStream, bytes: number }>, closes: Array<Error | undefined>, sent: () => ReturnType<typeof parseMplex>
 } {
-  const t = new MemoryTransport()
-  const errors: MuxProtocolError[] = []
-  const accepted: MuxStream[] = []
-  const overflows: Array<[MuxStream, number]> = []
-  const closes: Array<Error | undefined> = []
-  const s = new MplexSession(t, {
-    ...DEFAULT_MUX_OPTIONS,
-    client: false,
-    accept: (st) => { accepted.push(st); return true },
-    onProtocolError: (e) => errors.push(e),
-    onStreamOverflow: (st, n) => overflows.push([st, n]),
-    ...opts
-  })
-  s.onClose = (err) => closes.push(err)
-  return { s, t, errors, accepted, overflows, closes, sent: () => parseMplex(t.bytes()) }
+  const { s, t, events } = lone('mplex', false, opts)
+  return {
+    s: s as MplexSession,
+    t,
+    errors: events.protocolErrors,
+    accepted: events.accepted,
+    overflows: events.overflows,
+    closes: events.closes,
+    sent: () => parseMplex(t.bytes())
+  }
 }
 
 describe('unit: mplex codec', function () {
   it('golden frames: NewStream named by its id, Initiator flags on streams we opened', function () {
-    const { s, t } = lone()
+    const { s, t } = fed()
     const st = s.open()
     st.write(Buffer.from('hi'))
     st.end()
@@ -54,7 +50,7 @@ describe('unit: mplex codec', function () {
   })
 
   it('a stream the peer opened answers with Receiver flags; ids above 15 take two-byte headers', function () {
-    const { s, t, accepted } = lone()
+    const { s, t, accepted } = fed()
     s.receive(mplexFrame(300, NEW, Buffer.from('300')))
     expect(accepted.map(a => a.id)).to.deep.equal([300])
     const st = accepted[0]
@@ -65,7 +61,7 @@ describe('unit: mplex codec', function () {
   })
 
   it('local and remote ids are separate spaces: the peer\'s stream 0 and ours coexist', function () {
-    const { s, accepted, sent } = lone()
+    const { s, accepted, sent } = fed()
     const mine = s.open()
     const cm = collect(mine)
     s.receive(mplexFrame(0, NEW))
@@ -82,7 +78,7 @@ describe('unit: mplex codec', function () {
   })
 
   it('writes are split into messages of at most 64 KiB', function () {
-    const { s, sent } = lone()
+    const { s, sent } = fed()
     s.open().write(Buffer.alloc(150 * KiB))
     expect(sent().slice(1).map(f => f.payload.length)).to.deep.equal([64 * KiB, 64 * KiB, 22 * KiB])
   })
@@ -96,12 +92,12 @@ describe('unit: mplex codec', function () {
       { what: 'varint past 2^53', code: 'ERR_MUX_FRAME_TOO_LARGE', bytes: Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]) }
     ]
     for (const c of cases) {
-      for (const split of ['whole', 'byte by byte'] as const) {
+      for (const split of SPLITS) {
         it(`${c.what} (${split})`, function () {
-          const { s, t, errors, closes } = lone()
+          const { s, t, errors, closes } = fed()
           const mine = collect(s.open())
           const before = t.frames.length
-          if (split === 'whole') s.receive(c.bytes); else for (let i = 0; i < c.bytes.length; i++) s.receive(c.bytes.subarray(i, i + 1))
+          feedSplit(s, c.bytes, split)
           expect(errors.map(e => e.code)).to.deep.equal([c.code])
           expect(errors[0]).to.be.instanceOf(MuxProtocolError)
           expect(t.frames.length - before, 'frames sent after the error').to.equal(0)
@@ -115,7 +111,7 @@ describe('unit: mplex codec', function () {
     }
 
     it('exactly 1 MiB is accepted', function () {
-      const { s, errors, accepted } = lone()
+      const { s, errors, accepted } = fed()
       s.receive(mplexFrame(0, NEW))
       const c = collect(accepted[0])
       s.receive(mplexFrame(0, MSG_I, Buffer.alloc(MPLEX_MAX_MESSAGE)))
@@ -126,7 +122,7 @@ describe('unit: mplex codec', function () {
 
   describe('bounds without flow control', function () {
     it('a stream whose reader falls more than maxStreamWindowBytes behind is reset alone, with onStreamOverflow', function () {
-      const { s, accepted, overflows, sent, errors } = lone({ maxStreamWindowBytes: 100 * KiB })
+      const { s, accepted, overflows, sent, errors } = fed({ maxStreamWindowBytes: 100 * KiB })
       s.receive(Buffer.concat([mplexFrame(1, NEW), mplexFrame(2, NEW)]))
       const [slow, fast] = accepted
       const cs = collect(slow)
@@ -136,7 +132,7 @@ describe('unit: mplex codec', function () {
       s.receive(mplexFrame(1, MSG_I, Buffer.alloc(40 * KiB)))
       expect(overflows).to.have.length(0)
       s.receive(mplexFrame(1, MSG_I, Buffer.alloc(1)))
-      expect(overflows.map(([st, n]) => [st.id, n])).to.deep.equal([[1, 100 * KiB + 1]])
+      expect(overflows.map(o => [o.stream.id, o.bytes])).to.deep.equal([[1, 100 * KiB + 1]])
       expect((cs.error as MuxProtocolError).code).to.equal('ERR_MUX_WINDOW_EXCEEDED')
       expect(sent().map(f => [f.id, f.flag])).to.deep.equal([[1, RESET_R]])
       expect(slow.queuedBytes).to.equal(0)
@@ -148,12 +144,12 @@ describe('unit: mplex codec', function () {
     })
 
     it('all streams together are bounded by maxSessionBufferBytes', function () {
-      const { s, accepted, overflows } = lone({ maxStreamWindowBytes: 100 * KiB, maxSessionBufferBytes: 150 * KiB })
+      const { s, accepted, overflows } = fed({ maxStreamWindowBytes: 100 * KiB, maxSessionBufferBytes: 150 * KiB })
       s.receive(Buffer.concat([mplexFrame(1, NEW), mplexFrame(2, NEW)]))
       for (const a of accepted) { collect(a); a.pause() }
       s.receive(mplexFrame(1, MSG_I, Buffer.alloc(90 * KiB)))
       s.receive(mplexFrame(2, MSG_I, Buffer.alloc(90 * KiB)))
-      expect(overflows.map(([st]) => st.id)).to.deep.equal([2])
+      expect(overflows.map(o => o.stream.id)).to.deep.equal([2])
       // What stream 2 held was given back: stream 1 may take its own bound again.
       s.receive(mplexFrame(1, MSG_I, Buffer.alloc(10 * KiB)))
       expect(overflows).to.have.length(1)
@@ -161,7 +157,7 @@ describe('unit: mplex codec', function () {
     })
 
     it('refused stream opens past maxRefusedStreams close the connection', function () {
-      const { s, errors, sent } = lone({ accept: () => false, maxRefusedStreams: 3 })
+      const { s, errors, sent } = fed({ accept: () => false, maxRefusedStreams: 3 })
       for (let id = 0; id < 3; id++) s.receive(mplexFrame(id, NEW))
       expect(s.isClosed).to.equal(false)
       expect(sent().map(f => [f.id, f.flag])).to.deep.equal([[0, RESET_R], [1, RESET_R], [2, RESET_R]])
@@ -171,7 +167,7 @@ describe('unit: mplex codec', function () {
     })
 
     it('streams past maxInboundStreams are reset without closing the connection', function () {
-      const { s, accepted, errors, sent } = lone({ maxInboundStreams: 1, maxRefusedStreams: 0 })
+      const { s, accepted, errors, sent } = fed({ maxInboundStreams: 1, maxRefusedStreams: 0 })
       s.receive(Buffer.concat([mplexFrame(0, NEW), mplexFrame(1, NEW)]))
       expect(accepted.map(a => a.id)).to.deep.equal([0])
       expect(errors).to.have.length(0)

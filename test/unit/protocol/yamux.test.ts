@@ -2,7 +2,8 @@ import { expect } from 'chai'
 import { MuxProtocolError, StreamResetError, YamuxSession } from '../../../protocol/mux/index.js'
 import { INITIAL_WINDOW } from '../../../protocol/mux/yamux.js'
 import { DEFAULT_MUX_OPTIONS } from '../../../protocol/mux/session.js'
-import { MemoryTransport, collect, parseYamux, settle, wired, yamuxFrame } from '../../fixtures/mux.js'
+import { SPLITS, collect, feedSplit, lone, parseYamux, settle, wired, yamuxFrame } from '../../fixtures/mux.js'
+import type { MemoryTransport } from '../../fixtures/mux.js'
 import type { MuxSessionOptions, MuxStream } from '../../../protocol/mux/index.js'
 import type { MuxErrorCode } from '../../../protocol/mux/errors.js'
 
@@ -16,24 +17,12 @@ const FIN = 4
 const RST = 8
 const KiB = 1024
 
-/** One session fed by hand; what it sends is parsed from its transport. */
-function lone (client: boolean, opts: Partial<MuxSessionOptions> = {}): {
+/** One yamux session fed by hand; what it sent, parsed. */
+function fed (client: boolean, opts: Partial<MuxSessionOptions> = {}): {
   s: YamuxSession, t: MemoryTransport, errors: MuxProtocolError[], accepted: MuxStream[], closes: Array<Error | undefined>, sent: () => ReturnType<typeof parseYamux>
 } {
-  const t = new MemoryTransport()
-  const errors: MuxProtocolError[] = []
-  const accepted: MuxStream[] = []
-  const closes: Array<Error | undefined> = []
-  const s = new YamuxSession(t, {
-    ...DEFAULT_MUX_OPTIONS,
-    client,
-    accept: (st) => { accepted.push(st); return true },
-    onProtocolError: (e) => errors.push(e),
-    onStreamOverflow: () => {},
-    ...opts
-  })
-  s.onClose = (err) => closes.push(err)
-  return { s, t, errors, accepted, closes, sent: () => parseYamux(t.bytes()) }
+  const { s, t, events } = lone('yamux', client, opts)
+  return { s: s as YamuxSession, t, errors: events.protocolErrors, accepted: events.accepted, closes: events.closes, sent: () => parseYamux(t.bytes()) }
 }
 
 describe('unit: yamux codec', function () {
@@ -62,14 +51,14 @@ describe('unit: yamux codec', function () {
       { what: 'data frame on an unknown stream larger than any window', code: 'ERR_MUX_FRAME_TOO_LARGE', bytes: () => yamuxFrame(DATA, 0, 9, DEFAULT_MUX_OPTIONS.maxStreamWindowBytes + 1) }
     ]
     for (const c of cases) {
-      for (const split of ['whole', 'byte by byte'] as const) {
+      for (const split of SPLITS) {
         it(`${c.what} (${split})`, function () {
-          const { s, t, errors, closes, sent } = lone(false)
+          const { s, t, errors, closes, sent } = fed(false)
           // A stream of ours that must end with the connection.
           const mine = s.open()
           const seen = collect(mine)
           const bytes = c.bytes()
-          if (split === 'whole') s.receive(bytes); else for (let i = 0; i < bytes.length; i++) s.receive(bytes.subarray(i, i + 1))
+          feedSplit(s, bytes, split)
           expect(errors.map(e => e.code)).to.deep.equal([c.code])
           expect(errors[0]).to.be.instanceOf(MuxProtocolError)
           const frames = sent()
@@ -91,25 +80,25 @@ describe('unit: yamux codec', function () {
     }
 
     it('the client side: odd ids from the server are the wrong parity', function () {
-      const { errors, s } = lone(true)
+      const { errors, s } = fed(true)
       s.receive(yamuxFrame(WU, SYN, 1, 0))
       expect(errors.map(e => e.code)).to.deep.equal(['ERR_MUX_STREAM_ID'])
     })
 
     it('GoAway from the peer closes without a protocol error; code 0 is clean, others are reported as ERR_MUX_GOAWAY', function () {
-      const a = lone(true)
+      const a = fed(true)
       a.s.receive(yamuxFrame(GOAWAY, 0, 0, 0))
       expect(a.errors).to.have.length(0)
       expect(a.closes).to.deep.equal([undefined])
       expect(a.t.closeCalls).to.equal(1)
-      const b = lone(true)
+      const b = fed(true)
       b.s.receive(yamuxFrame(GOAWAY, 0, 0, 2))
       expect(b.errors).to.have.length(0)
       expect((b.closes[0] as MuxProtocolError).code).to.equal('ERR_MUX_GOAWAY')
     })
 
     it('close() sends GoAway(0) once and closes the transport', function () {
-      const { s, t, sent } = lone(true)
+      const { s, t, sent } = fed(true)
       s.close()
       s.close()
       expect(sent()).to.deep.equal([{ type: GOAWAY, flags: 0, id: 0, length: 0, payload: Buffer.alloc(0) }])
@@ -120,7 +109,7 @@ describe('unit: yamux codec', function () {
 
   describe('SYN / ACK / FIN / RST', function () {
     it('client ids are odd and rising, server ids even; the first frame of a stream carries SYN, later ones none', function () {
-      const c = lone(true)
+      const c = fed(true)
       const s1 = c.s.open()
       const s3 = c.s.open()
       expect([s1.id, s3.id]).to.deep.equal([1, 3])
@@ -133,11 +122,11 @@ describe('unit: yamux codec', function () {
         { type: DATA, flags: 0, id: 1, length: 2, payload: Buffer.from('cd') },
         { type: WU, flags: SYN | FIN, id: 3, length: 0, payload: Buffer.alloc(0) }
       ])
-      expect(lone(false).s.open().id).to.equal(2)
+      expect(fed(false).s.open().id).to.equal(2)
     })
 
     it('an incoming SYN is offered to accept(); our first frame on it carries ACK', function () {
-      const { s, accepted, sent } = lone(false)
+      const { s, accepted, sent } = fed(false)
       s.receive(yamuxFrame(DATA, SYN, 1, 3, Buffer.from('hey')))
       expect(accepted.map(a => a.id)).to.deep.equal([1])
       const c = collect(accepted[0])
@@ -151,7 +140,7 @@ describe('unit: yamux codec', function () {
     })
 
     it('FIN each way: onEnd at the peer\'s FIN, onClose(undefined) once both are done, stream forgotten', function () {
-      const { s, accepted, sent } = lone(false)
+      const { s, accepted, sent } = fed(false)
       s.receive(yamuxFrame(WU, SYN, 1, 0))
       const st = accepted[0]
       const c = collect(st)
@@ -167,7 +156,7 @@ describe('unit: yamux codec', function () {
     })
 
     it('RST from the peer closes the stream with ERR_STREAM_RESET_BY_PEER; reset() sends RST', function () {
-      const { s, accepted, sent } = lone(false)
+      const { s, accepted, sent } = fed(false)
       s.receive(Buffer.concat([yamuxFrame(WU, SYN, 1, 0), yamuxFrame(WU, SYN, 3, 0)]))
       const [a, b] = accepted.map(collect)
       s.receive(yamuxFrame(WU, RST, 1, 0))
@@ -182,7 +171,7 @@ describe('unit: yamux codec', function () {
     })
 
     it('a refused stream is answered with RST; past maxRefusedStreams the connection is closed as hostile', function () {
-      const { s, errors, sent } = lone(false, { accept: () => false, maxRefusedStreams: 2 })
+      const { s, errors, sent } = fed(false, { accept: () => false, maxRefusedStreams: 2 })
       s.receive(Buffer.concat([yamuxFrame(WU, SYN, 1, 0), yamuxFrame(WU, SYN, 3, 0)]))
       expect(s.isClosed).to.equal(false)
       expect(sent().map(f => [f.flags, f.id])).to.deep.equal([[RST, 1], [RST, 3]])
@@ -192,7 +181,7 @@ describe('unit: yamux codec', function () {
     })
 
     it('streams past maxInboundStreams are reset without closing the connection', function () {
-      const { s, accepted, errors, sent } = lone(false, { maxInboundStreams: 2, maxRefusedStreams: 0 })
+      const { s, accepted, errors, sent } = fed(false, { maxInboundStreams: 2, maxRefusedStreams: 0 })
       s.receive(Buffer.concat([1, 3, 5, 7].map(id => yamuxFrame(WU, SYN, id, 0))))
       expect(accepted.map(a => a.id)).to.deep.equal([1, 3])
       expect(errors).to.have.length(0)
@@ -203,7 +192,7 @@ describe('unit: yamux codec', function () {
   describe('windows', function () {
     it('the reader grants more at half the window, doubling it up to maxStreamWindowBytes and never past it', function () {
       const max = 2 * 1024 * KiB
-      const { s, accepted, sent, errors } = lone(false, { maxStreamWindowBytes: max })
+      const { s, accepted, sent, errors } = fed(false, { maxStreamWindowBytes: max })
       s.receive(yamuxFrame(WU, SYN, 1, 0))
       collect(accepted[0])
       // The peer's view: what it may still send, from the updates it received.
@@ -226,14 +215,14 @@ describe('unit: yamux codec', function () {
     })
 
     it('no update for a short exchange: less than half a window read sends nothing back', function () {
-      const { s, accepted, sent } = lone(false)
+      const { s, accepted, sent } = fed(false)
       s.receive(yamuxFrame(DATA, SYN, 1, 128 * KiB - 1, Buffer.alloc(128 * KiB - 1)))
       collect(accepted[0])
       expect(sent()).to.have.length(0)
     })
 
     it('a paused reader grants nothing: the peer is held at one window, which waits in the stream; resume grants it back', function () {
-      const { s, accepted, sent, errors } = lone(false)
+      const { s, accepted, sent, errors } = fed(false)
       s.receive(yamuxFrame(WU, SYN, 1, 0))
       const c = collect(accepted[0])
       accepted[0].pause()
@@ -246,7 +235,7 @@ describe('unit: yamux codec', function () {
     })
 
     it('resume delivers in order and grants the window back', function () {
-      const { s, accepted, sent } = lone(false)
+      const { s, accepted, sent } = fed(false)
       s.receive(yamuxFrame(WU, SYN, 1, 0))
       const c = collect(accepted[0])
       accepted[0].pause()
@@ -261,7 +250,7 @@ describe('unit: yamux codec', function () {
     })
 
     it('the writer sends one window, keeps the rest, and goes on (then tells onDrain) when the peer grants more', function () {
-      const { s, sent } = lone(true)
+      const { s, sent } = fed(true)
       const st = s.open()
       const c = collect(st)
       const big = Buffer.alloc(INITIAL_WINDOW + 100 * KiB, 7)
@@ -281,7 +270,7 @@ describe('unit: yamux codec', function () {
     })
 
     it('write() answers false when the transport is full and onDrain comes after drained()', function () {
-      const { s, t } = lone(true)
+      const { s, t } = fed(true)
       const st = s.open()
       const c = collect(st)
       t.full = true
@@ -298,7 +287,7 @@ describe('unit: yamux codec', function () {
     afterEach(function () { Date.now = realNow })
 
     it('answers a SYN ping with an ACK carrying the same value; ignores ACK pings', function () {
-      const { s, sent } = lone(false)
+      const { s, sent } = fed(false)
       s.receive(yamuxFrame(PING, SYN, 0, 0xdeadbeef))
       s.receive(yamuxFrame(PING, ACK, 0, 1))
       expect(sent()).to.deep.equal([{ type: PING, flags: ACK, id: 0, length: 0xdeadbeef, payload: Buffer.alloc(0) }])
@@ -307,7 +296,7 @@ describe('unit: yamux codec', function () {
     it('answers at most maxPingsPerSecond pings each second', function () {
       let now = 1_000_000
       Date.now = () => now
-      const { s, sent } = lone(false, { maxPingsPerSecond: 3 })
+      const { s, sent } = fed(false, { maxPingsPerSecond: 3 })
       for (let i = 0; i < 20; i++) s.receive(yamuxFrame(PING, SYN, 0, i))
       expect(sent().map(f => f.length)).to.deep.equal([0, 1, 2])
       now += 1000
