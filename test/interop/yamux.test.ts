@@ -1,10 +1,15 @@
 import { randomBytes } from 'node:crypto'
+import { GoAwayCode, type yamux } from '@chainsafe/libp2p-yamux'
 import { expect } from 'chai'
 import { DEFAULT_MUX_OPTIONS } from '../../protocol/mux/index.js'
 import { INITIAL_WINDOW } from '../../protocol/mux/yamux.js'
 import { interopPair } from './peers.js'
 import { ROLES, nextIncoming, roundTrip, sha, sharedScenarios, until } from './scenarios.js'
 import type { Pair, TestStream } from './peers.js'
+import type { MuxProtocolError } from '../../protocol/mux/index.js'
+
+/** libp2p's yamux muxer, whose close() takes a GoAway reason. */
+type YamuxMuxer = ReturnType<ReturnType<ReturnType<typeof yamux>>['createStreamMuxer']>
 
 /** Our yamux stream's window fields (tests may look inside our own code). */
 interface Windows { sendWindow: number, recvCredit: number, recvTarget: number, pendingOut: Buffer | undefined, queuedBytes: number }
@@ -78,4 +83,36 @@ describe('interop: our yamux with @chainsafe/libp2p-yamux 8', function () {
       })
     })
   }
+
+  describe('GoAway', function () {
+    let p: Pair
+    beforeEach(async function () { p = await interopPair('yamux', 'client') })
+    afterEach(function () { p.close() })
+
+    it('libp2p closing gracefully (GoAway 0) ends our session cleanly, no protocol error', async function () {
+      const closed = new Promise<Error | undefined>(resolve => { p.ours.session.onClose = resolve })
+      await p.theirs.muxer.close()
+      expect(await closed).to.equal(undefined)
+      expect(p.ours.events.protocolErrors).to.deep.equal([])
+    })
+
+    it('libp2p closing with GoAway 2 (internal error) ends our session with ERR_MUX_GOAWAY, not as our protocol error', async function () {
+      const closed = new Promise<Error | undefined>(resolve => { p.ours.session.onClose = resolve })
+      await (p.theirs.muxer as YamuxMuxer).close({ reason: GoAwayCode.InternalError })
+      const err = await closed
+      expect((err as MuxProtocolError).code).to.equal('ERR_MUX_GOAWAY')
+      expect(p.ours.events.protocolErrors).to.deep.equal([])
+    })
+
+    it('our close() (GoAway 0) closes libp2p\'s muxer and its streams', async function () {
+      const theirEnd = nextIncoming(p.theirs)
+      const s = await p.ours.open()
+      await s.send(Buffer.from('x'))
+      const t = await theirEnd
+      p.ours.session.close()
+      await t.closed
+      await until(() => p.theirs.muxer.status === 'closed', "libp2p's muxer to close")
+    })
+  })
 })
+
