@@ -107,7 +107,9 @@ export class MuxStream {
   // ---- called by the owner (session) ----
 
   push (chunk: Buffer): void {
-    if (this.closed) return
+    // Data after the peer's FIN breaks the protocol; it must not reach a reader after onEnd (or
+    // be handed over with the queue before it): dropped, like data for a closed stream.
+    if (this.closed || this.remoteEnded) return
     const h = this.handlers
     if (h !== undefined && !this.paused && this.queue === undefined) {
       h.onData(chunk)

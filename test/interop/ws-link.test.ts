@@ -1,0 +1,112 @@
+import { once } from 'node:events'
+import { randomBytes, randomInt } from 'node:crypto'
+import { createServer } from 'node:http'
+import { connect } from 'node:net'
+import { expect } from 'chai'
+import { WebSocket, WebSocketServer } from 'ws'
+import { openLink } from '../../protocol/link/link.js'
+import { wrapOurs } from './peers.js'
+import { sha } from './scenarios.js'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Link } from '../../protocol/link/link.js'
+import type { MuxStream } from '../../protocol/mux/index.js'
+import type { MuxerName } from '../../protocol/version.js'
+import type { TestStream } from './peers.js'
+
+/**
+ * Both ends of the product's link (openLink: WebSocketTransport writing its own WebSocket frames)
+ * over plain ws on loopback: ws parses every frame our transport writes, so a wrong length, mask
+ * or split would show as a ws error or a wrong byte.
+ */
+async function linkPair (muxer: MuxerName, mask: 'zero' | 'random'): Promise<{ client: Link, server: Link, incoming: TestStream[], onStream: { cb?: (s: TestStream) => void }, close: () => void }> {
+  const http = createServer()
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, autoPong: false })
+  const incoming: TestStream[] = []
+  const onStream: { cb?: (s: TestStream) => void } = {}
+  const errors: Error[] = []
+  const base = {
+    muxer,
+    keepaliveMs: 60_000,
+    onDead: () => errors.push(new Error('link declared dead')),
+    onProtocolError: (e: Error) => errors.push(e),
+    onStreamOverflow: () => errors.push(new Error('overflow'))
+  }
+  const serverLink = new Promise<Link>(resolve => {
+    http.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        resolve(openLink(ws, socket, {
+          ...base,
+          side: 'server',
+          accept: (s: MuxStream) => { const w = wrapOurs(s); incoming.push(w); onStream.cb?.(w); return true }
+        }))
+      })
+    })
+  })
+  http.listen(0, '127.0.0.1')
+  await once(http, 'listening')
+  const { port } = http.address() as AddressInfo
+  let socket: Socket | undefined
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, {
+    perMessageDeflate: false,
+    autoPong: false,
+    createConnection: () => { socket = connect(port, '127.0.0.1'); return socket }
+  })
+  await once(ws, 'open')
+  if (socket === undefined) throw new Error('no socket')
+  const client = openLink(ws, socket, { ...base, side: 'client', mask, accept: () => false })
+  const server = await serverLink
+  return {
+    client,
+    server,
+    incoming,
+    onStream,
+    close: () => {
+      expect(errors.map(e => e.message)).to.deep.equal([])
+      client.close()
+      server.close()
+      http.close()
+    }
+  }
+}
+
+/** Writes `data` in pieces of random sizes (1 B .. 100 KiB), waiting when the stream is full. */
+async function sendRandomPieces (s: TestStream, data: Buffer): Promise<void> {
+  let off = 0
+  while (off < data.length) {
+    const n = Math.min(data.length - off, randomInt(0, 4) === 0 ? randomInt(1, 100 * 1024) : randomInt(1, 5000))
+    await s.send(data.subarray(off, off + n), n)
+    off += n
+  }
+  await s.end()
+}
+
+describe('interop: the WebSocket link (openLink) parsed by ws at the other end', function () {
+  this.timeout(60_000)
+  for (const muxer of ['yamux', 'mplex'] as MuxerName[]) {
+    for (const mask of ['random', 'zero'] as const) {
+      it(`${muxer}, client masks ${mask}: 20 streams, writes of 1 B to 100 KiB, byte-exact both ways`, async function () {
+        const p = await linkPair(muxer, mask)
+        try {
+          const far: Array<Promise<string>> = []
+          p.onStream.cb = (s) => {
+            const out = randomBytes(randomInt(0, 600 * 1024))
+            far.push(Promise.all([s.all, sendRandomPieces(s, out)]).then(([got]) => `${sha(got)}>${sha(out)}`))
+          }
+          const near = await Promise.all(Array.from({ length: 20 }, async () => {
+            const s = wrapOurs(p.client.mux.open())
+            const out = randomBytes(randomInt(0, 600 * 1024))
+            const [got] = await Promise.all([s.all, sendRandomPieces(s, out)])
+            expect(await s.closed).to.equal(undefined)
+            return `${sha(out)}>${sha(got)}`
+          }))
+          expect(far).to.have.length(20)
+          expect((await Promise.all(far)).sort()).to.deep.equal(near.sort())
+          expect(p.client.mux.streamCount + p.server.mux.streamCount).to.equal(0)
+        } finally {
+          p.close()
+        }
+      })
+    }
+  }
+})
