@@ -42,6 +42,7 @@ class Harness {
       maxInboundStreams: MAX_INBOUND,
       maxRefusedStreams: 3,
       maxStreamWindowBytes: WINDOW_MAX,
+      maxStreamBufferBytes: WINDOW_MAX,
       maxSessionBufferBytes: SESSION_MAX,
       accept: (st: MuxStream) => this.accept(st),
       onProtocolError: (e: MuxProtocolError) => this.errors.push(e),

@@ -13,10 +13,10 @@ describe('interop: our mplex with @libp2p/mplex 12', function () {
     describe(`no flow control, ours as ${role}`, function () {
       const bound = 256 * 1024
       let p: Pair
-      beforeEach(async function () { p = await interopPair('mplex', role, { maxStreamWindowBytes: bound }) })
+      beforeEach(async function () { p = await interopPair('mplex', role, { maxStreamBufferBytes: bound }) })
       afterEach(function () { p.close() })
 
-      it('a paused stream of ours that falls more than maxStreamWindowBytes behind is reset alone (onStreamOverflow); libp2p hears the reset; other streams go on', async function () {
+      it('a paused stream of ours that falls more than maxStreamBufferBytes behind is reset alone (onStreamOverflow); libp2p hears the reset; other streams go on', async function () {
         const paused = new Promise<TestStream>(resolve => { p.ours.onStream = (s) => { s.pause(); resolve(s) } })
         const t = await p.theirs.open()
         // Sending may stop early: the reset can arrive while libp2p still writes.

@@ -121,8 +121,8 @@ describe('unit: mplex codec', function () {
   })
 
   describe('bounds without flow control', function () {
-    it('a stream whose reader falls more than maxStreamWindowBytes behind is reset alone, with onStreamOverflow', function () {
-      const { s, accepted, overflows, sent, errors } = fed({ maxStreamWindowBytes: 100 * KiB })
+    it('a stream whose reader falls more than maxStreamBufferBytes behind is reset alone, with onStreamOverflow', function () {
+      const { s, accepted, overflows, sent, errors } = fed({ maxStreamBufferBytes: 100 * KiB })
       s.receive(Buffer.concat([mplexFrame(1, NEW), mplexFrame(2, NEW)]))
       const [slow, fast] = accepted
       const cs = collect(slow)
@@ -144,7 +144,7 @@ describe('unit: mplex codec', function () {
     })
 
     it('all streams together are bounded by maxSessionBufferBytes', function () {
-      const { s, accepted, overflows } = fed({ maxStreamWindowBytes: 100 * KiB, maxSessionBufferBytes: 150 * KiB })
+      const { s, accepted, overflows } = fed({ maxStreamBufferBytes: 100 * KiB, maxSessionBufferBytes: 150 * KiB })
       s.receive(Buffer.concat([mplexFrame(1, NEW), mplexFrame(2, NEW)]))
       for (const a of accepted) { collect(a); a.pause() }
       s.receive(mplexFrame(1, MSG_I, Buffer.alloc(90 * KiB)))
