@@ -14,8 +14,10 @@ export type MaskMode = 'none' | 'zero' | 'random'
 export interface WebSocketTransportOptions {
   mask: MaskMode
   /**
-   * Bytes queued toward the peer above which we stop reading from it: what we send is mostly
-   * answers to what it sends, so a peer that does not read cannot make us buffer more.
+   * Bytes queued toward the peer above which we stop reading from it, when a good part of them
+   * are frames without payload (window updates, pongs, resets: answers to what the peer sends).
+   * A peer that does not read then cannot make us buffer more by sending; data has its own
+   * backpressure, and stopping on data alone could stall two busy ends waiting for each other.
    */
   maxQueuedBytes: number
 }
@@ -48,6 +50,8 @@ export class WebSocketTransport implements MuxTransport {
   private wantDrain = false
   private readingPaused = false
   private closing = false
+  /** Bytes of frames without payload sent since the socket was last empty. */
+  private controlBytes = 0
 
   constructor (ws: WebSocket, socket: Duplex, opts: WebSocketTransportOptions) {
     this.ws = ws
@@ -58,7 +62,15 @@ export class WebSocketTransport implements MuxTransport {
   /** Starts delivering to `sink`. */
   bind (sink: MuxSink): void {
     this.sink = sink
-    this.ws.on('message', (data: Buffer) => sink.receive(data))
+    this.ws.on('message', (data: Buffer) => {
+      try {
+        sink.receive(data)
+      } catch (err) {
+        // A bug in a stream's handler must cost this connection, never the process.
+        sink.closed(err as Error)
+        this.ws.terminate()
+      }
+    })
     this.ws.once('close', () => sink.closed())
     this.socket.on('drain', this.onDrain)
   }
@@ -76,6 +88,7 @@ export class WebSocketTransport implements MuxTransport {
       setImmediate(this.endOfTurn)
     }
     const plen = payload?.length ?? 0
+    if (plen === 0) this.controlBytes += header.length
     if (header.length + plen <= SMALL) {
       this.reserve(header.length + plen)
       header.copy(this.slab, this.end)
@@ -97,7 +110,8 @@ export class WebSocketTransport implements MuxTransport {
 
   private checkQueue (): boolean {
     const queued = this.socket.writableLength
-    if (queued > this.opts.maxQueuedBytes && !this.readingPaused) {
+    if (queued === 0) this.controlBytes = 0
+    if (queued > this.opts.maxQueuedBytes && this.controlBytes > this.opts.maxQueuedBytes / 16 && !this.readingPaused) {
       this.readingPaused = true
       this.ws.pause()
     }
@@ -107,6 +121,7 @@ export class WebSocketTransport implements MuxTransport {
   }
 
   private readonly onDrain = (): void => {
+    this.controlBytes = 0
     if (this.readingPaused) {
       this.readingPaused = false
       this.ws.resume()

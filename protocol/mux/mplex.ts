@@ -1,6 +1,6 @@
 import { MuxProtocolError, resetByPeer } from './errors.js'
 import { MuxSession } from './session.js'
-import { MuxStream } from './stream.js'
+import { MuxStream, piece } from './stream.js'
 import { MAX_VARINT_BYTES, UvarintReader, writeUvarint } from './varint.js'
 import type { MuxSessionOptions } from './session.js'
 import type { MuxTransport } from './transport.js'
@@ -129,7 +129,7 @@ export class MplexSession extends MuxSession {
         if (this.state === State.Data) {
           const n = Math.min(this.dataLeft, len - off)
           this.dataLeft -= n
-          this.dataStream?.push(n === len ? data : data.subarray(off, off + n))
+          this.dataStream?.push(piece(data, off, n))
           off += n
           if (this.dataLeft === 0) this.state = State.Header
           continue

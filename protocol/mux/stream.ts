@@ -1,5 +1,17 @@
 import { StreamResetError } from './errors.js'
 
+/**
+ * The `n` payload bytes at `off` of a received message, for a stream to keep. A view is free, but
+ * it keeps the whole message alive while queued or in a socket's buffer: a small piece of a large
+ * message (a peer can pad a 4 MiB message around one data byte) is copied so that what a stream
+ * counts is what it holds.
+ */
+export function piece (data: Buffer, off: number, n: number): Buffer {
+  if (n === data.length) return data
+  const view = data.subarray(off, off + n)
+  return n * 8 < data.length ? Buffer.from(view) : view
+}
+
 /** What the reader of a stream hears; set with attach(). */
 export interface StreamHandlers {
   /** Bytes from the peer. Call pause() inside to stop the next ones (they wait in the stream). */

@@ -1,6 +1,6 @@
 import { MuxProtocolError, resetByPeer } from './errors.js'
 import { MuxSession } from './session.js'
-import { MuxStream } from './stream.js'
+import { MuxStream, piece } from './stream.js'
 import type { MuxSessionOptions } from './session.js'
 import type { MuxTransport } from './transport.js'
 
@@ -129,6 +129,7 @@ export class YamuxSession extends MuxSession {
     s.pendingOut = this.sendAllowed(s, pending)
     if (s.pendingOut !== undefined) return
     if (s.localEnded && !s.finSent) this.writeEnd(s)
+    if (s.closed) return
     if (this.full) this.wait(s); else s.signalDrain()
   }
 
@@ -192,7 +193,7 @@ export class YamuxSession extends MuxSession {
         const n = Math.min(this.dataLeft, len - off)
         this.dataLeft -= n
         const s = this.dataStream
-        if (s !== undefined) s.push(n === len ? data : data.subarray(off, off + n))
+        if (s !== undefined) s.push(piece(data, off, n))
         off += n
         if (this.dataLeft === 0) this.applyFlags(s, this.dataFlags)
       } else if (this.headLen === 0 && len - off >= YAMUX_HEADER) {

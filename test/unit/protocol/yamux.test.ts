@@ -330,4 +330,16 @@ describe('unit: yamux codec', function () {
       expect(w.a.streamCount + w.b.streamCount).to.equal(0)
     })
   })
+  it('a small payload in a large message is copied before a paused stream keeps it (the message is not pinned)', function () {
+    const { s: session, accepted } = fed(false)
+    // One data byte for a new stream, padded to 1 MiB with data frames for an unknown stream.
+    const padding: Buffer[] = []
+    for (let n = 0; n < 16; n++) padding.push(yamuxFrame(DATA, 0, 99, 64 * KiB - 12, Buffer.alloc(64 * KiB - 12)))
+    session.receive(Buffer.concat([yamuxFrame(DATA, SYN, 1, 1, Buffer.from('x')), ...padding]))
+    const [stream] = accepted
+    const got: Buffer[] = []
+    stream.attach({ onData: (c) => got.push(c), onEnd: () => {}, onClose: () => {}, onDrain: () => {} })
+    expect(got.map(c => c.toString())).to.deep.equal(['x'])
+    expect(got[0].buffer.byteLength, 'memory the kept byte holds on to').to.be.at.most(8 * KiB)
+  })
 })
