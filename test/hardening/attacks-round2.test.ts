@@ -10,7 +10,7 @@ import { MUXERS, encodeFrame } from '../../protocol/index.js'
 import { runCli } from '../fixtures/cli.js'
 import { echoServer, eventually, freePort, freePortRange, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
-import { capturingLogger, closedWithin, exchangeWithTimeout, rawSession, registerRaw, seededBytes, sleep } from './helpers.js'
+import { capturingLogger, closedWithin, exchangeWithTimeout, rawSession, registerRaw, seededBytes, sleep, socketClosedWithin } from './helpers.js'
 import type { CliProcess } from '../fixtures/cli.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { TunnelServer } from '../../index.js'
@@ -163,6 +163,57 @@ describe('hardening round two (issue 19): the attacks, over real sockets', funct
       }
       // What an attack cost is given back (V8 keeps some heap; it must not ratchet up from round to round).
       expect(after[2] - after[0], 'RSS after round 3 minus after round 1 (MiB)').to.be.below(10)
+    })
+
+    it('frontend data into full windows toward a client that reads none of it: the queue stays bounded, the client is dropped', async function () {
+      // The client acknowledges every stream the server opens (so frontend bytes are relayed), then
+      // stops reading and grants each stream a 64 MiB window it will never read: only the server's
+      // own bounds hold what it relays.
+      const streamIds: number[] = []
+      const { ws, muxer } = await rawSession(server.target, 'yamux', (stream) => {
+        stream.write(encodeFrame({ ok: true }))
+        streamIds.push(stream.id)
+        return true
+      })
+      const { message } = await registerRaw(muxer, registration('sink'))
+      expect(message).to.have.property('frontendPort')
+      const frontendPort = (message as { frontendPort: number }).frontendPort
+      const dropped = logLine(server.cli, /tunnel client \S+ stopped answering pings or reading; dropping it/, 20_000)
+      const before = rssMiB(server.pid)
+      const sampler = rssSampler(server.pid)
+      // 64 frontend connections each offering 16 MiB (1 GiB in all).
+      const chunk = seededBytes(4, 256 * 1024)
+      const frontends = await Promise.all(Array.from({ length: 64 }, async () => {
+        const s = connect({ port: frontendPort, host: '127.0.0.1' })
+        s.on('error', () => {})
+        await once(s, 'connect')
+        let wrote = 0
+        const pump = (): void => {
+          while (wrote < 16 * MiB && !s.destroyed) { wrote += chunk.length; if (!s.write(chunk)) { s.once('drain', pump); return } }
+        }
+        pump()
+        return s
+      }))
+      await eventually(() => expect(streamIds.length).to.equal(64), 5000)
+      ws.pause()
+      const started = Date.now()
+      ws.send(Buffer.concat(streamIds.map(id => yamuxHeader(1, 0, id, 64 * MiB))))
+      const health: number[] = []
+      while (!dropped.seen && Date.now() - started < 15_000) {
+        health.push(await healthz(server.target.port))
+        await sleep(200)
+      }
+      const droppedAfter = (await dropped.at) - started
+      const peak = sampler.stop()
+      console.log(`      [item 1] 64 frontends x 16 MiB toward a non-reading client with 64 MiB windows: dropped after ${droppedAfter} ms; ` +
+        `RSS before ${before.toFixed(1)} MiB, peak ${peak.toFixed(1)}; /healthz max ${Math.max(...health).toFixed(0)} ms over ${health.length}`)
+      // The kernel buffers fill within a moment; then the queue sits unread for an interval or two.
+      expect(droppedAfter, 'time until the server dropped the client (ms)').to.be.below(3 * KEEPALIVE_S * 1000 + 1000)
+      expect(peak - before, 'RSS growth (MiB)').to.be.below(50)
+      expect(Math.max(...health), 'slowest /healthz (ms)').to.be.below(1000)
+      // Its frontend connections go with it.
+      await Promise.all(frontends.map(async s => await socketClosedWithin(s, 5000)))
+      ws.terminate()
     })
 
     it('pings and SYNs on fresh odd ids with reads stopped: disconnected after a few refusals, RSS bounded', async function () {

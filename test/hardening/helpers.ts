@@ -61,8 +61,11 @@ async function dialRaw (server: DialTarget, muxer: MuxerName): ReturnType<typeof
   })
 }
 
-/** A muxer of our own over an authenticated WebSocket: we speak the protocol by hand. */
-export async function rawSession (server: DialTarget, muxerName: MuxerName): Promise<{ ws: WebSocket, muxer: MuxSession }> {
+/**
+ * A muxer of our own over an authenticated WebSocket: we speak the protocol by hand. `accept`
+ * decides on the streams the server opens (default: take them and do nothing).
+ */
+export async function rawSession (server: DialTarget, muxerName: MuxerName, accept: (stream: MuxStream) => boolean = () => true): Promise<{ ws: WebSocket, muxer: MuxSession }> {
   const { ws, socket, mask } = await dialRaw(server, muxerName)
   ws.on('error', () => {})
   const link = openLink(ws, socket, {
@@ -70,7 +73,7 @@ export async function rawSession (server: DialTarget, muxerName: MuxerName): Pro
     muxer: muxerName,
     mask,
     keepaliveMs: 60_000,
-    accept: () => true,
+    accept,
     onDead: () => {},
     onProtocolError: () => {},
     onStreamOverflow: () => {}
