@@ -278,6 +278,13 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       this.emit('registrationRefused', { remoteAddress: from, reason: (err as Error).message })
       writeFrame(control, { error: (err as Error).message })
       control.end()
+      // Nothing more is kept: what else comes (the rest of a refused registration) closes the link
+      // at once instead of waiting in the stream (up to its window, 4 MiB with mplex) for the timer;
+      // after this turn, when the transport has sent the answer (its close frame would overtake it).
+      let closing = false
+      const closeSoon = (): void => { if (!closing) { closing = true; setImmediate(() => link.close(1008)) } }
+      control.attach({ onData: closeSoon, onEnd: () => {}, onClose: () => {}, onDrain: () => {} })
+      control.resume()
       setTimeout(() => link.close(1008), 1000).unref()
       return
     }

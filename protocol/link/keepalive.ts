@@ -9,8 +9,9 @@ const PONGS_PER_SECOND = 10
 /**
  * Pings the peer every `intervalMs`; the link is dead when a whole interval passes in which the
  * peer took none of our bytes and either sent us nothing (no pong, no message) or left megabytes
- * of ours unread. Taking our bytes proves it alive even while we stopped reading it on purpose (a
- * full queue toward it). Also answers the peer's pings, at a bounded rate (ws's own pong is off:
+ * of ours unread; or when it leaves two pings in a row unanswered for a whole interval each while
+ * we read it (it sends, but does not read us). Taking our bytes proves it alive even while we
+ * stopped reading it on purpose (a full queue toward it). Also answers the peer's pings, at a bounded rate (ws's own pong is off:
  * every ping it answered was another buffer queued toward a peer that may not read).
  */
 export function keepAlive (ws: WebSocket, socket: Duplex, intervalMs: number, onDead: () => void): () => void {
@@ -20,6 +21,11 @@ export function keepAlive (ws: WebSocket, socket: Duplex, intervalMs: number, on
   let written = sent()
   let heard = true
   const mark = (): void => { heard = true }
+  // Our pings the peer has not answered. Its messages show it alive, not that it reads: one that
+  // keeps sending but leaves two pings unanswered for a whole interval each does not read us
+  // (unless we stopped reading it ourselves: then its pongs wait behind what we left unread).
+  let unanswered = 0
+  const onPong = (): void => { heard = true; unanswered = 0 }
   let pongSecond = 0
   let pongs = 0
   const onPing = (data: Buffer): void => {
@@ -29,7 +35,7 @@ export function keepAlive (ws: WebSocket, socket: Duplex, intervalMs: number, on
     if (++pongs > PONGS_PER_SECOND) return
     try { ws.pong(data) } catch { /* closing already */ }
   }
-  ws.on('pong', mark)
+  ws.on('pong', onPong)
   ws.on('message', mark)
   ws.on('ping', onPing)
   const timer = setInterval(() => {
@@ -38,18 +44,20 @@ export function keepAlive (ws: WebSocket, socket: Duplex, intervalMs: number, on
     written = nowWritten
     const stalled = !progressed && socket.writableLength >= STALLED_BYTES
     if (progressed && socket.writableLength > 0) heard = true
-    if (!heard || stalled) {
+    const deaf = unanswered >= 2 && !socket.isPaused()
+    if (!heard || stalled || deaf) {
       onDead()
       ws.terminate()
       return
     }
     heard = false
+    unanswered++
     try { ws.ping() } catch { /* closing already */ }
   }, intervalMs)
   timer.unref()
   const stop = (): void => {
     clearInterval(timer)
-    ws.off('pong', mark)
+    ws.off('pong', onPong)
     ws.off('message', mark)
     ws.off('ping', onPing)
   }

@@ -52,14 +52,20 @@ export async function rawTunnel (server: TunnelServer, muxer: MuxerName): Promis
   return (await dialRaw(server, muxer)).ws
 }
 
-async function dialRaw (server: TunnelServer, muxer: MuxerName): ReturnType<typeof dialTunnel> {
+/** Where a raw client dials: a TunnelServer, or a server in another process by its port and fingerprint. */
+export type DialTarget = Pick<TunnelServer, 'port' | 'fingerprint'>
+
+async function dialRaw (server: DialTarget, muxer: MuxerName): ReturnType<typeof dialTunnel> {
   return await dialTunnel(parseEndpoint(`127.0.0.1:${server.port}`), {
     token: TOKEN, muxer, trust: { insecure: false, fingerprint: server.fingerprint }, timeoutMs: 5000, log: testLogger
   })
 }
 
-/** A muxer of our own over an authenticated WebSocket: we speak the protocol by hand. */
-export async function rawSession (server: TunnelServer, muxerName: MuxerName): Promise<{ ws: WebSocket, muxer: MuxSession }> {
+/**
+ * A muxer of our own over an authenticated WebSocket: we speak the protocol by hand. `accept`
+ * decides on the streams the server opens (default: take them and do nothing).
+ */
+export async function rawSession (server: DialTarget, muxerName: MuxerName, accept: (stream: MuxStream) => boolean = () => true): Promise<{ ws: WebSocket, muxer: MuxSession }> {
   const { ws, socket, mask } = await dialRaw(server, muxerName)
   ws.on('error', () => {})
   const link = openLink(ws, socket, {
@@ -67,7 +73,7 @@ export async function rawSession (server: TunnelServer, muxerName: MuxerName): P
     muxer: muxerName,
     mask,
     keepaliveMs: 60_000,
-    accept: () => true,
+    accept,
     onDead: () => {},
     onProtocolError: () => {},
     onStreamOverflow: () => {}
