@@ -3,7 +3,7 @@
 //                                   -> {median_us, p10_us, p90_us, p99_us, min_us, max_us, count}
 //   rate  PORT SECS CONC SIZE       CONC workers: connect, one SIZE-byte echo, close, repeat
 //                                   -> {conn_per_s, ok, errors, elapsed_s}
-//   probe PORT TIMEOUT_S echo|stream  retries one exchange until it works (exit 0) or times out (1)
+//   probe PORT TIMEOUT_S echo|stream|http retries one exchange until it works (exit 0) or times out (1)
 //   scale PORT N CONC HOLD_S        opens N connections (at most CONC opening at once), each does one
 //                                   64-byte echo and then stays idle; prints {open_s, ok, errors},
 //                                   then holds them until "close" on stdin (or HOLD_S) and exits
@@ -12,6 +12,11 @@
 //                                   another read at full speed -> {fast_MBps, slow_MBps, slow_ok}
 //   echobulk PORT SECS              one connection to the echo backend written as fast as it goes;
 //                                   -> {echo_MBps} (bytes echoed back per second)
+//   rr    PORT SECS CONC SIZE WARMUP_S  CONC connections to the echo backend, each sends SIZE bytes
+//                                   and waits for the SIZE-byte reply, in a loop; WARMUP_S untimed
+//                                   first -> {rps, p50_us, p99_us, max_us, count, all}
+//   http  PORT SECS CONC WARMUP_S   CONC keep-alive HTTP/1.1 connections, each GET / and waits for
+//                                   the whole response, in a loop -> {rps, p50_us, p99_us, ...}
 // Host: 127.0.0.1 (BENCH_HOST overrides). The echo modes follow ../shared/bench/echo-client.js.
 import { connect } from 'node:net'
 import type { Socket } from 'node:net'
@@ -116,8 +121,8 @@ function rate (seconds: number, concurrency: number, size: number): void {
 function probe (timeoutS: number, kind: string): void {
   hardLimit(timeoutS + 2, 'probe')
   const deadline = Date.now() + timeoutS * 1000
-  const request = kind === 'stream' ? Buffer.from('PING\n') : Buffer.alloc(64, 0x63)
-  const want = kind === 'stream' ? 5 : 64
+  const request = kind === 'stream' ? Buffer.from('PING\n') : kind === 'http' ? Buffer.from('GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n') : Buffer.alloc(64, 0x63)
+  const want = kind === 'stream' ? 5 : kind === 'http' ? 12 : 64
   const attempt = (): void => {
     let got = 0
     let done = false
@@ -290,7 +295,88 @@ function echobulk (seconds: number): void {
   }, 500)
 }
 
-if (!Number.isInteger(port)) die('usage: loadgen.js rtt|rate|probe|scale|solo|slow PORT ...')
+/**
+ * Closed-loop request/response on CONC connections: each sends `request()` and waits until
+ * `complete(buffered)` says how many bytes of a whole response it holds (0: not yet), then sends
+ * the next. Latencies after WARMUP_S are kept (bounded: at most MAX_SAMPLES). Every connection
+ * must stay up: an error, a close or a stalled response (5 s) ends the run with exit 1.
+ */
+const MAX_SAMPLES = 5_000_000
+function closedLoop (what: string, seconds: number, concurrency: number, warmupS: number,
+  request: Buffer, complete: (buf: Buffer) => number): void {
+  hardLimit(seconds + warmupS + 20, what)
+  const samples = new Float64Array(MAX_SAMPLES)
+  let n = 0
+  let all = 0 // every response, warm-up included (for CPU per request)
+  let dropped = 0
+  let measuring = false
+  let finished = false
+  let connected = 0
+  let t0 = 0
+  for (let k = 0; k < concurrency; k++) {
+    const sock = connect({ host, port, noDelay: true })
+    sock.setTimeout(5000)
+    let buf: Buffer = Buffer.alloc(0)
+    let sent = 0n
+    const send = (): void => { sent = process.hrtime.bigint(); sock.write(request) }
+    sock.on('connect', () => { connected++; send() })
+    sock.on('data', (d: Buffer) => {
+      if (finished) return
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d])
+      const used = complete(buf)
+      if (used === 0) return
+      if (used < 0) die('malformed response')
+      if (used !== buf.length) die('more data than one response (a reply arrived unasked)')
+      buf = Buffer.alloc(0)
+      all++
+      if (measuring) {
+        if (n < MAX_SAMPLES) samples[n++] = Number(process.hrtime.bigint() - sent) / 1000; else dropped++
+      }
+      send()
+    })
+    sock.on('timeout', () => { if (!finished) die(`connection ${k}: no response within 5 s`) })
+    sock.on('error', (e) => { if (!finished) die(`connection ${k}: ${e.message}`) })
+    sock.on('close', () => { if (!finished) die(`connection ${k} closed early`) })
+  }
+  setTimeout(() => {
+    if (connected < concurrency) die(`only ${connected} of ${concurrency} connections up after warm-up`)
+    measuring = true
+    t0 = now()
+    setTimeout(() => {
+      finished = true
+      measuring = false
+      const elapsed = (now() - t0) / 1000
+      const count = n + dropped
+      const s = samples.subarray(0, n).sort()
+      const q = (p: number): number => n === 0 ? NaN : s[Math.min(n - 1, Math.floor(p * n))]
+      out({ rps: Math.round(count / elapsed), p50_us: r1(q(0.5)), p90_us: r1(q(0.9)), p99_us: r1(q(0.99)), max_us: r1(n === 0 ? NaN : s[n - 1]), count, all, concurrency, elapsed_s: Math.round(elapsed * 1000) / 1000 })
+      process.exit(count > 0 ? 0 : 1)
+    }, seconds * 1000)
+  }, warmupS * 1000)
+}
+
+/** SIZE-byte requests to the echo backend: a response is complete when SIZE bytes are back. */
+function rr (seconds: number, concurrency: number, size: number, warmupS: number): void {
+  const request = Buffer.alloc(size, 0x72)
+  closedLoop('rr', seconds, concurrency, warmupS, request, (buf) => buf.length < size ? 0 : (buf.length === size ? size : -1))
+}
+
+/** Keep-alive GET / against the HTTP backend; a response is complete after its headers and Content-Length bytes. */
+function http (seconds: number, concurrency: number, warmupS: number): void {
+  const request = Buffer.from(`GET / HTTP/1.1\r\nHost: ${host}:${port}\r\nConnection: keep-alive\r\n\r\n`)
+  closedLoop('http', seconds, concurrency, warmupS, request, (buf) => {
+    const end = buf.indexOf('\r\n\r\n')
+    if (end < 0) return buf.length > 16384 ? -1 : 0
+    const head = buf.toString('latin1', 0, end)
+    if (!head.startsWith('HTTP/1.1 200')) return -1
+    const m = /\r\ncontent-length: *(\d+)/i.exec(head)
+    if (m === null) return -1
+    const total = end + 4 + Number(m[1])
+    return buf.length < total ? 0 : (buf.length === total ? total : -1)
+  })
+}
+
+if (!Number.isInteger(port)) die('usage: loadgen.js rtt|rate|probe|scale|solo|slow|echobulk|rr|http PORT ...')
 switch (mode) {
   case 'rtt': rtt(num(0, 2000), num(1, 64), num(2, 200)); break
   case 'rate': rate(num(0, 5), num(1, 16), num(2, 64)); break
@@ -299,5 +385,7 @@ switch (mode) {
   case 'solo': solo(num(0, 5)); break
   case 'slow': slow(num(0, 5), num(1, 1_000_000)); break
   case 'echobulk': echobulk(num(0, 5)); break
+  case 'rr': rr(num(0, 5), num(1, 50), num(2, 100), num(3, 1)); break
+  case 'http': http(num(0, 5), num(1, 64), num(2, 1)); break
   default: die('unknown mode')
 }

@@ -32,6 +32,16 @@ const int = (name: string, d: number): number => {
   return n
 }
 const list = (name: string, d: string): string[] => (env[name] ?? d).split(/[\s,]+/).filter(s => s !== '')
+/** `--node PATH` on the command line (`npm run bench -- --node PATH`), else BENCH_NODE, else this Node. */
+const argNode = ((): string | undefined => {
+  const argv = process.argv.slice(2)
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--node') { if (argv[i + 1] === undefined) throw new Error('--node needs a PATH'); return argv[i + 1] }
+    if (argv[i].startsWith('--node=')) return argv[i].slice('--node='.length)
+    throw new Error(`unknown argument ${argv[i]} (known: --node PATH; everything else is set by environment, see bench/README.md)`)
+  }
+  return undefined
+})()
 
 const DEFAULT_CONFIGS = ['raw', 'ssh', 'ssh_nodelay', 'node_proxy', 'yamux', 'mplex']
 /**
@@ -39,8 +49,8 @@ const DEFAULT_CONFIGS = ['raw', 'ssh', 'ssh_nodelay', 'node_proxy', 'yamux', 'mp
  * build (CLI = path of its dist/cli/main.js) as its own column, e.g. to compare two builds in one run.
  */
 type Config = string
-interface TunnelCfg { name: string, muxer: 'yamux' | 'mplex', cli: string }
-const ALL_TESTS = ['bulk', 'rtt', 'rate', 'slow', 'scale'] as const
+interface TunnelCfg { name: string, muxer: 'yamux' | 'mplex', cli: string, node: string }
+const ALL_TESTS = ['bulk', 'rtt', 'rate', 'rr', 'http', 'slow', 'scale'] as const
 type Test = typeof ALL_TESTS[number]
 
 const S = {
@@ -56,6 +66,12 @@ const S = {
   msgSize: int('MSG_SIZE', 64),
   rateSecs: int('RATE_SECS', 5),
   rateConc: int('RATE_CONC', 16),
+  rrSecs: int('RR_SECS', 5),
+  rrConc: int('RR_CONC', 50),
+  rrSize: int('RR_SIZE', 100),
+  httpSecs: int('HTTP_SECS', 5),
+  httpConc: int('HTTP_CONC', 64),
+  warmupSecs: int('WARMUP_SECS', 1),
   scaleConns: int('SCALE_CONNS', 10_000),
   scaleConc: int('SCALE_CONC', 200),
   scaleSettleMs: int('SCALE_SETTLE_MS', 1000),
@@ -64,9 +80,12 @@ const S = {
   readyTimeoutMs: int('READY_TIMEOUT', 20) * 1000,
   sshCipher: env.SSH_CIPHER ?? '',
   cli: resolve(env.REVERSELB_CLI ?? join(ROOT, 'dist/cli/main.js')),
+  /** Node binary of the reverselb processes (server, tunnel clients); loads and backends run under this process's Node. */
+  node: resolve(argNode ?? (env.BENCH_NODE !== undefined && env.BENCH_NODE !== '' ? env.BENCH_NODE : process.execPath)),
   nodeArgs: list('RLB_NODE_ARGS', ''),
   profileDir: env.PROFILE_DIR !== undefined && env.PROFILE_DIR !== '' ? resolve(env.PROFILE_DIR) : undefined,
   resultsDir: resolve(env.RESULTS_DIR ?? join(ROOT, 'bench/results')),
+  resultsName: env.RESULTS_NAME ?? 'latest',
   keepTmp: env.KEEP_TMP === '1',
   label: env.BENCH_LABEL ?? ''
 }
@@ -78,12 +97,13 @@ const CONFIGS: Config[] = S.configSpecs.map(spec => {
   const m = /^(?:([\w.-]+)=)?(yamux|mplex)(?::(.+))?$/.exec(spec)
   if (m === null) throw new Error(`unknown config ${spec} (${REFERENCES.join(', ')}, yamux, mplex or NAME=yamux|mplex[:CLI])`)
   const name = m[1] ?? m[2]
-  TUNNELS.set(name, { name, muxer: m[2] as 'yamux' | 'mplex', cli: resolve(m[3] ?? S.cli) })
+  const node = env[`BENCH_NODE_${name.replace(/\W/g, '_')}`]
+  TUNNELS.set(name, { name, muxer: m[2] as 'yamux' | 'mplex', cli: resolve(m[3] ?? S.cli), node: node !== undefined && node !== '' ? resolve(node) : S.node })
   return name
 })
 if (new Set(CONFIGS).size !== CONFIGS.length) throw new Error('CONFIGS names must be unique')
 for (const t of S.tests) if (!(ALL_TESTS as readonly string[]).includes(t)) throw new Error(`unknown test ${t} (known: ${ALL_TESTS.join(' ')})`)
-const perConfigS = 3 * (S.bulkSecs + 25) + S.rateSecs + 40 + 2 * (S.slowSecs + 25) + 150
+const perConfigS = 3 * (S.bulkSecs + 25) + S.rateSecs + 40 + S.rrSecs + S.httpSecs + 2 * S.warmupSecs + 60 + 2 * (S.slowSecs + 25) + 150
 const MAX_SECONDS = int('MAX_SECONDS', 120 + S.runs * CONFIGS.length * perConfigS)
 
 const P = S.portBase
@@ -92,19 +112,21 @@ const PORTS = {
   echo: P + 2,
   stream: P + 3,
   sshd: P + 4,
-  ssh: { iperf: P + 11, echo: P + 12, stream: P + 13 },
-  ssh_nodelay: { iperf: P + 21, echo: P + 22, stream: P + 23 },
-  node_proxy: { iperf: P + 25, echo: P + 26, stream: P + 27 }
+  http: P + 5,
+  ssh: { iperf: P + 11, echo: P + 12, stream: P + 13, http: P + 14 },
+  ssh_nodelay: { iperf: P + 21, echo: P + 22, stream: P + 23, http: P + 24 },
+  node_proxy: { iperf: P + 25, echo: P + 26, stream: P + 27, http: P + 28 }
 }
 /** Ports of the i-th reverselb configuration: API, three fronts, and its (unused) dynamic pool. */
-const tunnelPorts = (name: string): { api: number, iperf: number, echo: number, stream: number, dyn: number } => {
+const tunnelPorts = (name: string): { api: number, iperf: number, echo: number, stream: number, http: number, dyn: number } => {
   const b = P + 30 + 10 * [...TUNNELS.keys()].indexOf(name)
-  return { api: b, iperf: b + 1, echo: b + 2, stream: b + 3, dyn: b + 5 }
+  return { api: b, iperf: b + 1, echo: b + 2, stream: b + 3, http: b + 4, dyn: b + 5 }
 }
 const TOKEN = 'bench-token-' + String(process.pid)
 const LOADGEN = join(HERE, 'loadgen.js')
 const BACKEND = join(HERE, 'backend.js')
 const NODE_PROXY = join(HERE, 'node-proxy.js')
+const HTTP_BACKEND = join(HERE, 'http-backend.js')
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup: traps, watchdog, reaper
@@ -156,9 +178,12 @@ let sshdProc: Proc | undefined
 async function startBackends (): Promise<void> {
   const iperf = start('iperf3-server', join(TMP, 'iperf3-server.log'), 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(PORTS.iperf)])
   const backend = start('backend', join(TMP, 'backend.log'), process.execPath, [BACKEND, String(PORTS.echo), String(PORTS.stream), '127.0.0.1'])
+  // The HTTP backend has its own process, so it does not share a CPU's event loop with the echo one.
+  const http = start('http-backend', join(TMP, 'http-backend.log'), process.execPath, [HTTP_BACKEND, String(PORTS.http), '127.0.0.1'])
   await waitListen(PORTS.iperf, iperf, S.readyTimeoutMs)
   await waitListen(PORTS.echo, backend, S.readyTimeoutMs)
   await waitListen(PORTS.stream, backend, S.readyTimeoutMs)
+  await waitListen(PORTS.http, http, S.readyTimeoutMs)
 }
 
 async function startSshd (): Promise<void> {
@@ -194,7 +219,8 @@ function sshOpts (): string[] {
 // ---------------------------------------------------------------------------------------------
 // Tunnel setups
 // ---------------------------------------------------------------------------------------------
-type Kind = 'iperf' | 'echo' | 'stream'
+type Kind = 'iperf' | 'echo' | 'stream' | 'http'
+const KINDS: Kind[] = ['iperf', 'echo', 'stream', 'http']
 interface Setup {
   fronts: Record<Kind, number>
   serverRss: () => number
@@ -205,18 +231,19 @@ interface Setup {
 }
 
 async function ready (fronts: Record<Kind, number>, owner: Proc): Promise<void> {
-  for (const k of ['iperf', 'echo', 'stream'] as const) await waitListen(fronts[k], owner, S.readyTimeoutMs)
-  await run(process.execPath, [LOADGEN, 'probe', String(fronts.echo), String(S.readyTimeoutMs / 1000), 'echo'], S.readyTimeoutMs + 5000)
-  await run(process.execPath, [LOADGEN, 'probe', String(fronts.stream), String(S.readyTimeoutMs / 1000), 'stream'], S.readyTimeoutMs + 5000)
+  for (const k of KINDS) await waitListen(fronts[k], owner, S.readyTimeoutMs)
+  for (const k of ['echo', 'stream', 'http'] as const) {
+    await run(process.execPath, [LOADGEN, 'probe', String(fronts[k]), String(S.readyTimeoutMs / 1000), k], S.readyTimeoutMs + 5000)
+  }
 }
 
 const helpCache = new Map<string, string>()
 /** Whether a reverselb build's `COMMAND --help` lists OPTION (older builds lack some). */
-function cliHasOption (cli: string, command: string, option: string): boolean {
-  const key = `${cli} ${command}`
+function cliHasOption (node: string, cli: string, command: string, option: string): boolean {
+  const key = `${node} ${cli} ${command}`
   if (!helpCache.has(key)) {
     try {
-      helpCache.set(key, execFileSync(process.execPath, [cli, command, '--help'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'ignore'] }))
+      helpCache.set(key, execFileSync(node, [cli, command, '--help'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'ignore'] }))
     } catch {
       helpCache.set(key, '')
     }
@@ -228,19 +255,19 @@ let instance = 0
 async function setup (cfg: Config, round: number): Promise<Setup> {
   instance++
   if (cfg === 'raw') {
-    return { fronts: { iperf: PORTS.iperf, echo: PORTS.echo, stream: PORTS.stream }, serverRss: () => NaN, clientRss: () => NaN, cpu: () => NaN, stop: async () => {} }
+    return { fronts: { iperf: PORTS.iperf, echo: PORTS.echo, stream: PORTS.stream, http: PORTS.http }, serverRss: () => NaN, clientRss: () => NaN, cpu: () => NaN, stop: async () => {} }
   }
   if (cfg === 'node_proxy') {
     const f = PORTS.node_proxy
-    const p = start(cfg, join(TMP, `${cfg}-${instance}.log`), process.execPath, [NODE_PROXY, ...(['iperf', 'echo', 'stream'] as const).map(k => `${f[k]}:${PORTS[k]}`)])
+    const p = start(cfg, join(TMP, `${cfg}-${instance}.log`), process.execPath, [NODE_PROXY, ...KINDS.map(k => `${f[k]}:${PORTS[k]}`)])
     syncPgids()
     const stopIt = async (): Promise<void> => { await stop(p); syncPgids() }
     try { await ready(f, p) } catch (err) { await stopIt(); throw err }
-    return { fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream }, serverRss: () => rss(p.pid), clientRss: () => NaN, cpu: () => cpuSeconds(p.pid), stop: stopIt }
+    return { fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream, http: f.http }, serverRss: () => rss(p.pid), clientRss: () => NaN, cpu: () => cpuSeconds(p.pid), stop: stopIt }
   }
   if (cfg === 'ssh' || cfg === 'ssh_nodelay') {
     const f = PORTS[cfg]
-    const forwards = (['iperf', 'echo', 'stream'] as const).flatMap(k => ['-R', `${f[k]}:127.0.0.1:${PORTS[k]}`])
+    const forwards = KINDS.flatMap(k => ['-R', `${f[k]}:127.0.0.1:${PORTS[k]}`])
     const logf = join(TMP, `${cfg}-${instance}.log`)
     // ssh -N never calls set_nodelay(); a no-op remote session (fed by an idle pipe) makes OpenSSH
     // disable Nagle on both ends, see ../shared/bench/README.md.
@@ -253,7 +280,7 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
     const sshPid = (): number => cfg === 'ssh' ? p.pid : (descendants(p.pid).find(pid => comm(pid) === 'ssh') ?? p.pid)
     const sshdPid = sshdProc?.pid ?? -1
     return {
-      fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream },
+      fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream, http: f.http },
       // every sshd process below the listener belongs to this (the only) ssh connection
       serverRss: () => descendants(sshdPid).reduce((sum, pid) => sum + rss(pid), 0),
       clientRss: () => rss(sshPid()),
@@ -272,8 +299,8 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
     tc.cli, '-t', TOKEN
   ]
   // The 10k test opens one connection more than the default per-session cap (10,000).
-  const limits = cliHasOption(tc.cli, 'server', '--maxstreams') ? ['--maxstreams', String(S.scaleConns + 100)] : []
-  const server = start(`${cfg}-server`, join(TMP, `${tag}-server.log`), process.execPath, [...nodeArgs('server'), 'server',
+  const limits = cliHasOption(tc.node, tc.cli, 'server', '--maxstreams') ? ['--maxstreams', String(S.scaleConns + 100)] : []
+  const server = start(`${cfg}-server`, join(TMP, `${tag}-server.log`), tc.node, [...nodeArgs('server'), 'server',
     '-p', String(f.api), '--host', '127.0.0.1', '--frontendhost', '127.0.0.1', '--dynport', String(f.dyn), '--dynportcount', '4', ...limits])
   const tunnels: Partial<Record<Kind, Proc>> = {}
   const all = [server]
@@ -286,20 +313,20 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
     await waitListen(f.api, server, S.readyTimeoutMs)
     // Pinned, as the README has users do with the self-signed certificate.
     const fingerprint = await tlsFingerprint(f.api, S.readyTimeoutMs)
-    for (const k of ['iperf', 'echo', 'stream'] as const) {
-      const t = start(`${cfg}-tunnel-${k}`, join(TMP, `${tag}-tunnel-${k}.log`), process.execPath, [...nodeArgs(`tunnel-${k}`), 'tunnel',
+    for (const k of KINDS) {
+      const t = start(`${cfg}-tunnel-${k}`, join(TMP, `${tag}-tunnel-${k}.log`), tc.node, [...nodeArgs(`tunnel-${k}`), 'tunnel',
         '-e', `127.0.0.1:${f.api}`, '-p', String(f[k]), '-b', `127.0.0.1:${PORTS[k]}`, '-s', `bench-${k}`, '--fingerprint', fingerprint, '--mux', tc.muxer])
       tunnels[k] = t
       all.push(t)
     }
     syncPgids()
-    await ready({ iperf: f.iperf, echo: f.echo, stream: f.stream }, server)
+    await ready({ iperf: f.iperf, echo: f.echo, stream: f.stream, http: f.http }, server)
   } catch (err) {
     await stopIt()
     throw err
   }
   return {
-    fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream },
+    fronts: { iperf: f.iperf, echo: f.echo, stream: f.stream, http: f.http },
     serverRss: () => rss(server.pid),
     clientRss: (k) => rss(tunnels[k]?.pid ?? -1),
     cpu: (k) => cpuSeconds(server.pid) + cpuSeconds(tunnels[k]?.pid ?? -1),
@@ -392,6 +419,28 @@ async function testsA (s: Setup, m: Metrics): Promise<void> {
       log(`  rate: ${String(r.conn_per_s)} conn/s (${String(r.errors)} errors), tunnel CPU ${String(m.conn_cpu_us)} us per connection`)
     })
   }
+  if (S.tests.includes('rr')) {
+    await attempt(m, 'rr', async () => {
+      const cpu0 = s.cpu('echo')
+      const r = await loadgen(['rr', String(s.fronts.echo), String(S.rrSecs), String(S.rrConc), String(S.rrSize), String(S.warmupSecs)], (S.rrSecs + S.warmupSecs + 30) * 1000)
+      const cpu = s.cpu('echo') - cpu0
+      m.rr_rps = r.rps as number
+      m.rr_p50_us = r.p50_us as number
+      m.rr_p99_us = r.p99_us as number
+      // CPU the tunnel (both ends) spent per request, over the whole run (warm-up included in both)
+      if (Number.isFinite(cpu) && (r.all as number) > 0) m.rr_cpu_us = Math.round(cpu / (r.all as number) * 1e7) / 10
+      log(`  request/response (${S.rrConc} conns, ${S.rrSize} B): ${String(r.rps)} req/s, p50 ${String(r.p50_us)} us, p99 ${String(r.p99_us)} us, tunnel CPU ${m.rr_cpu_us === undefined ? 'n/a' : String(m.rr_cpu_us)} us per request`)
+    })
+  }
+  if (S.tests.includes('http')) {
+    await attempt(m, 'http', async () => {
+      const r = await loadgen(['http', String(s.fronts.http), String(S.httpSecs), String(S.httpConc), String(S.warmupSecs)], (S.httpSecs + S.warmupSecs + 30) * 1000)
+      m.http_rps = r.rps as number
+      m.http_p50_us = r.p50_us as number
+      m.http_p99_us = r.p99_us as number
+      log(`  keep-alive HTTP (${S.httpConc} conns): ${String(r.rps)} req/s, p50 ${String(r.p50_us)} us, p99 ${String(r.p99_us)} us`)
+    })
+  }
 }
 
 async function testSlow (s: Setup, m: Metrics): Promise<void> {
@@ -470,7 +519,7 @@ async function testScale (s: Setup, m: Metrics): Promise<void> {
 async function measure (cfg: Config, round: number): Promise<Metrics> {
   const m: Metrics = {}
   const groups: Array<[string, (s: Setup) => Promise<void>]> = []
-  if (S.tests.some(t => t === 'bulk' || t === 'rtt' || t === 'rate' || t === 'scale')) groups.push(['bulk/rtt/rate', async (s) => await testsA(s, m)])
+  if (S.tests.some(t => t === 'bulk' || t === 'rtt' || t === 'rate' || t === 'rr' || t === 'http' || t === 'scale')) groups.push(['bulk/rtt/rate/rr/http', async (s) => await testsA(s, m)])
   // Memory figures come from fresh processes, so they are not inflated by the tests before.
   if (S.tests.includes('slow')) groups.push(['slow', async (s) => await testSlow(s, m)])
   // The Node proxy holds both ends of every connection in one process: 10,000 of them need more
@@ -508,6 +557,13 @@ const ROWS: Row[] = [
   { key: 'rtt_p99_us', label: 'RTT p99 (µs)', better: 'lower', ref: 'ssh', digits: 0 },
   { key: 'conn_per_s', label: `new connections/s (${S.rateConc} concurrent), ratio vs ssh_nodelay`, better: 'higher', ref: 'ssh_nodelay', target: '≥ 1.0', digits: 0 },
   { key: 'conn_cpu_us', label: 'tunnel CPU per connection (µs, both ends), ratio vs ssh_nodelay', better: 'lower', ref: 'ssh_nodelay', digits: 0 },
+  { key: 'rr_rps', label: `request/response, ${S.rrConc} connections, ${S.rrSize} B each way (req/s), ratio vs ssh_nodelay`, better: 'higher', ref: 'ssh_nodelay', target: '≥ 1.2', digits: 0 },
+  { key: 'rr_p50_us', label: 'request/response: p50 latency (µs), ratio vs ssh_nodelay', better: 'lower', ref: 'ssh_nodelay', digits: 0 },
+  { key: 'rr_p99_us', label: 'request/response: p99 latency (µs), ratio vs ssh_nodelay', better: 'lower', ref: 'ssh_nodelay', target: '≤ 1.0', digits: 0 },
+  { key: 'rr_cpu_us', label: 'request/response: tunnel CPU per request (µs, both ends), ratio vs ssh_nodelay', better: 'lower', ref: 'ssh_nodelay', digits: 1 },
+  { key: 'http_rps', label: `keep-alive HTTP, ${S.httpConc} connections, node:http backend (req/s), ratio vs ssh_nodelay`, better: 'higher', ref: 'ssh_nodelay', digits: 0 },
+  { key: 'http_p50_us', label: 'keep-alive HTTP: p50 latency (µs), ratio vs ssh_nodelay', better: 'lower', ref: 'ssh_nodelay', digits: 0 },
+  { key: 'http_p99_us', label: 'keep-alive HTTP: p99 latency (µs), ratio vs ssh_nodelay', better: 'lower', ref: 'ssh_nodelay', digits: 0 },
   { key: 'scale_open_s', label: `${S.scaleConns} idle connections: time to open (s)`, better: 'lower', ref: 'ssh', digits: 2 },
   { key: 'scale_errors', label: `${S.scaleConns} idle connections: connections that failed to open`, better: 'lower', ref: 'ssh', digits: 0 },
   { key: 'scale_server_rss_MB', label: `${S.scaleConns} idle connections: server RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 250 MB', digits: 0 },
@@ -525,6 +581,10 @@ const ROWS: Row[] = [
 function fmt (v: number | undefined, digits: number): string {
   if (v === undefined || !Number.isFinite(v)) return 'n/a'
   return v.toFixed(digits)
+}
+
+function nodeVersion (node: string): string {
+  try { return execFileSync(node, ['--version'], { encoding: 'utf8', timeout: 20_000 }).trim() } catch { return `? (${node})` }
 }
 
 function machine (): Record<string, string | number> {
@@ -548,6 +608,8 @@ function machine (): Record<string, string | number> {
     kernel: release(),
     os: sh('bash', ['-c', '. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME"']),
     node: process.version,
+    // Node of the reverselb processes per tunnel configuration (the load generators and backends run under `node`)
+    reverselb_node: [...TUNNELS.values()].map(t => `${t.name}: ${nodeVersion(t.node)}`).join(', '),
     ssh: sh('bash', ['-c', 'ssh -V 2>&1']),
     ssh_cipher: cipher || (S.sshCipher !== '' ? S.sshCipher : 'default'),
     iperf3: sh('iperf3', ['--version']).split('\n')[0],
@@ -561,8 +623,9 @@ async function main (): Promise<void> {
     try { execFileSync('bash', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }) } catch { throw new Error(`missing ${cmd}: apt-get install -y openssh-server openssh-client iperf3 iproute2`) }
   }
   for (const t of TUNNELS.values()) if (!existsSync(t.cli)) throw new Error(`${t.cli} not found: run npm run build`)
+  for (const t of TUNNELS.values()) if (!existsSync(t.node)) throw new Error(`Node binary ${t.node} (config ${t.name}) not found`)
   if (!existsSync(LOADGEN)) throw new Error(`${LOADGEN} not found: run npm run build`)
-  const ports = [PORTS.iperf, PORTS.echo, PORTS.stream, PORTS.sshd]
+  const ports = [PORTS.iperf, PORTS.echo, PORTS.stream, PORTS.sshd, PORTS.http]
   for (const c of CONFIGS) {
     if (c === 'ssh' || c === 'ssh_nodelay' || c === 'node_proxy') ports.push(...Object.values(PORTS[c]))
     else if (c !== 'raw') ports.push(...Object.values(tunnelPorts(c)))
@@ -598,30 +661,38 @@ async function main (): Promise<void> {
       medians[c][row.key] = median(rounds.filter(x => x.config === c).map(x => x.metrics[row.key]).filter((v): v is number => typeof v === 'number'))
     }
   }
+  // A row's reference is ssh or ssh_nodelay; when that one was not run, the other one is used
+  // (the table's "ratio vs" column says which).
+  const refOf = (row: Row): Config => {
+    if (CONFIGS.includes(row.ref)) return row.ref
+    const other = row.ref === 'ssh' ? 'ssh_nodelay' : row.ref === 'ssh_nodelay' ? 'ssh' : row.ref
+    return CONFIGS.includes(other) ? other : row.ref
+  }
   const ratio = (c: Config, row: Row): number | undefined => {
     const a = medians[c]?.[row.key]
-    const b = medians[row.ref]?.[row.key]
+    const b = medians[refOf(row)]?.[row.key]
     if (a === undefined || b === undefined || b === 0) return undefined
     return a / b
   }
   const tunnels = [...TUNNELS.keys()]
   const refs = [['ssh', 'ssh -R'], ['ssh_nodelay', 'ssh_nodelay'], ...(CONFIGS.includes('node_proxy') ? [['node_proxy', 'Node TCP proxy']] : []), ['raw', 'direct']]
-  const head = ['metric', ...tunnels.map(c => `reverselb ${c}`), ...refs.map(r => r[1]), ...tunnels.map(c => `${c} ÷ ssh`), 'target']
+  const head = ['metric', ...tunnels.map(c => `reverselb ${c}`), ...refs.map(r => r[1]), ...tunnels.map(c => `${c} ÷ ref`), 'ratio vs', 'target']
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => i === 0 ? '---' : '---:').join('|')}|`]
   const tableRows = ROWS.filter(row => CONFIGS.some(c => medians[c][row.key] !== undefined)).map(row => {
     const cell = (c: Config): string => CONFIGS.includes(c) ? fmt(medians[c][row.key], row.digits) : '–'
-    const cells = [row.label, ...tunnels.map(cell), ...refs.map(r => cell(r[0])), ...tunnels.map(c => fmt(ratio(c, row), 2)), row.target ?? '']
+    const cells = [row.label, ...tunnels.map(cell), ...refs.map(r => cell(r[0])), ...tunnels.map(c => fmt(ratio(c, row), 2)), refOf(row), row.target ?? '']
     lines.push(`| ${cells.join(' | ')} |`)
-    return { key: row.key, label: row.label, better: row.better, ratio_vs: row.ref, target: row.target, ...Object.fromEntries(CONFIGS.map(c => [c, medians[c][row.key]])), ...Object.fromEntries(tunnels.map(c => [`${c}_ratio`, ratio(c, row)])) }
+    return { key: row.key, label: row.label, better: row.better, ratio_vs: refOf(row), target: row.target, ...Object.fromEntries(CONFIGS.map(c => [c, medians[c][row.key]])), ...Object.fromEntries(tunnels.map(c => [`${c}_ratio`, ratio(c, row)])) }
   })
   const mach = machine()
-  const desc = `${String(mach.cpus)} vCPU ${String(mach.cpu)} (${String(mach.virtualization)}), ${String(mach.mem_GB)} GB RAM, ${String(mach.os)}, Linux ${String(mach.kernel)}, Node ${String(mach.node)}, ${String(mach.ssh)} (cipher ${String(mach.ssh_cipher)}), ${String(mach.iperf3)}, bufferutil: ${String(mach.bufferutil)}`
+  const desc = `${String(mach.cpus)} vCPU ${String(mach.cpu)} (${String(mach.virtualization)}), ${String(mach.mem_GB)} GB RAM, ${String(mach.os)}, Linux ${String(mach.kernel)}, Node ${String(mach.node)} (reverselb processes: ${String(mach.reverselb_node)}), ${String(mach.ssh)} (cipher ${String(mach.ssh_cipher)}), ${String(mach.iperf3)}, bufferutil: ${String(mach.bufferutil)}`
   const notes = [
     `Medians of ${S.runs} rounds; configurations alternate within each round (order rotated per round); all on 127.0.0.1, every process shares the same CPUs.`,
-    `Ratios are reverselb ÷ ssh -R (for new connections/s: ÷ ssh_nodelay, ssh with Nagle off). "added RTT" = tunnel RTT − direct RTT of the same round.`,
-    `RTT: ${S.rttCount} timed ${S.msgSize}-byte echoes on one connection after ${S.rttWarmup} untimed ones (the Node processes' JIT settles). New connections/s: ${S.rateConc} concurrent clients for ${S.rateSecs} s, each connection one ${S.msgSize}-byte echo. CPU rows: user + system time of the tunnel's own processes (both ends) per GB or per connection.`,
-    `${S.scaleConns} idle connections: opened ${S.scaleConc} at a time, each does one echo, then RSS is read after ${S.scaleSettleMs / 1000} s.`,
-    `bulk: iperf3 ${S.bulkSecs} s, receiver side, MB = 10^6 B. slow reader: two downloads through the tunnel, one read at ${S.slowRate / 1e6} MB/s; "kept" = fast stream's throughput ÷ its throughput alone; RSS peaks sampled every 50 ms.`,
+    `Ratios are reverselb ÷ the configuration in the "ratio vs" column: ssh -R for most rows, ssh_nodelay (ssh with Nagle off) for new connections/s, request/response and keep-alive HTTP; when one of the two was not run, the other. "added RTT" = tunnel RTT − direct RTT of the same round.`,
+    ...(S.tests.includes('rtt') || S.tests.includes('rate') ? [`RTT: ${S.rttCount} timed ${S.msgSize}-byte echoes on one connection after ${S.rttWarmup} untimed ones (the Node processes' JIT settles). New connections/s: ${S.rateConc} concurrent clients for ${S.rateSecs} s, each connection one ${S.msgSize}-byte echo. CPU rows: user + system time of the tunnel's own processes (both ends) per GB or per connection.`] : []),
+    ...(S.tests.includes('rr') || S.tests.includes('http') ? [`Request/response: ${S.rrConc} connections to the echo backend, each sends ${S.rrSize} B and waits for the ${S.rrSize} B echo before the next, ${S.rrSecs} s timed after ${S.warmupSecs} s untimed; latency per request. Keep-alive HTTP: ${S.httpConc} connections, each GET / to a node:http server in its own process (~100 B body) and waits for the whole response, ${S.httpSecs} s timed after ${S.warmupSecs} s untimed. The load generator is one Node process on the same CPUs: its own cost is in every column, direct included.`] : []),
+    ...(S.tests.includes('scale') ? [`${S.scaleConns} idle connections: opened ${S.scaleConc} at a time, each does one echo, then RSS is read after ${S.scaleSettleMs / 1000} s.`] : []),
+    ...(S.tests.includes('bulk') || S.tests.includes('slow') ? [`bulk: iperf3 ${S.bulkSecs} s, receiver side, MB = 10^6 B. slow reader: two downloads through the tunnel, one read at ${S.slowRate / 1e6} MB/s; "kept" = fast stream's throughput ÷ its throughput alone; RSS peaks sampled every 50 ms.`] : []),
     `ssh figures: server = all sshd processes of the connection, client = the ssh process. reverselb: server process, and the tunnel client process of that backend.`,
     ...(CONFIGS.includes('node_proxy') ? ['Node TCP proxy: one Node process that only pipes each accepted connection to a new one to the backend (bench/node-proxy.ts): no TLS, no muxer, no second process. It is the least any tunnel written in Node costs; its RSS is in the server row.'] : [])
   ]
@@ -630,9 +701,9 @@ async function main (): Promise<void> {
 
   mkdirSync(S.resultsDir, { recursive: true })
   const json = { started: started.toISOString(), finished: new Date().toISOString(), label: S.label, machine: mach, machine_description: desc, settings: { ...S, cli: S.cli }, table: tableRows, medians, rounds, notes }
-  writeFileSync(join(S.resultsDir, 'latest.json'), JSON.stringify(json, null, 2) + '\n')
-  writeFileSync(join(S.resultsDir, 'latest.md'), md)
-  log(`wrote ${join(S.resultsDir, 'latest.json')} and latest.md`)
+  writeFileSync(join(S.resultsDir, `${S.resultsName}.json`), JSON.stringify(json, null, 2) + '\n')
+  writeFileSync(join(S.resultsDir, `${S.resultsName}.md`), md)
+  log(`wrote ${join(S.resultsDir, `${S.resultsName}.json`)} and ${S.resultsName}.md`)
 }
 
 main().then(async () => {
