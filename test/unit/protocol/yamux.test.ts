@@ -340,6 +340,7 @@ describe('unit: yamux codec', function () {
     const got: Buffer[] = []
     stream.attach({ onData: (c) => got.push(c), onEnd: () => {}, onClose: () => {}, onDrain: () => {} })
     expect(got.map(c => c.toString())).to.deep.equal(['x'])
-    expect(got[0].buffer.byteLength, 'memory the kept byte holds on to').to.be.at.most(8 * KiB)
+    // A copy lives in Node's buffer pool (8 KiB on Node 20, 64 KiB on Node 26), not in the 1 MiB message.
+    expect(got[0].buffer.byteLength, 'memory the kept byte holds on to').to.be.at.most(Buffer.poolSize + 1024)
   })
 })
