@@ -7,3 +7,4 @@ export { AuthorizationError, TlsVerificationError, UpgradeRefusedError, Registra
 export { ProxyError, ProxyAuthError, ProxyRefusedError } from './client/proxy.js'
 export type { TunnelData, TunnelDataResponse, MuxerName, Logger, LogLevel } from './protocol/index.js'
 export { createLogger, PROTOCOL_VERSION } from './protocol/index.js'
+export type { E2eMode } from './client/dial.js'

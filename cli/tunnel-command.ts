@@ -1,6 +1,7 @@
 import { accessSync, constants, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { TunnelClient } from '../client/tunnel-client.js'
+import { E2E_MODES } from '../client/dial.js'
 import { parseEndpoint } from '../client/endpoint.js'
 import { proxiesFor, redactProxy } from '../client/proxy.js'
 import { parseAuthSchemes } from '../client/proxy-auth/schemes.js'
@@ -24,6 +25,7 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('insecuretls', { alias: 'i', type: 'boolean', default: envBool('INSECURE_TLS') ?? false, describe: 'skip checking the server certificate (CA/hostname) [$INSECURE_TLS]' })
     .option('ca', { type: 'string', default: env('CA_FILE'), describe: 'PEM file of an extra CA to trust (e.g. a TLS-inspecting proxy) [$CA_FILE]' })
     .option('fingerprint', { type: 'string', default: env('FINGERPRINT'), describe: 'pin the server certificate by its SHA-256 fingerprint [$FINGERPRINT]' })
+    .option('e2e', { choices: E2E_MODES, default: (env('E2E') ?? 'auto') as typeof E2E_MODES[number], describe: 'end-to-end layer (TLS to the server inside the tunnel, token inside it) that a TLS-inspecting proxy cannot read; auto: on unless the outer TLS is pinned to the server (--fingerprint that matches) or verified by the built-in CAs alone [$E2E]' })
     .option('mux', { choices: MUXERS, default: (env('MUX') ?? 'yamux') as typeof MUXERS[number], describe: 'stream muxer inside the WebSocket: yamux (flow control per stream) or mplex (none: a connection whose reader falls 16 MiB behind is reset) [$MUX]' })
     .option('connections', { type: 'number', default: envInt('CONNECTIONS') ?? 1, describe: 'parallel sessions kept to each server (backendAcceptBacklog) [$CONNECTIONS]' })
     .option('keepalive', { type: 'number', default: envInt('KEEPALIVE') ?? 20, describe: 'seconds between WebSocket pings to the server [$KEEPALIVE]' })
@@ -97,6 +99,7 @@ export async function handler (argv: Args): Promise<void> {
     insecureTls: argv.insecuretls,
     ca,
     fingerprint: argv.fingerprint,
+    e2e: argv.e2e,
     muxer: argv.mux,
     keepaliveMs: argv.keepalive * 1000,
     // Routing (proxies, PAC, proxy authentication) is the CLI's to configure.

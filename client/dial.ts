@@ -2,7 +2,9 @@ import { once } from 'node:events'
 import { isIP } from 'node:net'
 import { connect as tlsConnect, rootCertificates } from 'node:tls'
 import { WebSocket } from 'ws'
-import { MAX_WS_PAYLOAD, PROTOCOL_VERSION, REFUSAL_HEADER, TUNNEL_PATH, subprotocolFor } from '../protocol/index.js'
+import {
+  E2E_ALPN, E2E_MIN_VERSION, MAX_WS_PAYLOAD, MessageDuplex, PROTOCOL_VERSION, REFUSAL_HEADER, TUNNEL_PATH, subprotocolFor
+} from '../protocol/index.js'
 import { formatEndpoint } from './endpoint.js'
 import { AuthorizationError, TlsVerificationError, UpgradeRefusedError } from './errors.js'
 import { routeConnector, viaOf } from './proxy-route.js'
@@ -10,7 +12,7 @@ import type { Endpoint } from './endpoint.js'
 import type { Connector } from './proxy.js'
 import type { Logger, MuxerName } from '../protocol/index.js'
 import type { Socket } from 'node:net'
-import type { PeerCertificate, TLSSocket } from 'node:tls'
+import type { ConnectionOptions, PeerCertificate, TLSSocket } from 'node:tls'
 
 export interface TlsTrust {
   /** Skip verification entirely (warned about once per connection). */
@@ -21,8 +23,18 @@ export interface TlsTrust {
   fingerprint?: string
 }
 
+/**
+ * The end-to-end layer (see protocol/link/e2e.ts): 'auto' runs it whenever the outer TLS is not
+ * pinned to the server: --ca (a proxy's CA may be what verified it), --insecuretls, or a pinned
+ * fingerprint that did not match (an inspecting proxy re-signed it).
+ */
+export type E2eMode = 'always' | 'auto' | 'never'
+export const E2E_MODES: readonly E2eMode[] = ['always', 'auto', 'never']
+
 export interface DialOptions {
   token: string
+  /** Default 'auto'. */
+  e2e?: E2eMode
   muxer: MuxerName
   trust: TlsTrust
   timeoutMs: number
@@ -48,20 +60,70 @@ const issuerOf = (cert: PeerCertificate): string => {
   return [i.CN, i.O].filter(v => v !== undefined && v !== '').map(String).join(', ') || 'unknown issuer'
 }
 
+/** Which TLS layer a check is about, for its messages. */
+type Layer = 'outer' | 'inner'
+
+/**
+ * Checks a TLS peer's certificate: a pinned fingerprint, else the chain (built-in CAs plus `ca`)
+ * and name, unless --insecuretls. Throws a TlsVerificationError saying what to do.
+ */
+function verifyPeer (socket: TLSSocket, trust: TlsTrust, where: string, via: string, log: Logger, layer: Layer): void {
+  const cert = socket.getPeerCertificate()
+  const inside = layer === 'inner' ? ' inside the end-to-end layer' : ''
+  if (trust.fingerprint !== undefined) {
+    if (normalizeFingerprint(cert.fingerprint256 ?? '') === normalizeFingerprint(trust.fingerprint)) return
+    throw new TlsVerificationError(layer === 'outer'
+      ? `TLS interception detected (certificate fingerprint mismatch): the certificate presented for ${where}${via} ` +
+        `(SHA-256 ${cert.fingerprint256}, issued by "${issuerOf(cert)}") is not the pinned one (${trust.fingerprint}); ` +
+        'something on the path re-signs TLS (an inspecting proxy) or the server certificate changed. The token was not sent; ' +
+        '--e2e never forbids the end-to-end layer that would pin the server through it'
+      : `certificate fingerprint mismatch: the server certificate${inside} of ${where}${via} (SHA-256 ${cert.fingerprint256}, ` +
+        `issued by "${issuerOf(cert)}") is not the pinned one (${trust.fingerprint}): not the server you pinned, or its certificate changed. The token was not sent`)
+  }
+  if (socket.authorized) return
+  if (trust.insecure) {
+    log.warn(`--insecuretls: not verifying the certificate${inside} of ${where} (${cert.fingerprint256})`)
+    return
+  }
+  if (layer === 'inner') {
+    // The outer certificate passed (or a pin) before we got here: the layer then hides the token
+    // and data from a proxy that reads, as --ca setups that worked before keep working; only a
+    // pin also proves the server to a proxy that would re-sign this inner TLS as well.
+    log.warn(`the server certificate${inside} of ${where} (SHA-256 ${cert.fingerprint256}, issued by "${issuerOf(cert)}") is not verified ` +
+      `(${String(socket.authorizationError)}); pin it with --fingerprint ${cert.fingerprint256} to prove the server through any proxy`)
+    return
+  }
+  throw new TlsVerificationError(`server certificate of ${where}${via} is not trusted (${String(socket.authorizationError)}, ` +
+    `issued by "${issuerOf(cert)}"); ` + (via !== '' ? 'if the proxy inspects TLS, pass its CA with --ca FILE; otherwise ' : '') +
+    'pass --ca FILE with its issuing CA, --fingerprint to pin it, or --insecuretls to skip verification')
+}
+
+const tlsOptions = (endpoint: Endpoint, trust: TlsTrust): ConnectionOptions => ({
+  servername: isIP(endpoint.host) === 0 ? endpoint.host : undefined,
+  host: endpoint.host,
+  ca: trust.ca !== undefined ? [...rootCertificates, trust.ca] : undefined,
+  rejectUnauthorized: false
+})
+
+/** The outer TLS as checked, and whether the end-to-end layer must run inside it. */
+interface SecuredOuter {
+  socket: TLSSocket
+  e2e: boolean
+  /** Why the layer is on (for the log), or undefined when off. */
+  reason?: string
+}
+
 /**
  * Completes TLS and checks the server's certificate before a single byte of HTTP (and so the
- * token) is sent: a pinned fingerprint, or the chain against the built-in CAs plus `ca`.
+ * token) is sent: a pinned fingerprint, or the chain against the built-in CAs plus `ca`; and
+ * decides on the end-to-end layer. A pin that does not match the outer certificate is an
+ * inspecting proxy's: then the layer (unless forbidden) carries the pin to the server itself.
  */
-async function secure (raw: Socket, endpoint: Endpoint, trust: TlsTrust, timeoutMs: number, log: Logger, via: string): Promise<TLSSocket> {
+async function secure (raw: Socket, endpoint: Endpoint, opts: DialOptions, via: string): Promise<SecuredOuter> {
+  const { trust, timeoutMs, log } = opts
+  const mode = opts.e2e ?? 'auto'
   const where = formatEndpoint(endpoint)
-  const socket = tlsConnect({
-    socket: raw,
-    servername: isIP(endpoint.host) === 0 ? endpoint.host : undefined,
-    host: endpoint.host,
-    ca: trust.ca !== undefined ? [...rootCertificates, trust.ca] : undefined,
-    rejectUnauthorized: false,
-    ALPNProtocols: ['http/1.1']
-  })
+  const socket = tlsConnect({ socket: raw, ...tlsOptions(endpoint, trust), ALPNProtocols: ['http/1.1'] })
   try {
     await withTimeout(once(socket, 'secureConnect'), timeoutMs, `timed out after ${timeoutMs} ms`)
   } catch (err) {
@@ -71,24 +133,45 @@ async function secure (raw: Socket, endpoint: Endpoint, trust: TlsTrust, timeout
     throw new Error(`TLS handshake with ${where}${via} failed: ${reason}` +
       (via !== '' ? ' (does the proxy forward to a reverselb server?)' : ''))
   }
-  const cert = socket.getPeerCertificate()
-  if (trust.fingerprint !== undefined) {
-    if (normalizeFingerprint(cert.fingerprint256 ?? '') !== normalizeFingerprint(trust.fingerprint)) {
-      socket.destroy()
-      throw new TlsVerificationError(`TLS interception detected (certificate fingerprint mismatch): the certificate presented for ${where}${via} ` +
-        `(SHA-256 ${cert.fingerprint256}, issued by "${issuerOf(cert)}") is not the pinned one (${trust.fingerprint}); ` +
-        'something on the path re-signs TLS (an inspecting proxy) or the server certificate changed. The token was not sent; ' +
-        'to trust an inspecting proxy, pass its CA with --ca instead of --fingerprint')
+  try {
+    const pinned = trust.fingerprint !== undefined
+    const cert = socket.getPeerCertificate()
+    if (pinned && mode !== 'never' && normalizeFingerprint(cert.fingerprint256 ?? '') !== normalizeFingerprint(trust.fingerprint ?? '')) {
+      return { socket, e2e: true, reason: `the certificate presented for ${where}${via} is not the pinned one (issued by "${issuerOf(cert)}"): TLS interception detected` }
     }
-  } else if (!trust.insecure && !socket.authorized) {
+    verifyPeer(socket, trust, where, via, log, 'outer')
+    if (mode === 'always') return { socket, e2e: true, reason: '--e2e always' }
+    if (mode === 'never' || pinned) return { socket, e2e: false }
+    if (trust.insecure) return { socket, e2e: true, reason: 'the outer certificate is not verified (--insecuretls)' }
+    if (trust.ca !== undefined) return { socket, e2e: true, reason: 'the outer certificate may be a TLS-inspecting proxy\'s (--ca)' }
+    return { socket, e2e: false }
+  } catch (err) {
     socket.destroy()
-    throw new TlsVerificationError(`server certificate of ${where}${via} is not trusted (${String(socket.authorizationError)}, ` +
-      `issued by "${issuerOf(cert)}"); ` + (via !== '' ? 'if the proxy inspects TLS, pass its CA with --ca FILE; otherwise ' : '') +
-      'pass --ca FILE with its issuing CA, --fingerprint to pin it, or --insecuretls to skip verification')
-  } else if (trust.insecure && !socket.authorized) {
-    log.warn(`--insecuretls: not verifying the certificate of ${where} (${cert.fingerprint256})`)
+    throw err
   }
-  return socket
+}
+
+/**
+ * The end-to-end layer's handshake inside the open WebSocket: the server's own certificate,
+ * checked as the outer one would be (the pin, or the chain and name).
+ */
+async function secureInner (ws: WebSocket, endpoint: Endpoint, opts: DialOptions, via: string): Promise<TLSSocket> {
+  const inner = tlsConnect({
+    socket: new MessageDuplex(ws), ...tlsOptions(endpoint, opts.trust), minVersion: E2E_MIN_VERSION, ALPNProtocols: [E2E_ALPN]
+  })
+  const where = formatEndpoint(endpoint)
+  try {
+    await withTimeout(once(inner, 'secureConnect'), opts.timeoutMs, `timed out after ${opts.timeoutMs} ms`)
+    if (inner.alpnProtocol !== E2E_ALPN) throw new UpgradeRefusedError(`server ${where} did not complete the end-to-end layer (ALPN ${String(inner.alpnProtocol)})`)
+    verifyPeer(inner, opts.trust, where, via, opts.log, 'inner')
+    return inner
+  } catch (err) {
+    inner.destroy()
+    ws.terminate()
+    if (err instanceof TlsVerificationError || err instanceof UpgradeRefusedError) throw err
+    const reason = (err as { reason?: string }).reason ?? (err as Error).message.trim()
+    throw new Error(`end-to-end TLS handshake with ${where}${via} failed: ${reason}`)
+  }
 }
 
 /**
@@ -109,6 +192,8 @@ export interface DialedTunnel {
   socket: TLSSocket
   /** How our frames are masked: 'zero' behind a pinned certificate (see zeroMask). */
   mask: 'zero' | 'random'
+  /** The end-to-end layer's TLS inside the WebSocket, when on: the muxer runs in it. */
+  inner?: TLSSocket
 }
 
 /** Opens a verified WSS connection to the tunnel endpoint and upgrades it with our token and muxer. */
@@ -117,19 +202,23 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
   const raw = await connectorFor(opts)(endpoint, opts.timeoutMs)
   // ' through proxy host:port' in messages, or '' when direct.
   const via = viaOf(raw)
-  const socket = await secure(raw, endpoint, opts.trust, opts.timeoutMs, opts.log, via)
-  const protocol = subprotocolFor(opts.muxer)
+  const { socket, e2e, reason } = await secure(raw, endpoint, opts, via)
+  if (e2e) opts.log.info(`end-to-end layer on for ${where}${via}: ${reason ?? ''}; the token and every tunneled byte travel inside it`)
+  const protocol = subprotocolFor(opts.muxer, PROTOCOL_VERSION, e2e)
+  // With the layer on, what a proxy may read is ciphertext no script chose, so masks buy nothing either (see zeroMask).
+  const zero = opts.trust.fingerprint !== undefined || e2e
   const ws = new WebSocket(`wss://${where}${TUNNEL_PATH}`, protocol, {
     createConnection: () => socket,
-    headers: { authorization: `Bearer ${opts.token}` },
+    // With the layer on, the token goes inside it, in the registration.
+    headers: e2e ? {} : { authorization: `Bearer ${opts.token}` },
     handshakeTimeout: opts.timeoutMs,
     maxPayload: MAX_WS_PAYLOAD,
     perMessageDeflate: false,
     // The link answers pings itself, at a bounded rate (see keepalive).
     autoPong: false,
-    ...(opts.trust.fingerprint !== undefined ? { generateMask: zeroMask } : {})
+    ...(zero ? { generateMask: zeroMask } : {})
   })
-  const mask = opts.trust.fingerprint !== undefined ? 'zero' : 'random'
+  const mask = zero ? 'zero' : 'random'
   const noAnswer = `no answer to the WebSocket upgrade from ${where}${via} within ${opts.timeoutMs} ms: ` +
     'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)'
   return await new Promise<DialedTunnel>((resolve, reject) => {
@@ -144,7 +233,10 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
       const viaHeader = typeof res.headers.via === 'string' ? ` (Via: ${res.headers.via})` : ''
       req.destroy()
       socket.destroy()
-      if (res.statusCode === 401) reject(new AuthorizationError(`authorization failed at ${where}: the server rejected the token`))
+      if (res.statusCode === 401 && e2e) {
+        reject(new UpgradeRefusedError(`server ${where} wants the token in the upgrade, which the end-to-end layer keeps inside: ` +
+          'it is probably an older release without it; upgrade the server, or pass --e2e never (a TLS-inspecting proxy then reads the token)'))
+      } else if (res.statusCode === 401) reject(new AuthorizationError(`authorization failed at ${where}: the server rejected the token`))
       else if (typeof reason === 'string') reject(new UpgradeRefusedError(`server ${where} refused the tunnel: ${reason}`))
       else if (res.statusCode === 426) {
         // The server answers a plain GET with 426: the upgrade headers were lost on the way.
@@ -170,7 +262,7 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
       }
       resolve({ ws, socket, mask })
     })
-  })
+  }).then(async dialed => e2e ? { ...dialed, inner: await secureInner(dialed.ws, endpoint, opts, via) } : dialed)
 }
 
 async function withTimeout<T> (p: Promise<T>, ms: number, message: string): Promise<T> {

@@ -1,9 +1,9 @@
 import {
-  MAX_CONTROL_MESSAGE_BYTES, openLink, readFrame, relay, validateStreamHeader, validateTunnelDataResponse, writeFrame
+  E2E_AUTH_FAILED, MAX_CONTROL_MESSAGE_BYTES, openLink, readFrame, relay, validateStreamHeader, validateTunnelDataResponse, writeFrame
 } from '../protocol/index.js'
 import { dialTunnel } from './dial.js'
 import { formatEndpoint } from './endpoint.js'
-import { RegistrationRefusedError } from './errors.js'
+import { AuthorizationError, RegistrationRefusedError } from './errors.js'
 import { proxyHeader } from './proxy-header.js'
 import type { DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
@@ -38,7 +38,7 @@ export class ClientSession {
   }
 
   static async open (endpoint: Endpoint, td: TunnelData, opts: SessionOptions): Promise<ClientSession> {
-    const { ws, socket, mask } = await dialTunnel(endpoint, opts)
+    const { ws, socket, mask, inner } = await dialTunnel(endpoint, opts)
     const where = formatEndpoint(endpoint)
     ws.on('error', (err) => opts.log.debug(`connection to ${where}: ${err.message}`))
     let session: ClientSession | undefined
@@ -47,6 +47,7 @@ export class ClientSession {
       side: 'client',
       muxer: opts.muxer,
       mask,
+      inner,
       keepaliveMs: opts.keepaliveMs,
       // Streams the server opens before the registration answer is read wait for it.
       accept: (stream) => {
@@ -58,7 +59,7 @@ export class ClientSession {
       onStreamOverflow: (stream, bytes) => opts.log.warn(`stream ${stream.id}: backend fell ${bytes} bytes behind; reset (mplex has no flow control; yamux does)`)
     })
     try {
-      const response = await register(link.mux, td, opts)
+      const response = await register(link.mux, td, opts, inner !== undefined)
       session = new ClientSession(link, response, opts)
       for (const s of early) session.handle(s)
       return session
@@ -108,13 +109,19 @@ export class ClientSession {
   }
 }
 
-async function register (mux: MuxSession, td: TunnelData, opts: SessionOptions): Promise<TunnelDataResponse> {
+/**
+ * Registers on the control stream. The server authenticates at the upgrade, and the token is not
+ * repeated inside the tunnel; except in the end-to-end layer, where this is the only place it goes.
+ */
+async function register (mux: MuxSession, td: TunnelData, opts: SessionOptions, e2e: boolean): Promise<TunnelDataResponse> {
   const control = mux.open()
-  // The server authenticates at the upgrade; the token is never repeated inside the tunnel.
   const { token: _omit, ...registration } = td
-  writeFrame(control, registration)
+  writeFrame(control, e2e ? { ...registration, token: opts.token } : registration)
   const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: opts.timeoutMs, what: 'registration response' })
   const response = validateTunnelDataResponse(frame.message)
+  if (response.error !== undefined && e2e && response.error.startsWith(E2E_AUTH_FAILED)) {
+    throw new AuthorizationError('authorization failed: the server rejected the token (sent inside the end-to-end layer)')
+  }
   if (response.error !== undefined) throw new RegistrationRefusedError(`registration refused: ${response.error}`)
   return response
 }

@@ -6,7 +6,7 @@ import { formatEndpoint, parseEndpoint } from './endpoint.js'
 import { AuthorizationError, isPermanent } from './errors.js'
 import { ClientSession } from './session.js'
 import { Targets } from './targets.js'
-import type { TlsTrust } from './dial.js'
+import type { E2eMode, TlsTrust } from './dial.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
 import type { Endpoint } from './endpoint.js'
 import type { Logger, MuxerName, TunnelData } from '../protocol/index.js'
@@ -19,6 +19,12 @@ export interface TunnelClientOptions {
   ca?: string
   /** Pin the server certificate by its SHA-256 fingerprint. */
   fingerprint?: string
+  /**
+   * End-to-end layer (inner TLS to the server, token inside it) so a TLS-inspecting proxy reads
+   * nothing: 'auto' (default) runs it whenever the outer TLS is not pinned to the server (ca,
+   * insecureTls, or a fingerprint that an inspecting proxy's certificate did not match).
+   */
+  e2e?: E2eMode
   /** Stream muxer: 'yamux' (default, flow control per stream) or 'mplex'. */
   muxer?: MuxerName
   /** WebSocket ping interval. Default 20 s. */
@@ -126,6 +132,7 @@ export class TunnelClient extends EventEmitter {
         const session = await ClientSession.open(endpoint, registration, {
           token: registration.token ?? '',
           muxer: this.opts.muxer ?? 'yamux',
+          e2e: this.opts.e2e,
           trust: this.trust(),
           timeoutMs: this.opts.connectTimeoutMs ?? 10_000,
           backendDialTimeoutMs: this.opts.backendDialTimeoutMs ?? 5_000,

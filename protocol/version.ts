@@ -6,13 +6,20 @@ export type MuxerName = typeof MUXERS[number]
 
 const PREFIX = 'reverselb.v'
 
-/** WebSocket subprotocol offered by the client, e.g. `reverselb.v1.yamux`. */
-export function subprotocolFor (muxer: MuxerName, version = PROTOCOL_VERSION): string {
-  return `${PREFIX}${version}.${muxer}`
+/**
+ * Suffix of the subprotocol of a client that runs the end-to-end layer (inner TLS, token inside
+ * it) in the WebSocket. A server of an older release does not know it and refuses the upgrade, so
+ * a client asks for it only when it wants the layer; without it everything is as before.
+ */
+const E2E_SUFFIX = '.e2e'
+
+/** WebSocket subprotocol offered by the client, e.g. `reverselb.v1.yamux` or `reverselb.v1.yamux.e2e`. */
+export function subprotocolFor (muxer: MuxerName, version = PROTOCOL_VERSION, e2e = false): string {
+  return `${PREFIX}${version}.${muxer}${e2e ? E2E_SUFFIX : ''}`
 }
 
 export type ParsedSubprotocol =
-  | { ok: true, version: number, muxer: MuxerName }
+  | { ok: true, version: number, muxer: MuxerName, e2e: boolean }
   | { ok: false, reason: string }
 
 /** Parses what a client offered; explains any refusal in words a user can act on. */
@@ -20,7 +27,7 @@ export function parseSubprotocol (offered: string | undefined): ParsedSubprotoco
   if (offered === undefined || offered === '') {
     return { ok: false, reason: `no reverselb subprotocol offered; expected ${subprotocolFor('yamux')} or ${subprotocolFor('mplex')}` }
   }
-  const m = /^reverselb\.v(\d{1,6})\.([a-z0-9]{1,16})$/.exec(offered.trim())
+  const m = /^reverselb\.v(\d{1,6})\.([a-z0-9]{1,16})(\.e2e)?$/.exec(offered.trim())
   if (m === null) return { ok: false, reason: `unrecognised subprotocol "${offered.slice(0, 64)}"` }
   const version = Number(m[1])
   if (version !== PROTOCOL_VERSION) {
@@ -28,7 +35,7 @@ export function parseSubprotocol (offered: string | undefined): ParsedSubprotoco
   }
   const muxer = m[2] as MuxerName
   if (!MUXERS.includes(muxer)) return { ok: false, reason: `unsupported muxer "${m[2]}"; use one of ${MUXERS.join(', ')}` }
-  return { ok: true, version, muxer }
+  return { ok: true, version, muxer, e2e: m[3] !== undefined }
 }
 
 /** Response header the server sets on a refused upgrade, so clients can print the reason. */

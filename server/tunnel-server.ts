@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events'
 import { createServer } from 'node:https'
+import { TLSSocket, createSecureContext } from 'node:tls'
 import { WebSocketServer } from 'ws'
 import {
-  MAX_WS_PAYLOAD, ProtocolError, TUNNEL_PATH, defaultLogger, openLink, parseSubprotocol, readFrame, splitServiceName,
+  E2E_ALPN, E2E_MIN_VERSION, MAX_WS_PAYLOAD, MessageDuplex, ProtocolError, TUNNEL_PATH, defaultLogger, openLink, parseSubprotocol, readFrame, splitServiceName,
   validateTunnelData, writeFrame
 } from '../protocol/index.js'
 import { admit } from './admission.js'
@@ -28,6 +29,7 @@ import type { ServerEvents } from './events.js'
 import type { IncomingMessage } from 'node:http'
 import type { Server } from 'node:https'
 import type { Duplex } from 'node:stream'
+import type { SecureContext } from 'node:tls'
 import type { WebSocket } from 'ws'
 
 export interface TunnelServerOptions extends EndpointOptions {
@@ -87,6 +89,8 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   private readonly sockets = new Set<WebSocket>()
   private https?: Server
   private certificate?: ServerCertificate
+  /** The same certificate for the end-to-end layer's inner TLS (1.3 only). */
+  private innerContext?: SecureContext
   /** REST API, dashboard, metrics and NATS (see endpoints.ts); undefined when none is configured. */
   private endpoints?: ServerEndpoints
 
@@ -156,6 +160,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
 
   async listen (): Promise<ServerAddress> {
     this.certificate = await this.loadCertificate()
+    this.innerContext = createSecureContext({ cert: this.certificate.cert, key: this.certificate.key, minVersion: E2E_MIN_VERSION })
     const https = createServer({
       cert: this.certificate.cert,
       key: this.certificate.key,
@@ -217,7 +222,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
   }
 
-  private async onTunnel (ws: WebSocket, socket: Duplex, { from, grant, muxer: muxerName, publicHost }: AdmittedClient): Promise<void> {
+  private async onTunnel (ws: WebSocket, socket: Duplex, { from, grant: upgradeGrant, muxer: muxerName, e2e, publicHost }: AdmittedClient): Promise<void> {
     this.sockets.add(ws)
     const release = this.gate.holdSession(from)
     ws.once('close', () => {
@@ -225,12 +230,15 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       release()
     })
     ws.on('error', (err) => this.log.debug(`tunnel client ${from}: ${err.message}`))
+    // Before anything else, the end-to-end layer's handshake; the token comes inside it.
+    const inner = e2e ? await this.acceptInner(ws, from) : undefined
     let resolveControl: (stream: MuxStream) => void
     const controlOpened = new Promise<MuxStream>(resolve => { resolveControl = resolve })
     let controlSeen = false
     const link = openLink(ws, socket, {
       side: 'server',
       muxer: muxerName,
+      inner,
       keepaliveMs: this.opts.keepaliveMs,
       maxQueuedBytes: this.limits.maxQueuedBytes,
       mux: { maxRefusedStreams: this.limits.maxRefusedStreams },
@@ -253,6 +261,8 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       const frame = await readFrame(control, { maxBytes: this.limits.maxControlMessageBytes, timeoutMs: this.opts.handshakeTimeoutMs, what: 'registration' })
       if (frame.rest.byteLength > 0) throw new ProtocolError('data after the registration')
       const td = validateTunnelData(frame.message)
+      // Authenticated before anything is registered, as at the upgrade.
+      const grant = upgradeGrant ?? this.gate.authenticate(from, (frame.message as { token?: unknown }).token)
       admit(td, {
         auth: this.auth, grant, from, limits: this.limits, allowedPorts: this.allowedPorts, pool: this.pool,
         reserved: this.reservedPorts(), registry: this.registry
@@ -271,7 +281,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       }
       if (ws.readyState === ws.OPEN) ws.once('close', cleanup); else cleanup()
       response = { id: session.id, serviceName: td.serviceName, frontendPort: service.port, frontendAddress: publicHost }
-      this.log.info(`session ${session.id} from ${from} registered service ${td.serviceName} on port ${service.port} (${muxerName})`)
+      this.log.info(`session ${session.id} from ${from} registered service ${td.serviceName} on port ${service.port} (${muxerName}${e2e ? ', end-to-end layer' : ''})`)
       this.emit('sessionOpened', { service, session, registrationMs: Date.now() - started })
     } catch (err) {
       this.log.warn(`registration from ${from} refused: ${(err as Error).message}`)
@@ -301,6 +311,27 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       onDrain: () => {}
     })
     control.resume()
+  }
+
+  /** Completes the end-to-end layer's TLS inside the WebSocket, within the handshake time. */
+  private async acceptInner (ws: WebSocket, from: string): Promise<TLSSocket> {
+    const inner = new TLSSocket(new MessageDuplex(ws), { isServer: true, secureContext: this.innerContext, ALPNProtocols: [E2E_ALPN] })
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await new Promise<void>((resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no end-to-end TLS handshake within ${this.opts.handshakeTimeoutMs} ms`)), this.opts.handshakeTimeoutMs)
+        inner.once('secure', resolve)
+        inner.once('error', reject)
+        inner.once('close', () => reject(new Error('closed during the end-to-end TLS handshake')))
+      })
+      if (inner.alpnProtocol !== E2E_ALPN) throw new Error('the end-to-end TLS handshake did not name the reverselb-e2e protocol')
+      return inner
+    } catch (err) {
+      inner.destroy()
+      throw new Error(`end-to-end layer with ${from} failed: ${(err as Error).message}`)
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /** Ports the server listens on itself: never handed out as frontends. */

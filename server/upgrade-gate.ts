@@ -1,4 +1,4 @@
-import { REFUSAL_HEADER, TUNNEL_PATH, parseSubprotocol } from '../protocol/index.js'
+import { E2E_AUTH_FAILED, REFUSAL_HEADER, TUNNEL_PATH, parseSubprotocol } from '../protocol/index.js'
 import { bearerToken } from './auth.js'
 import { AuthFailureLimiter } from './auth-limiter.js'
 import type { Logger, MuxerName } from '../protocol/index.js'
@@ -18,17 +18,21 @@ export interface UpgradeGateOptions {
 /** A tunnel client let through the gate: who it is, what its token grants, the muxer it asked for. */
 export interface AdmittedClient {
   from: string
-  grant: TokenGrant
+  /** Undefined with the end-to-end layer: the token comes inside it (see authenticate). */
+  grant?: TokenGrant
   muxer: MuxerName
+  /** The client runs the end-to-end layer (inner TLS) in the WebSocket. */
+  e2e: boolean
   /** The host name the client used to reach the server (Host header without port). */
   publicHost: string
 }
 
 /**
  * Decides on a WebSocket upgrade request before any WebSocket or muxer exists for it: the path,
- * the failed-authorization rate limit of the address, the token, the sessions the address
- * already holds, and the subprotocol (muxer and protocol version). A refusal is answered on the
- * raw socket with an HTTP status and the reason (also in the refusal header).
+ * the failed-authorization rate limit of the address, the token (unless the client runs the
+ * end-to-end layer: then it comes inside, see authenticate), the sessions the address already
+ * holds, and the subprotocol (muxer and protocol version). A refusal is answered on the raw
+ * socket with an HTTP status and the reason (also in the refusal header).
  */
 export class UpgradeGate {
   private readonly authLimiter: AuthFailureLimiter
@@ -41,7 +45,7 @@ export class UpgradeGate {
 
   /** The admitted client, or undefined when the request was refused (and answered). */
   check (req: IncomingMessage, socket: Duplex): AdmittedClient | undefined {
-    const { auth, limits, log } = this.opts
+    const { limits, log } = this.opts
     const from = req.socket.remoteAddress ?? '?'
     const refuse = (status: number, text: string, reason: string): undefined => {
       const body = `${reason}\n`
@@ -54,25 +58,44 @@ export class UpgradeGate {
     if (blockedMs > 0) {
       return refuse(429, 'Too Many Requests', `too many failed authorizations from this address; retry in ${Math.ceil(blockedMs / 1000)} s`)
     }
-    const grant = auth.identify(bearerToken(req))
-    if (grant === undefined) {
-      log.warn(`authorization failed for tunnel client ${from}`)
-      this.opts.onAuthFailure(from)
-      if (this.authLimiter.fail(from)) {
-        log.warn(`auth rate limit: ${limits.authFailuresPerWindow} failed authorizations from ${from} within ${limits.authFailureWindowMs / 1000} s; refusing it for a while`)
-      }
-      return refuse(401, 'Unauthorized', 'authorization failed: wrong or missing token')
-    }
+    const parsed = chooseSubprotocol(req.headers['sec-websocket-protocol']?.split(','))
+    const e2e = parsed.ok && parsed.e2e
+    const grant = e2e ? undefined : this.identify(from, bearerToken(req))
+    if (!e2e && grant === undefined) return refuse(401, 'Unauthorized', `${E2E_AUTH_FAILED}: wrong or missing token`)
     if ((this.perAddress.get(from) ?? 0) >= limits.maxSessionsPerAddress) {
       log.warn(`refused tunnel client ${from}: it already holds ${limits.maxSessionsPerAddress} sessions`)
       return refuse(429, 'Too Many Requests', `this address already holds ${limits.maxSessionsPerAddress} tunnel sessions, the most allowed`)
     }
-    const parsed = chooseSubprotocol(req.headers['sec-websocket-protocol']?.split(','))
     if (!parsed.ok) {
       log.warn(`refused tunnel client ${from}: ${parsed.reason}`)
       return refuse(400, 'Bad Request', parsed.reason)
     }
-    return { from, grant, muxer: parsed.muxer, publicHost: hostOf(req.headers.host) }
+    return { from, grant, muxer: parsed.muxer, e2e, publicHost: hostOf(req.headers.host) }
+  }
+
+  /**
+   * The grant of a token sent inside the end-to-end layer, under the same failed-authorization
+   * rate limit as at the upgrade. Throws the refusal to send back.
+   */
+  authenticate (from: string, token: unknown): TokenGrant {
+    const blockedMs = this.authLimiter.blockedFor(from)
+    if (blockedMs > 0) throw new Error(`too many failed authorizations from this address; retry in ${Math.ceil(blockedMs / 1000)} s`)
+    const grant = this.identify(from, typeof token === 'string' ? token : undefined)
+    if (grant === undefined) throw new Error(`${E2E_AUTH_FAILED}: wrong or missing token`)
+    return grant
+  }
+
+  /** The token's grant; a failure is logged (never the token), reported and counted against the address. */
+  private identify (from: string, token: string | undefined): TokenGrant | undefined {
+    const { auth, limits, log } = this.opts
+    const grant = auth.identify(token)
+    if (grant !== undefined) return grant
+    log.warn(`authorization failed for tunnel client ${from}`)
+    this.opts.onAuthFailure(from)
+    if (this.authLimiter.fail(from)) {
+      log.warn(`auth rate limit: ${limits.authFailuresPerWindow} failed authorizations from ${from} within ${limits.authFailureWindowMs / 1000} s; refusing it for a while`)
+    }
+    return undefined
   }
 
   /** Counts a tunnel session of `from` against maxSessionsPerAddress; the returned function ends it. */

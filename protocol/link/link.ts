@@ -1,5 +1,6 @@
 import { createMuxSession } from '../mux/index.js'
 import { keepAlive } from './keepalive.js'
+import { StreamTransport } from './stream-transport.js'
 import { WebSocketTransport } from './ws-transport.js'
 import type { MuxerName } from '../version.js'
 import type { MuxProtocolError, MuxSession, MuxSessionOptions, MuxStream } from '../mux/index.js'
@@ -16,6 +17,11 @@ export interface LinkOptions {
   keepaliveMs: number
   /** Decides on each stream the peer opens (false refuses it). */
   accept: (stream: MuxStream) => boolean
+  /**
+   * The end-to-end layer (inner TLS over the WebSocket's messages), when on: the muxer runs in
+   * it instead of writing WebSocket frames to the outer socket itself.
+   */
+  inner?: Duplex
   /** Muxer limits; see MuxSessionOptions. */
   mux?: Partial<Omit<MuxSessionOptions, 'client' | 'accept' | 'onProtocolError' | 'onStreamOverflow'>>
   /** Bytes queued toward the peer before we stop reading it. Default 4 MiB. */
@@ -42,10 +48,10 @@ export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
  * the muxer and the keepalive. `socket` is the TLS socket beneath the WebSocket.
  */
 export function openLink (ws: WebSocket, socket: Duplex, opts: LinkOptions): Link {
-  const transport = new WebSocketTransport(ws, socket, {
-    mask: opts.side === 'server' ? 'none' : opts.mask ?? 'random',
-    maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES
-  })
+  const maxQueuedBytes = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES
+  const transport = opts.inner !== undefined
+    ? new StreamTransport(opts.inner, maxQueuedBytes)
+    : new WebSocketTransport(ws, socket, { mask: opts.side === 'server' ? 'none' : opts.mask ?? 'random', maxQueuedBytes })
   const mux = createMuxSession(opts.muxer, transport, {
     ...opts.mux,
     client: opts.side === 'client',

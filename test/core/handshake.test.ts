@@ -70,7 +70,7 @@ describe('handshake: token, TLS, protocol version, registration', function () {
     expect(err?.message).to.match(/fingerprint mismatch/)
   })
 
-  it('masks its frames unless a pinned fingerprint proves TLS ends at the server', async function () {
+  it('masks its frames unless a pinned fingerprint proves TLS ends at the server or the end-to-end layer encrypts them', async function () {
     // What the server's WebSocket receiver reads as each client frame's masking key.
     const receiver = (wsModule as unknown as { Receiver: { prototype: unknown } }).Receiver.prototype as { getMask: () => void, _mask?: Buffer, _bufferedBytes: number }
     const getMask = receiver.getMask
@@ -95,9 +95,12 @@ describe('handshake: token, TLS, protocol version, registration', function () {
     try {
       const pinned = await masksOf({}, 'pinned-masks')
       expect([...pinned]).to.deep.equal(['00000000'])
-      const insecure = await masksOf({ fingerprint: undefined, insecureTls: true }, 'insecure-masks')
+      const insecure = await masksOf({ fingerprint: undefined, insecureTls: true, e2e: 'never' }, 'insecure-masks')
       expect(insecure.size).to.be.above(1)
       expect(insecure.has('00000000')).to.equal(false)
+      // With the layer (on by default with --insecuretls) a proxy could read only ciphertext no script chose.
+      const layered = await masksOf({ fingerprint: undefined, insecureTls: true }, 'e2e-masks')
+      expect([...layered]).to.deep.equal(['00000000'])
     } finally {
       receiver.getMask = getMask
     }

@@ -60,11 +60,17 @@ describe('proxy: TLS-inspecting squid (ssl-bump)', function () {
     expect(log).to.match(new RegExp(`GET https://127\\.0\\.0\\.1:${server.port}/tunnel`))
   })
 
-  it('with --fingerprint pinning the real certificate refuses, saying interception was detected, before sending the token', async function () {
+  it('with --fingerprint (e2e auto) pins the server inside the end-to-end layer and carries data through the inspection', async function () {
+    const c = client(bump, { fingerprint: server.fingerprint })
+    const { frontendPort } = await c.ready()
+    await transferBothWays(frontendPort, backend)
+  })
+
+  it('with --fingerprint and --e2e never refuses, saying interception was detected, before sending the token', async function () {
     const failuresBefore = authFailures.length
     const upgrades = (): number => (bump.accessLog().match(new RegExp(`GET https://127\\.0\\.0\\.1:${server.port}/tunnel`, 'g')) ?? []).length
     const upgradesBefore = upgrades()
-    const c = client(bump, { fingerprint: server.fingerprint })
+    const c = client(bump, { fingerprint: server.fingerprint, e2e: 'never' })
     const err = await c.ready().then(() => undefined, (e: Error) => e)
     expect(err).to.be.instanceOf(TlsVerificationError)
     expect(err?.message).to.match(/TLS interception detected/)
@@ -84,9 +90,9 @@ describe('proxy: TLS-inspecting squid (ssl-bump)', function () {
     expect(err?.message).to.match(/if the proxy inspects TLS, pass its CA with --ca/)
   })
 
-  it('the CLI with --fingerprint prints the interception message to the user', async function () {
+  it('the CLI with --fingerprint and --e2e never prints the interception message to the user', async function () {
     const cli = runCli(process.execPath, [CLI, 'tunnel', '-e', `127.0.0.1:${server.port}`, '-b', `127.0.0.1:${backend.port}`,
-      '-p', '0', '--fingerprint', server.fingerprint, '--proxy', bump.url], cleanEnv({ TOKEN }))
+      '-p', '0', '--fingerprint', server.fingerprint, '--e2e', 'never', '--proxy', bump.url], cleanEnv({ TOKEN }))
     try {
       const line = await cli.waitFor(/ERROR .*TLS interception detected[^\n]*/)
       expect(line).to.include(`127.0.0.1:${server.port} through proxy 127.0.0.1:${bump.port}`)

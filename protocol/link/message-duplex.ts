@@ -1,0 +1,38 @@
+import { Duplex } from 'node:stream'
+import { WebSocket } from 'ws'
+
+/**
+ * The binary messages of a WebSocket as one byte stream, for a layer that needs a Duplex (the
+ * inner TLS of the end-to-end layer). Writes complete when ws has handed them to the socket, so
+ * the writer feels the socket's backpressure; a reader that stops pauses the WebSocket.
+ */
+export class MessageDuplex extends Duplex {
+  constructor (private readonly ws: WebSocket) {
+    super({ allowHalfOpen: false })
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) { this.destroy(new Error('text message in a binary tunnel')); return }
+      if (!this.push(data)) ws.pause()
+    })
+    ws.once('close', () => { this.push(null); this.destroy() })
+  }
+
+  override _read (): void {
+    if (this.ws.isPaused) this.ws.resume()
+  }
+
+  override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    if (this.ws.readyState !== WebSocket.OPEN) { callback(new Error('the WebSocket is closed')); return }
+    this.ws.send(chunk, { binary: true }, callback)
+  }
+
+  override _writev (chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
+    this._write(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map(c => c.chunk)), 'binary', callback)
+  }
+
+  override _final (callback: () => void): void { callback() }
+
+  override _destroy (err: Error | null, callback: (err?: Error | null) => void): void {
+    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate()
+    callback(err)
+  }
+}
