@@ -3,7 +3,7 @@ export type { TunnelServerOptions, ServerAddress } from './server/tunnel-server.
 export type { LbPolicy } from './server/balancer.js'
 export { TunnelClient } from './client/tunnel-client.js'
 export type { TunnelClientOptions, TunnelReady } from './client/tunnel-client.js'
-export { AuthorizationError, TlsVerificationError, UpgradeRefusedError, RegistrationRefusedError } from './client/errors.js'
+export { AuthorizationError, TlsVerificationError, UpgradeBlockedError, UpgradeRefusedError, RegistrationRefusedError } from './client/errors.js'
 export { ProxyError, ProxyAuthError, ProxyRefusedError } from './client/proxy.js'
 export type { TunnelData, TunnelDataResponse, MuxerName, Logger, LogLevel } from './protocol/index.js'
 export { createLogger, PROTOCOL_VERSION } from './protocol/index.js'

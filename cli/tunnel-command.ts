@@ -1,8 +1,8 @@
 import { accessSync, constants, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { TunnelClient } from '../client/tunnel-client.js'
-import { E2E_MODES } from '../client/dial.js'
-import { parseEndpoint } from '../client/endpoint.js'
+import { E2E_MODES, TRANSPORT_MODES } from '../client/dial.js'
+import { parseApiEndpoint, parseEndpoint } from '../client/endpoint.js'
 import { proxiesFor, redactProxy } from '../client/proxy.js'
 import { parseAuthSchemes } from '../client/proxy-auth/schemes.js'
 import { describePac, isRemotePac } from '../client/pac.js'
@@ -17,7 +17,7 @@ export const describe = 'creates an ingress tunnel'
 
 export function builder (y: Argv<GlobalArgs>) {
   return y
-    .option('apiendpoint', { alias: 'e', type: 'string', array: true, default: env('LB_API_ENDPOINT')?.split(','), describe: 'API endpoint in the form hostname:port; repeat for several servers [$LB_API_ENDPOINT]' })
+    .option('apiendpoint', { alias: 'e', type: 'string', array: true, default: env('LB_API_ENDPOINT')?.split(','), describe: 'API endpoint hostname:port (or https://hostname:port); http://hostname:port is the server\'s plain --httptunnelport, for proxies that allow no CONNECT (always with the end-to-end layer); repeat for several servers [$LB_API_ENDPOINT]' })
     .option('frontendport', { alias: 'p', type: 'number', default: envInt('PORT') ?? 8888, describe: 'frontend port where the service is exposed (0 = the server picks) [$PORT]' })
     .option('serviceendpoint', { alias: 'b', type: 'string', array: true, default: env('SERVICE_ENDPOINT')?.split(','), describe: 'backend service endpoint hostname:port; repeat or comma-separate for several [$SERVICE_ENDPOINT]' })
     .option('servicename', { alias: 's', type: 'string', default: env('SERVICE_NAME') ?? 'xxxx', describe: 'service name [$SERVICE_NAME]' })
@@ -26,6 +26,7 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('ca', { type: 'string', default: env('CA_FILE'), describe: 'PEM file of an extra CA to trust (e.g. a TLS-inspecting proxy) [$CA_FILE]' })
     .option('fingerprint', { type: 'string', default: env('FINGERPRINT'), describe: 'pin the server certificate by its SHA-256 fingerprint [$FINGERPRINT]' })
     .option('e2e', { choices: E2E_MODES, default: (env('E2E') ?? 'auto') as typeof E2E_MODES[number], describe: 'end-to-end layer (TLS to the server inside the tunnel, token inside it) that a TLS-inspecting proxy cannot read; auto: on unless the outer TLS is pinned to the server (--fingerprint that matches) or verified by the built-in CAs alone [$E2E]' })
+    .option('transport', { choices: TRANSPORT_MODES, default: (env('TRANSPORT') ?? 'auto') as typeof TRANSPORT_MODES[number], describe: 'auto: WebSocket, falling back to plain HTTP requests (a streaming GET and POSTs) when a proxy blocks the upgrade; websocket or http only [$TRANSPORT]' })
     .option('mux', { choices: MUXERS, default: (env('MUX') ?? 'yamux') as typeof MUXERS[number], describe: 'stream muxer inside the WebSocket: yamux (flow control per stream) or mplex (none: a connection whose reader falls 16 MiB behind is reset) [$MUX]' })
     .option('connections', { type: 'number', default: envInt('CONNECTIONS') ?? 1, describe: 'parallel sessions kept to each server (backendAcceptBacklog) [$CONNECTIONS]' })
     .option('keepalive', { type: 'number', default: envInt('KEEPALIVE') ?? 20, describe: 'seconds between WebSocket pings to the server [$KEEPALIVE]' })
@@ -38,14 +39,17 @@ export function builder (y: Argv<GlobalArgs>) {
       requireToken(argv.token)
       if (splitList(argv.apiendpoint).length === 0) throw new UsageError('Missing required option: --apiendpoint (or $LB_API_ENDPOINT)')
       if (splitList(argv.serviceendpoint).length === 0) throw new UsageError('Missing required option: --serviceendpoint (or $SERVICE_ENDPOINT)')
-      for (const e of splitList(argv.apiendpoint)) tryParse(e, 'apiendpoint')
+      for (const e of splitList(argv.apiendpoint)) {
+        const endpoint = tryParseApi(e)
+        if (endpoint.plain === true && argv.e2e === 'never') throw new UsageError(`--apiendpoint ${e} is plain HTTP: it needs the end-to-end layer, not --e2e never`)
+      }
       for (const e of splitList(argv.serviceendpoint)) tryParse(e, 'serviceendpoint')
       checkPort(argv.frontendport, 'frontendport')
       if (!Number.isInteger(argv.connections) || argv.connections < 1 || argv.connections > 64) throw new UsageError('--connections must be a whole number from 1 to 64')
       if (!(argv.keepalive > 0)) throw new UsageError('--keepalive must be a positive number of seconds')
       // Also checks the *_PROXY variables, so a typo there is reported at start, not on every retry.
       for (const e of splitList(argv.apiendpoint)) {
-        try { proxiesFor(parseEndpoint(e), argv.proxy) } catch (err) { throw new UsageError((err as Error).message) }
+        try { proxiesFor(parseApiEndpoint(e), argv.proxy) } catch (err) { throw new UsageError((err as Error).message) }
       }
       if (argv['proxy-auth'] !== undefined) {
         try { parseAuthSchemes(argv['proxy-auth']) } catch (err) { throw new UsageError((err as Error).message) }
@@ -78,6 +82,14 @@ function tryParse (text: string, option: string): ReturnType<typeof parseEndpoin
   }
 }
 
+function tryParseApi (text: string): ReturnType<typeof parseApiEndpoint> {
+  try {
+    return parseApiEndpoint(text)
+  } catch {
+    throw new UsageError(`--apiendpoint "${text}" is not in the form hostname:port, https://hostname:port or http://hostname:port`)
+  }
+}
+
 export async function handler (argv: Args): Promise<void> {
   const log = createLogger(argv.loglevel, 'tunnel')
   const backends = splitList(argv.serviceendpoint).map(e => tryParse(e, 'serviceendpoint'))
@@ -100,7 +112,10 @@ export async function handler (argv: Args): Promise<void> {
     ca,
     fingerprint: argv.fingerprint,
     e2e: argv.e2e,
+    transport: argv.transport,
     muxer: argv.mux,
+    // For an http:// endpoint: the proxy its plain requests go to (`connect` opens CONNECT tunnels).
+    proxy: argv.proxy,
     keepaliveMs: argv.keepalive * 1000,
     // Routing (proxies, PAC, proxy authentication) is the CLI's to configure.
     connect: routeConnector({
@@ -116,7 +131,7 @@ export async function handler (argv: Args): Promise<void> {
   })
   log.info(`NewTunnelClient to apiEndpoint [${splitList(argv.apiendpoint).join(', ')}] for service "${argv.servicename}" -> ${splitList(argv.serviceendpoint).join(', ')}`)
   for (const e of splitList(argv.apiendpoint)) {
-    const proxies = proxiesFor(parseEndpoint(e), argv.proxy)
+    const proxies = proxiesFor(parseApiEndpoint(e), argv.proxy)
     if (argv['proxy-pac'] !== undefined) log.info(`connecting to ${e} as the PAC file ${describePac(argv['proxy-pac'])} says`)
     else if (proxies.length > 0) log.info(`connecting to ${e} through proxy ${proxies.map(redactProxy).join(', then ')}`)
   }

@@ -6,12 +6,13 @@ import {
   E2E_ALPN, E2E_MIN_VERSION, MAX_WS_PAYLOAD, MessageDuplex, PROTOCOL_VERSION, REFUSAL_HEADER, TUNNEL_PATH, subprotocolFor
 } from '../protocol/index.js'
 import { formatEndpoint } from './endpoint.js'
-import { AuthorizationError, TlsVerificationError, UpgradeRefusedError } from './errors.js'
+import { AuthorizationError, TlsVerificationError, UpgradeBlockedError, UpgradeRefusedError } from './errors.js'
 import { routeConnector, viaOf } from './proxy-route.js'
 import type { Endpoint } from './endpoint.js'
 import type { Connector } from './proxy.js'
 import type { Logger, MuxerName } from '../protocol/index.js'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { ConnectionOptions, PeerCertificate, TLSSocket } from 'node:tls'
 
 export interface TlsTrust {
@@ -31,8 +32,14 @@ export interface TlsTrust {
 export type E2eMode = 'always' | 'auto' | 'never'
 export const E2E_MODES: readonly E2eMode[] = ['always', 'auto', 'never']
 
+/** Which carrier: 'auto' tries the WebSocket and falls back to the HTTP transport when the upgrade is blocked. */
+export type TransportMode = 'auto' | 'websocket' | 'http'
+export const TRANSPORT_MODES: readonly TransportMode[] = ['auto', 'websocket', 'http']
+
 export interface DialOptions {
   token: string
+  /** Default 'auto'. */
+  transport?: TransportMode
   /** Default 'auto'. */
   e2e?: E2eMode
   muxer: MuxerName
@@ -51,7 +58,7 @@ export interface DialOptions {
 const normalizeFingerprint = (fp: string): string => fp.replace(/[^0-9a-f]/gi, '').toUpperCase()
 
 /** Direct, through a proxy (or the first of several that answers), as the options and *_PROXY say. */
-function connectorFor (opts: DialOptions): Connector {
+export function connectorFor (opts: DialOptions): Connector {
   return opts.connect ?? routeConnector({ proxy: opts.proxy, ca: opts.trust.ca, userAgent: `reverselb/v${PROTOCOL_VERSION}`, log: opts.log })
 }
 
@@ -106,7 +113,7 @@ const tlsOptions = (endpoint: Endpoint, trust: TlsTrust): ConnectionOptions => (
 })
 
 /** The outer TLS as checked, and whether the end-to-end layer must run inside it. */
-interface SecuredOuter {
+export interface SecuredOuter {
   socket: TLSSocket
   e2e: boolean
   /** Why the layer is on (for the log), or undefined when off. */
@@ -119,7 +126,7 @@ interface SecuredOuter {
  * decides on the end-to-end layer. A pin that does not match the outer certificate is an
  * inspecting proxy's: then the layer (unless forbidden) carries the pin to the server itself.
  */
-async function secure (raw: Socket, endpoint: Endpoint, opts: DialOptions, via: string): Promise<SecuredOuter> {
+export async function secure (raw: Socket, endpoint: Endpoint, opts: DialOptions, via: string): Promise<SecuredOuter> {
   const { trust, timeoutMs, log } = opts
   const mode = opts.e2e ?? 'auto'
   const where = formatEndpoint(endpoint)
@@ -152,12 +159,13 @@ async function secure (raw: Socket, endpoint: Endpoint, opts: DialOptions, via: 
 }
 
 /**
- * The end-to-end layer's handshake inside the open WebSocket: the server's own certificate,
- * checked as the outer one would be (the pin, or the chain and name).
+ * The end-to-end layer's handshake over `bytes` (the WebSocket's messages, or the HTTP
+ * transport's stream): the server's own certificate, checked as the outer one would be (the pin,
+ * or the chain and name). Any failure destroys `bytes`.
  */
-async function secureInner (ws: WebSocket, endpoint: Endpoint, opts: DialOptions, via: string): Promise<TLSSocket> {
+export async function secureInner (bytes: Duplex, endpoint: Endpoint, opts: DialOptions, via: string): Promise<TLSSocket> {
   const inner = tlsConnect({
-    socket: new MessageDuplex(ws), ...tlsOptions(endpoint, opts.trust), minVersion: E2E_MIN_VERSION, ALPNProtocols: [E2E_ALPN]
+    socket: bytes, ...tlsOptions(endpoint, opts.trust), minVersion: E2E_MIN_VERSION, ALPNProtocols: [E2E_ALPN]
   })
   const where = formatEndpoint(endpoint)
   try {
@@ -167,7 +175,7 @@ async function secureInner (ws: WebSocket, endpoint: Endpoint, opts: DialOptions
     return inner
   } catch (err) {
     inner.destroy()
-    ws.terminate()
+    bytes.destroy()
     if (err instanceof TlsVerificationError || err instanceof UpgradeRefusedError) throw err
     const reason = (err as { reason?: string }).reason ?? (err as Error).message.trim()
     throw new Error(`end-to-end TLS handshake with ${where}${via} failed: ${reason}`)
@@ -219,12 +227,14 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
     ...(zero ? { generateMask: zeroMask } : {})
   })
   const mask = zero ? 'zero' : 'random'
-  const noAnswer = `no answer to the WebSocket upgrade from ${where}${via} within ${opts.timeoutMs} ms: ` +
-    'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)'
+  // With a fallback to try, a held-back upgrade is given a few seconds, not the whole connect time.
+  const upgradeMs = (opts.transport ?? 'auto') === 'auto' ? Math.min(opts.timeoutMs, UPGRADE_ANSWER_MS) : opts.timeoutMs
+  const noAnswer = (): UpgradeBlockedError => new UpgradeBlockedError(`no answer to the WebSocket upgrade from ${where}${via} within ${upgradeMs} ms: ` +
+    'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)')
   return await new Promise<DialedTunnel>((resolve, reject) => {
     // ws's handshakeTimeout relies on a socket timeout its own createConnection would set; ours
     // hands over a connected socket, so the upgrade gets a timer of its own.
-    const timer = setTimeout(() => { reject(new Error(noAnswer)); ws.terminate() }, opts.timeoutMs)
+    const timer = setTimeout(() => { reject(noAnswer()); ws.terminate() }, upgradeMs)
     ws.once('close', () => clearTimeout(timer))
     ws.once('unexpected-response', (req, res) => {
       clearTimeout(timer)
@@ -240,18 +250,18 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
       else if (typeof reason === 'string') reject(new UpgradeRefusedError(`server ${where} refused the tunnel: ${reason}`))
       else if (res.statusCode === 426) {
         // The server answers a plain GET with 426: the upgrade headers were lost on the way.
-        reject(new UpgradeRefusedError(`the WebSocket upgrade did not reach ${where}${via}: it answered ${status}${viaHeader}, so something ` +
+        reject(new UpgradeBlockedError(`the WebSocket upgrade did not reach ${where}${via}: it answered ${status}${viaHeader}, so something ` +
           'between us strips the Upgrade/Connection headers (a TLS-inspecting proxy must allow WebSocket, e.g. squid: ' +
-          'http_upgrade_request_protocols WebSocket allow all)'))
+          'http_upgrade_request_protocols WebSocket allow all)', true))
       } else {
         const msg = `${where}${via} answered ${status}${viaHeader} instead of upgrading to WebSocket; this answer did not come from a reverselb server`
-        reject((res.statusCode ?? 500) < 500 ? new UpgradeRefusedError(msg) : new Error(msg))
+        reject(new UpgradeBlockedError(msg, (res.statusCode ?? 500) < 500))
       }
     })
     ws.once('error', (err) => {
       clearTimeout(timer)
       socket.destroy()
-      reject(new Error(/handshake has timed out/i.test(err.message) ? noAnswer : `WebSocket upgrade with ${where}${via} failed: ${err.message}`))
+      reject(/handshake has timed out/i.test(err.message) ? noAnswer() : new Error(`WebSocket upgrade with ${where}${via} failed: ${err.message}`))
     })
     ws.once('open', () => {
       clearTimeout(timer)
@@ -262,10 +272,13 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
       }
       resolve({ ws, socket, mask })
     })
-  }).then(async dialed => e2e ? { ...dialed, inner: await secureInner(dialed.ws, endpoint, opts, via) } : dialed)
+  }).then(async dialed => e2e ? { ...dialed, inner: await secureInner(new MessageDuplex(dialed.ws), endpoint, opts, via) } : dialed)
 }
 
-async function withTimeout<T> (p: Promise<T>, ms: number, message: string): Promise<T> {
+/** How long `--transport auto` waits for the answer to a WebSocket upgrade before falling back. */
+const UPGRADE_ANSWER_MS = 5_000
+
+export async function withTimeout<T> (p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(message)), ms) })
   try {

@@ -2,6 +2,20 @@
 export interface Endpoint {
   host: string
   port: number
+  /** `http://host:port`: the server's plain-HTTP port (--httptunnelport), reached with the HTTP transport and the end-to-end layer. */
+  plain?: boolean
+}
+
+/**
+ * A server's API endpoint: `host:port` or `https://host:port` (TLS, as always), or
+ * `http://host:port` (the plain HTTP transport, for proxies that allow no CONNECT).
+ */
+export function parseApiEndpoint (text: string): Endpoint {
+  const m = /^(https?):\/\/([^/]+)\/?$/i.exec(text)
+  if (m === null) return parseEndpoint(text)
+  const plain = m[1].toLowerCase() === 'http'
+  const endpoint = parseEndpoint(m[2], plain ? 80 : 443)
+  return plain ? { ...endpoint, plain } : endpoint
 }
 
 export function parseEndpoint (text: string, defaultPort?: number): Endpoint {
@@ -12,6 +26,9 @@ export function parseEndpoint (text: string, defaultPort?: number): Endpoint {
   }
   return { host: m[1], port }
 }
+
+/** `host:port`, or `http://host:port` for a plain endpoint. */
+export const describeEndpoint = (e: Endpoint): string => (e.plain === true ? 'http://' : '') + formatEndpoint(e)
 
 export function formatEndpoint ({ host, port }: Endpoint): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`

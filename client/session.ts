@@ -1,15 +1,16 @@
 import {
-  E2E_AUTH_FAILED, MAX_CONTROL_MESSAGE_BYTES, openLink, readFrame, relay, validateStreamHeader, validateTunnelDataResponse, writeFrame
+  E2E_AUTH_FAILED, MAX_CONTROL_MESSAGE_BYTES, openLink, openStreamLink, readFrame, relay, validateStreamHeader, validateTunnelDataResponse, writeFrame
 } from '../protocol/index.js'
 import { dialTunnel } from './dial.js'
+import { dialHttpTunnel } from './http-dial.js'
 import { formatEndpoint } from './endpoint.js'
-import { AuthorizationError, RegistrationRefusedError } from './errors.js'
+import { AuthorizationError, RegistrationRefusedError, UpgradeBlockedError } from './errors.js'
 import { proxyHeader } from './proxy-header.js'
 import type { DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
 import type { Targets } from './targets.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
-import type { Link, MuxSession, MuxStream, TunnelData, TunnelDataResponse } from '../protocol/index.js'
+import type { Link, MuxSession, MuxStream, StreamLinkOptions, TunnelData, TunnelDataResponse } from '../protocol/index.js'
 import type { Socket } from 'node:net'
 
 export interface SessionOptions extends DialOptions {
@@ -17,6 +18,8 @@ export interface SessionOptions extends DialOptions {
   /** How long a backend dial may take before the server is told it failed. */
   backendDialTimeoutMs: number
   targets: Targets
+  /** Shared by one endpoint's reconnects: once an upgrade was blocked, --transport auto goes straight to HTTP. */
+  fallback?: { http: boolean }
   /** Send a PROXY protocol header to the backend first, so it sees the real client address. */
   proxyProtocol?: ProxyProtocolVersion
 }
@@ -38,33 +41,28 @@ export class ClientSession {
   }
 
   static async open (endpoint: Endpoint, td: TunnelData, opts: SessionOptions): Promise<ClientSession> {
-    const { ws, socket, mask, inner } = await dialTunnel(endpoint, opts)
     const where = formatEndpoint(endpoint)
-    ws.on('error', (err) => opts.log.debug(`connection to ${where}: ${err.message}`))
+    const carried = await carry(endpoint, opts)
     let session: ClientSession | undefined
     const early: MuxStream[] = []
-    const link = openLink(ws, socket, {
+    const link = carried.open({
       side: 'client',
       muxer: opts.muxer,
-      mask,
-      inner,
-      keepaliveMs: opts.keepaliveMs,
       // Streams the server opens before the registration answer is read wait for it.
       accept: (stream) => {
         if (session !== undefined) session.handle(stream); else early.push(stream)
         return true
       },
-      onDead: () => opts.log.warn(`server ${where} stopped answering pings; reconnecting`),
       onProtocolError: (err) => opts.log.error(`server ${where} broke the ${opts.muxer} protocol (${err.code}): ${err.message}; reconnecting`),
       onStreamOverflow: (stream, bytes) => opts.log.warn(`stream ${stream.id}: backend fell ${bytes} bytes behind; reset (mplex has no flow control; yamux does)`)
     })
     try {
-      const response = await register(link.mux, td, opts, inner !== undefined)
+      const response = await register(link.mux, td, opts, carried.e2e)
       session = new ClientSession(link, response, opts)
       for (const s of early) session.handle(s)
       return session
     } catch (err) {
-      ws.terminate()
+      carried.terminate()
       throw err
     }
   }
@@ -124,4 +122,49 @@ async function register (mux: MuxSession, td: TunnelData, opts: SessionOptions, 
   }
   if (response.error !== undefined) throw new RegistrationRefusedError(`registration refused: ${response.error}`)
   return response
+}
+
+/** A connected carrier before the muxer runs on it. */
+interface Carried {
+  /** Opens the link on it (over the end-to-end layer when on). */
+  open: (opts: StreamLinkOptions) => Link
+  e2e: boolean
+  terminate: () => void
+}
+
+/**
+ * Connects to the server by the transport the options and the endpoint ask for: the WebSocket,
+ * or the HTTP transport (an http:// endpoint, --transport http, or --transport auto after a
+ * blocked upgrade: from then on for this session loop, see SessionOptions.fallback).
+ */
+async function carry (endpoint: Endpoint, opts: SessionOptions): Promise<Carried> {
+  const mode = opts.transport ?? 'auto'
+  const http = async (): Promise<Carried> => {
+    const { carrier, inner } = await dialHttpTunnel(endpoint, opts)
+    return { open: (o) => openStreamLink(carrier, { ...o, inner }), e2e: inner !== undefined, terminate: () => carrier.destroy() }
+  }
+  if (endpoint.plain === true || mode === 'http' || opts.fallback?.http === true) return await http()
+  let dialed
+  try {
+    dialed = await dialTunnel(endpoint, opts)
+  } catch (err) {
+    if (mode !== 'auto' || !(err instanceof UpgradeBlockedError)) throw err
+    opts.log.warn(`${err.message}; --transport auto: falling back to the HTTP transport`)
+    if (opts.fallback !== undefined) opts.fallback.http = true
+    return await http()
+  }
+  const { ws, socket, mask, inner } = dialed
+  const where = formatEndpoint(endpoint)
+  ws.on('error', (err) => opts.log.debug(`connection to ${where}: ${err.message}`))
+  return {
+    open: (o) => openLink(ws, socket, {
+      ...o,
+      mask,
+      inner,
+      keepaliveMs: opts.keepaliveMs,
+      onDead: () => opts.log.warn(`server ${where} stopped answering pings; reconnecting`)
+    }),
+    e2e: inner !== undefined,
+    terminate: () => ws.terminate()
+  }
 }

@@ -2,11 +2,11 @@ import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { defaultLogger } from '../protocol/index.js'
 import { Backoff } from './backoff.js'
-import { formatEndpoint, parseEndpoint } from './endpoint.js'
+import { describeEndpoint, parseApiEndpoint } from './endpoint.js'
 import { AuthorizationError, isPermanent } from './errors.js'
 import { ClientSession } from './session.js'
 import { Targets } from './targets.js'
-import type { E2eMode, TlsTrust } from './dial.js'
+import type { E2eMode, TlsTrust, TransportMode } from './dial.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
 import type { Endpoint } from './endpoint.js'
 import type { Logger, MuxerName, TunnelData } from '../protocol/index.js'
@@ -25,6 +25,12 @@ export interface TunnelClientOptions {
    * insecureTls, or a fingerprint that an inspecting proxy's certificate did not match).
    */
   e2e?: E2eMode
+  /**
+   * 'auto' (default): the WebSocket, falling back to the HTTP transport (a streaming GET and
+   * POSTs) when a proxy blocks the upgrade; 'websocket' or 'http' only. An http:// endpoint
+   * always uses the HTTP transport.
+   */
+  transport?: TransportMode
   /** Stream muxer: 'yamux' (default, flow control per stream) or 'mplex'. */
   muxer?: MuxerName
   /** WebSocket ping interval. Default 20 s. */
@@ -73,7 +79,7 @@ export class TunnelClient extends EventEmitter {
     super()
     const list = (Array.isArray(apiEndpoint) ? apiEndpoint : [apiEndpoint]).flatMap(e => e.split(',')).map(e => e.trim()).filter(e => e !== '')
     if (list.length === 0) throw new Error('apiEndpoint is required')
-    this.endpoints = list.map(e => parseEndpoint(e))
+    this.endpoints = list.map(e => parseApiEndpoint(e))
     if (tunnelData.token === undefined || tunnelData.token === '') throw new Error('token is required')
     this.td = { ...tunnelData, frontendData: { ...tunnelData.frontendData }, targetAddresses: [...tunnelData.targetAddresses] }
     this.opts = options
@@ -125,7 +131,8 @@ export class TunnelClient extends EventEmitter {
   private async run (endpoint: Endpoint, registration: TunnelData): Promise<void> {
     const backoff = new Backoff(500, this.opts.maxBackoffMs ?? 30_000)
     const signal = this.abort.signal
-    const where = formatEndpoint(endpoint)
+    const where = describeEndpoint(endpoint)
+    const fallback = { http: false }
     while (!signal.aborted) {
       let delayFloor = 0
       try {
@@ -133,6 +140,8 @@ export class TunnelClient extends EventEmitter {
           token: registration.token ?? '',
           muxer: this.opts.muxer ?? 'yamux',
           e2e: this.opts.e2e,
+          transport: this.opts.transport,
+          fallback,
           trust: this.trust(),
           timeoutMs: this.opts.connectTimeoutMs ?? 10_000,
           backendDialTimeoutMs: this.opts.backendDialTimeoutMs ?? 5_000,

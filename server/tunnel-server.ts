@@ -1,15 +1,17 @@
 import { EventEmitter } from 'node:events'
 import { createServer } from 'node:https'
+import { createServer as createHttpServer } from 'node:http'
 import { TLSSocket, createSecureContext } from 'node:tls'
 import { WebSocketServer } from 'ws'
 import {
-  E2E_ALPN, E2E_MIN_VERSION, MAX_WS_PAYLOAD, MessageDuplex, ProtocolError, TUNNEL_PATH, defaultLogger, openLink, parseSubprotocol, readFrame, splitServiceName,
+  E2E_ALPN, E2E_MIN_VERSION, MAX_WS_PAYLOAD, MessageDuplex, ProtocolError, openStreamLink, TUNNEL_PATH, defaultLogger, openLink, parseSubprotocol, readFrame, splitServiceName,
   validateTunnelData, writeFrame
 } from '../protocol/index.js'
 import { admit } from './admission.js'
 import { TokenAuth } from './auth.js'
 import { loadCertificate, selfSignedCertificate, storedSelfSignedCertificate } from './certificate.js'
 import { guardConnections, requestTimeouts } from './conn-guard.js'
+import { HttpTunnel } from './http-tunnel.js'
 import { dispatch } from './dispatch.js'
 import { ServerEndpoints } from './endpoints.js'
 import { DEFAULT_LIMITS, checkLimits } from './limits.js'
@@ -18,7 +20,8 @@ import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
 import { ServerSession } from './session.js'
 import { UpgradeGate } from './upgrade-gate.js'
-import type { Logger, MuxStream, TunnelDataResponse } from '../protocol/index.js'
+import type { Link, LinkOptions, Logger, MuxStream, TunnelDataResponse } from '../protocol/index.js'
+import type { HttpTunnelSession } from './http-tunnel-session.js'
 import type { LbPolicy } from './balancer.js'
 import type { TokenSpec } from './auth.js'
 import type { ServerCertificate } from './certificate.js'
@@ -28,6 +31,7 @@ import type { EndpointOptions } from './endpoints.js'
 import type { ServerEvents } from './events.js'
 import type { IncomingMessage } from 'node:http'
 import type { Server } from 'node:https'
+import type { Server as HttpServer } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import type { WebSocket } from 'ws'
@@ -55,6 +59,11 @@ export interface TunnelServerOptions extends EndpointOptions {
   /** Address frontend listeners bind; default all interfaces. */
   frontendHost?: string
   lbPolicy?: LbPolicy
+  /**
+   * Port of a plain-HTTP (no TLS) listener for the HTTP transport alone, for clients behind
+   * proxies that allow no CONNECT (-e http://host:PORT; the end-to-end layer secures it). Default off.
+   */
+  httpTunnelPort?: number
   /** WebSocket ping interval. Default 20 s. */
   keepaliveMs?: number
   /** Time allowed for TLS, upgrade and registration. Default 10 s. */
@@ -78,7 +87,7 @@ export interface ServerAddress {
 /** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
 export class TunnelServer extends EventEmitter<ServerEvents> {
   readonly registry: ServiceRegistry
-  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | keyof EndpointOptions>> & TunnelServerOptions
+  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | 'httpTunnelPort' | keyof EndpointOptions>> & TunnelServerOptions
   private readonly log: Logger
   private readonly auth: TokenAuth
   readonly limits: Limits
@@ -86,8 +95,12 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   private readonly gate: UpgradeGate
   private readonly pool: PortPool
   private readonly wss: WebSocketServer
-  private readonly sockets = new Set<WebSocket>()
+  /** Every tunnel connection open now (WebSocket or HTTP-transport session). */
+  private readonly carriers = new Set<Carrier>()
   private https?: Server
+  /** The plain-HTTP listener of httpTunnelPort, when on. */
+  private plainHttp?: HttpServer
+  private readonly httpTunnel: HttpTunnel
   private certificate?: ServerCertificate
   /** The same certificate for the end-to-end layer's inner TLS (1.3 only). */
   private innerContext?: SecureContext
@@ -116,6 +129,13 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.allowedPorts = PortRanges.parse(this.limits.allowedPorts)
     this.gate = new UpgradeGate({
       auth: this.auth, limits: this.limits, log: this.log, onAuthFailure: (remoteAddress) => this.emit('authFailure', { remoteAddress })
+    })
+    this.httpTunnel = new HttpTunnel({
+      gate: this.gate,
+      log: this.log,
+      // A client that reached us for none of its downloads or uploads this long is gone.
+      idleMs: Math.max(30_000, 2 * this.opts.keepaliveMs),
+      onSession: (session, client) => this.runTunnel(httpCarrier(session), client)
     })
     this.pool = new PortPool(this.opts.dynPort, this.opts.dynPortCount)
     this.registry = new ServiceRegistry({
@@ -170,6 +190,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
     guardConnections(https, { perAddress: this.limits.maxConnectionsPerAddress + this.limits.maxSessionsPerAddress, what: 'tunnel port', log: this.log })
     https.on('request', (req, res) => {
+      if (this.httpTunnel.handle(req, res)) return
       if (req.url === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return }
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' })
         .end(`reverselb tunnel endpoint: clients connect with a WebSocket upgrade at ${TUNNEL_PATH}\n`)
@@ -184,6 +205,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
     this.https = https
     try {
+      if (this.opts.httpTunnelPort !== undefined) this.plainHttp = await this.listenPlainHttp(this.opts.httpTunnelPort)
       // NATS authenticates with the first token not restricted to some services or ports (the operator's own).
       const specs = (Array.isArray(this.opts.token) ? this.opts.token : [this.opts.token]).map(t => typeof t === 'string' ? { token: t } : t)
       const token = (specs.find(s => s.services === undefined && s.ports === undefined) ?? specs[0]).token
@@ -195,6 +217,29 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.log.info(`tunnel service listening on: wss://${this.opts.host ?? '[::]'}:${this.port}${TUNNEL_PATH}`)
     this.log.info(`certificate SHA-256 fingerprint: ${this.certificate.fingerprint}`)
     return { port: this.port, fingerprint: this.certificate.fingerprint }
+  }
+
+  /** The HTTP transport without TLS, on a port of its own: nothing else is served there. */
+  private async listenPlainHttp (port: number): Promise<HttpServer> {
+    const server = createHttpServer({ ...requestTimeouts(this.opts.handshakeTimeoutMs) })
+    guardConnections(server, { perAddress: this.limits.maxConnectionsPerAddress + this.limits.maxSessionsPerAddress, what: 'HTTP tunnel port', log: this.log })
+    server.on('request', (req, res) => {
+      if (this.httpTunnel.handle(req, res)) return
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('reverselb HTTP tunnel port: only the HTTP transport is served here\n')
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({ port, host: this.opts.host }, () => { server.off('error', reject); resolve() })
+    })
+    const addr = server.address()
+    this.log.info(`HTTP transport (plain HTTP, for proxies without CONNECT) listening on: http://${this.opts.host ?? '[::]'}:${typeof addr === 'object' && addr !== null ? addr.port : port}`)
+    return server
+  }
+
+  /** The plain-HTTP transport port, when on. */
+  get httpTunnelPort (): number | undefined {
+    const addr = this.plainHttp?.address()
+    return addr == null || typeof addr === 'string' ? undefined : addr.port
   }
 
   /** The operator's certificate, the one kept in autoCertDir, or a fresh self-signed one. */
@@ -215,27 +260,32 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     const client = this.gate.check(req, socket)
     if (client === undefined) return
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.onTunnel(ws, socket, client).catch((err: Error) => {
-        this.log.warn(`tunnel client ${client.from} dropped: ${err.message}`)
-        ws.terminate()
-      })
+      ws.on('error', (err) => this.log.debug(`tunnel client ${client.from}: ${err.message}`))
+      this.runTunnel(webSocketCarrier(ws, socket), client)
     })
   }
 
-  private async onTunnel (ws: WebSocket, socket: Duplex, { from, grant: upgradeGrant, muxer: muxerName, e2e, publicHost }: AdmittedClient): Promise<void> {
-    this.sockets.add(ws)
+  /** Runs a tunnel session on `carrier`; whatever fails drops that connection alone. */
+  private runTunnel (carrier: Carrier, client: AdmittedClient): void {
+    this.onTunnel(carrier, client).catch((err: Error) => {
+      this.log.warn(`tunnel client ${client.from} dropped: ${err.message}`)
+      carrier.terminate()
+    })
+  }
+
+  private async onTunnel (carrier: Carrier, { from, grant: upgradeGrant, muxer: muxerName, e2e, publicHost }: AdmittedClient): Promise<void> {
+    this.carriers.add(carrier)
     const release = this.gate.holdSession(from)
-    ws.once('close', () => {
-      this.sockets.delete(ws)
+    void carrier.closed.then(() => {
+      this.carriers.delete(carrier)
       release()
     })
-    ws.on('error', (err) => this.log.debug(`tunnel client ${from}: ${err.message}`))
     // Before anything else, the end-to-end layer's handshake; the token comes inside it.
-    const inner = e2e ? await this.acceptInner(ws, from) : undefined
+    const inner = e2e ? await this.acceptInner(carrier.bytes(), from) : undefined
     let resolveControl: (stream: MuxStream) => void
     const controlOpened = new Promise<MuxStream>(resolve => { resolveControl = resolve })
     let controlSeen = false
-    const link = openLink(ws, socket, {
+    const link = carrier.open({
       side: 'server',
       muxer: muxerName,
       inner,
@@ -279,7 +329,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
         this.registry.unregister(session).catch((err: Error) => this.log.error(`unregister failed: ${err.message}`))
         this.emit('sessionClosed', { service, session })
       }
-      if (ws.readyState === ws.OPEN) ws.once('close', cleanup); else cleanup()
+      void link.closed.then(cleanup)
       response = { id: session.id, serviceName: td.serviceName, frontendPort: service.port, frontendAddress: publicHost }
       this.log.info(`session ${session.id} from ${from} registered service ${td.serviceName} on port ${service.port} (${muxerName}${e2e ? ', end-to-end layer' : ''})`)
       this.emit('sessionOpened', { service, session, registrationMs: Date.now() - started })
@@ -314,8 +364,8 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   }
 
   /** Completes the end-to-end layer's TLS inside the WebSocket, within the handshake time. */
-  private async acceptInner (ws: WebSocket, from: string): Promise<TLSSocket> {
-    const inner = new TLSSocket(new MessageDuplex(ws), { isServer: true, secureContext: this.innerContext, ALPNProtocols: [E2E_ALPN] })
+  private async acceptInner (bytes: Duplex, from: string): Promise<TLSSocket> {
+    const inner = new TLSSocket(bytes, { isServer: true, secureContext: this.innerContext, ALPNProtocols: [E2E_ALPN] })
     let timer: NodeJS.Timeout | undefined
     try {
       await new Promise<void>((resolve, reject) => {
@@ -339,6 +389,8 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     const ports = new Set<number>()
     if (this.https !== undefined) ports.add(this.port)
     if (this.opts.httpPort !== undefined && this.opts.httpPort !== 0) ports.add(this.opts.httpPort)
+    const plain = this.httpTunnelPort
+    if (plain !== undefined) ports.add(plain)
     if (this.opts.natsPort !== undefined && this.opts.natsPort !== 0) ports.add(this.opts.natsPort)
     return ports
   }
@@ -362,7 +414,9 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   async close ({ drainMs = 0 }: { drainMs?: number } = {}): Promise<void> {
     const https = this.https
     this.https = undefined
-    const httpsClosed = https !== undefined ? new Promise<void>(resolve => https.close(() => resolve())) : Promise.resolve()
+    const plainHttp = this.plainHttp
+    this.plainHttp = undefined
+    const httpsClosed = Promise.all([https, plainHttp].map(async s => await new Promise<void>(resolve => { if (s === undefined) resolve(); else s.close(() => resolve()) })))
     const services = [...this.registry.services.values()]
     const stopped = Promise.all(services.map(async s => await s.frontend.stopAccepting()))
     if (drainMs > 0) {
@@ -372,18 +426,59 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       while (open() > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
       if (open() > 0) this.log.warn(`drain period over; closing ${open()} connections still open`)
     }
-    for (const ws of this.sockets) ws.close(1001)
-    await Promise.all([...this.sockets].map(async ws => await new Promise<void>(resolve => {
-      if (ws.readyState === ws.CLOSED) { resolve(); return }
-      const t = setTimeout(() => { ws.terminate(); resolve() }, 2000)
-      ws.once('close', () => { clearTimeout(t); resolve() })
+    for (const c of this.carriers) c.close(1001)
+    await Promise.all([...this.carriers].map(async c => await new Promise<void>(resolve => {
+      const t = setTimeout(() => { c.terminate(); resolve() }, 2000)
+      void c.closed.then(() => { clearTimeout(t); resolve() })
     })))
+    this.httpTunnel.close()
     https?.closeAllConnections()
+    plainHttp?.closeAllConnections()
     for (const s of [...services, ...this.registry.services.values()]) s.frontend.destroyConnections()
     await Promise.all([httpsClosed, stopped])
     this.registry.close()
     const endpoints = this.endpoints
     this.endpoints = undefined
     await endpoints?.close()
+  }
+}
+
+/** What a tunnel session runs on: a WebSocket, or an HTTP-transport session (server/http-tunnel.ts). */
+interface Carrier {
+  /** The byte stream the end-to-end layer's TLS runs on. */
+  bytes: () => Duplex
+  /** The link (muxer) on it; over opts.inner when the end-to-end layer runs. */
+  open: (opts: LinkOptions) => Link
+  readonly closed: Promise<void>
+  /** Closes in an orderly way; a carrier that does not finish is cut after 2 s. */
+  close: (code: number) => void
+  terminate: () => void
+}
+
+function webSocketCarrier (ws: WebSocket, socket: Duplex): Carrier {
+  return {
+    bytes: () => new MessageDuplex(ws),
+    open: (opts) => openLink(ws, socket, opts),
+    closed: new Promise<void>(resolve => { if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve()) }),
+    close: (code) => {
+      if (ws.readyState === ws.CLOSED) return
+      ws.close(code)
+      setTimeout(() => ws.terminate(), 2000).unref()
+    },
+    terminate: () => ws.terminate()
+  }
+}
+
+function httpCarrier (session: HttpTunnelSession): Carrier {
+  return {
+    bytes: () => session,
+    open: ({ keepaliveMs: _k, onDead: _d, mask: _m, ...opts }) => openStreamLink(session, opts),
+    closed: new Promise<void>(resolve => { if (session.destroyed) resolve(); else session.once('close', () => resolve()) }),
+    close: () => {
+      if (session.destroyed) return
+      session.end()
+      setTimeout(() => session.destroy(), 2000).unref()
+    },
+    terminate: () => session.destroy()
   }
 }

@@ -27,6 +27,13 @@ export interface AdmittedClient {
   publicHost: string
 }
 
+/** Why the gate refused: the HTTP status, its text and the reason told to the client. */
+export interface GateRefusal {
+  status: number
+  text: string
+  reason: string
+}
+
 /**
  * Decides on a WebSocket upgrade request before any WebSocket or muxer exists for it: the path,
  * the failed-authorization rate limit of the address, the token (unless the client runs the
@@ -45,8 +52,6 @@ export class UpgradeGate {
 
   /** The admitted client, or undefined when the request was refused (and answered). */
   check (req: IncomingMessage, socket: Duplex): AdmittedClient | undefined {
-    const { limits, log } = this.opts
-    const from = req.socket.remoteAddress ?? '?'
     const refuse = (status: number, text: string, reason: string): undefined => {
       const body = `${reason}\n`
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
@@ -54,21 +59,32 @@ export class UpgradeGate {
       return undefined
     }
     if ((req.url ?? '').split('?')[0] !== TUNNEL_PATH) return refuse(404, 'Not Found', `no tunnel endpoint at this path; use ${TUNNEL_PATH}`)
+    const verdict = this.evaluate(req, req.headers['sec-websocket-protocol']?.split(','))
+    return 'status' in verdict ? refuse(verdict.status, verdict.text, verdict.reason) : verdict
+  }
+
+  /**
+   * The checks themselves, for an upgrade or an HTTP-transport session (whose `offers` come in a
+   * header of their own): the admitted client, or the refusal to answer.
+   */
+  evaluate (req: IncomingMessage, offers: Iterable<string> | undefined): AdmittedClient | GateRefusal {
+    const { limits, log } = this.opts
+    const from = req.socket.remoteAddress ?? '?'
     const blockedMs = this.authLimiter.blockedFor(from)
     if (blockedMs > 0) {
-      return refuse(429, 'Too Many Requests', `too many failed authorizations from this address; retry in ${Math.ceil(blockedMs / 1000)} s`)
+      return { status: 429, text: 'Too Many Requests', reason: `too many failed authorizations from this address; retry in ${Math.ceil(blockedMs / 1000)} s` }
     }
-    const parsed = chooseSubprotocol(req.headers['sec-websocket-protocol']?.split(','))
+    const parsed = chooseSubprotocol(offers)
     const e2e = parsed.ok && parsed.e2e
     const grant = e2e ? undefined : this.identify(from, bearerToken(req))
-    if (!e2e && grant === undefined) return refuse(401, 'Unauthorized', `${E2E_AUTH_FAILED}: wrong or missing token`)
+    if (!e2e && grant === undefined) return { status: 401, text: 'Unauthorized', reason: `${E2E_AUTH_FAILED}: wrong or missing token` }
     if ((this.perAddress.get(from) ?? 0) >= limits.maxSessionsPerAddress) {
       log.warn(`refused tunnel client ${from}: it already holds ${limits.maxSessionsPerAddress} sessions`)
-      return refuse(429, 'Too Many Requests', `this address already holds ${limits.maxSessionsPerAddress} tunnel sessions, the most allowed`)
+      return { status: 429, text: 'Too Many Requests', reason: `this address already holds ${limits.maxSessionsPerAddress} tunnel sessions, the most allowed` }
     }
     if (!parsed.ok) {
       log.warn(`refused tunnel client ${from}: ${parsed.reason}`)
-      return refuse(400, 'Bad Request', parsed.reason)
+      return { status: 400, text: 'Bad Request', reason: parsed.reason }
     }
     return { from, grant, muxer: parsed.muxer, e2e, publicHost: hostOf(req.headers.host) }
   }

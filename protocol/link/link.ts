@@ -34,12 +34,14 @@ export interface LinkOptions {
 
 export interface Link {
   readonly mux: MuxSession
-  readonly ws: WebSocket
-  /** Resolves when the WebSocket has closed, for whatever reason. */
+  /** Resolves when the carrier (WebSocket or HTTP-transport session) has closed, for whatever reason. */
   readonly closed: Promise<void>
-  /** Closes the WebSocket with `code`; one that does not answer is cut after 2 s. */
+  /** Closes the WebSocket with `code` (one that does not answer is cut after 2 s), or ends the HTTP session. */
   close: (code?: number) => void
 }
+
+/** What the HTTP transport's link needs: no WebSocket, so no masks and no WebSocket pings. */
+export type StreamLinkOptions = Omit<LinkOptions, 'mask' | 'keepaliveMs' | 'onDead'>
 
 export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
@@ -69,5 +71,33 @@ export function openLink (ws: WebSocket, socket: Duplex, opts: LinkOptions): Lin
     ws.close(code)
     setTimeout(() => ws.terminate(), 2000).unref()
   }
-  return { mux, ws, closed, close }
+  return { mux, closed, close }
+}
+
+/**
+ * The link over the HTTP transport's byte stream (`carrier`), or over the end-to-end layer in it
+ * (`opts.inner`). Liveness is the carrier's own (its downloads and uploads must keep succeeding).
+ */
+export function openStreamLink (carrier: Duplex, opts: StreamLinkOptions): Link {
+  const over = opts.inner ?? carrier
+  const transport = new StreamTransport(over, opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES)
+  const mux = createMuxSession(opts.muxer, transport, {
+    ...opts.mux,
+    client: opts.side === 'client',
+    accept: opts.accept,
+    onProtocolError: opts.onProtocolError,
+    onStreamOverflow: opts.onStreamOverflow
+  })
+  transport.bind(mux)
+  // The inner TLS failing ends the session under it too.
+  if (over !== carrier) over.once('close', () => carrier.destroy())
+  const closed = new Promise<void>(resolve => {
+    if (carrier.destroyed) resolve(); else carrier.once('close', () => resolve())
+  })
+  const close = (): void => {
+    if (carrier.destroyed) return
+    transport.close()
+    setTimeout(() => carrier.destroy(), 2000).unref()
+  }
+  return { mux, closed, close }
 }

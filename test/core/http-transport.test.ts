@@ -1,0 +1,66 @@
+import { expect } from 'chai'
+import { TunnelClient } from '../../index.js'
+import { MUXERS } from '../../protocol/index.js'
+import { captureLogger } from '../fixtures/proxies.js'
+import { echoServer, exchange, freePort, randomPayload, sha256 } from '../fixtures/net.js'
+import { hashingBackend, transferBothWays } from '../proxy/helpers.js'
+import { startServer, tunnelData } from '../fixtures/tunnel.js'
+import type { TunnelClientOptions, TunnelServer } from '../../index.js'
+import type { HashingBackend } from '../proxy/helpers.js'
+import type { TcpServer } from '../fixtures/net.js'
+
+/** The HTTP transport on direct connections; through proxies see test/proxy/http-transport. */
+describe('HTTP transport: the muxer over a streaming GET and POSTs', function () {
+  this.timeout(60_000)
+  let server: TunnelServer
+  let backend: HashingBackend
+  let echo: TcpServer
+  const clients: TunnelClient[] = []
+
+  before(async function () {
+    backend = await hashingBackend()
+    echo = await echoServer()
+    server = await startServer({ httpTunnelPort: await freePort(), dynPortCount: 2 })
+  })
+  afterEach(async function () {
+    await Promise.all(clients.splice(0).map(async c => await c.close()))
+  })
+  after(async function () {
+    await server?.close()
+    await backend?.close()
+    await echo?.close()
+  })
+
+  const client = (endpoint: string, opts: TunnelClientOptions, backendPort = backend.port): { c: TunnelClient, lines: string[] } => {
+    const { logger, lines } = captureLogger()
+    const c = new TunnelClient(endpoint, tunnelData(backendPort), { proxy: 'none', maxBackoffMs: 1000, logger, ...opts })
+    clients.push(c)
+    return { c, lines }
+  }
+
+  for (const muxer of MUXERS) {
+    for (const e2e of ['never', 'always'] as const) {
+      it(`--transport http carries data byte-exactly both ways (${muxer}, e2e ${e2e})`, async function () {
+        const { c, lines } = client(`127.0.0.1:${server.port}`, { fingerprint: server.fingerprint, transport: 'http', muxer, e2e })
+        const { frontendPort } = await c.ready()
+        expect(lines.some(l => /carried by the HTTP transport/.test(l))).to.equal(true)
+        await transferBothWays(frontendPort, backend)
+      })
+    }
+  }
+
+  it('many concurrent connections stay byte-exact', async function () {
+    const { c } = client(`127.0.0.1:${server.port}`, { fingerprint: server.fingerprint, transport: 'http' }, echo.port)
+    const { frontendPort } = await c.ready()
+    const payloads = Array.from({ length: 24 }, () => randomPayload(256 * 1024))
+    const answers = await Promise.all(payloads.map(async p => await exchange(frontendPort, p)))
+    answers.forEach((a, i) => expect(sha256(a)).to.equal(sha256(payloads[i])))
+  })
+
+  it('an http:// endpoint uses the plain port with the end-to-end layer, pinned by --fingerprint', async function () {
+    const { c, lines } = client(`http://127.0.0.1:${server.httpTunnelPort ?? 0}`, { fingerprint: server.fingerprint })
+    const { frontendPort } = await c.ready()
+    expect(lines.some(l => /carried by the HTTP transport.*end-to-end layer on: plain http/.test(l))).to.equal(true)
+    await transferBothWays(frontendPort, backend)
+  })
+})
