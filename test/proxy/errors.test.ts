@@ -102,7 +102,8 @@ describe('proxy: errors on the way out', function () {
     await once(sink, 'listening')
     const port = (sink.address() as AddressInfo).port
     try {
-      const err = await firstError(client(`127.0.0.1:${port}`, { proxy: proxy.url, fingerprint: cert.fingerprint, connectTimeoutMs: 1500 }))
+      // --transport websocket: auto would fall back to the HTTP transport (test/proxy/http-transport).
+      const err = await firstError(client(`127.0.0.1:${port}`, { proxy: proxy.url, fingerprint: cert.fingerprint, connectTimeoutMs: 1500, transport: 'websocket' }))
       expect(err.message).to.equal(`no answer to the WebSocket upgrade from 127.0.0.1:${port} through proxy 127.0.0.1:${proxy.port} within 1500 ms: ` +
         'a proxy or middlebox may be holding back the upgrade (HTTP 101 never came)')
     } finally {

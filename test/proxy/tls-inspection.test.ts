@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
-import { TlsVerificationError, TunnelClient, UpgradeRefusedError } from '../../index.js'
+import { TlsVerificationError, TunnelClient, UpgradeBlockedError } from '../../index.js'
 import { connectLines, makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
 import { TOKEN, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import { cleanEnv, hashingBackend, runCli, transferBothWays } from './helpers.js'
@@ -118,9 +118,10 @@ describe('proxy: TLS-inspecting squid (ssl-bump)', function () {
     before(async function () { stripping = await startSquid({ sslBump: ca, allowWebSocket: false }) })
     after(async function () { await stripping?.close() })
 
-    it('says the upgrade did not reach the server and how to fix the proxy', async function () {
-      const err = await client(stripping, { ca: ca.pem }).ready().then(() => undefined, (e: Error) => e)
-      expect(err).to.be.instanceOf(UpgradeRefusedError)
+    it('with --transport websocket says the upgrade did not reach the server and how to fix the proxy', async function () {
+      // --transport auto falls back to the HTTP transport instead (test/proxy/http-transport).
+      const err = await client(stripping, { ca: ca.pem, transport: 'websocket' }).ready().then(() => undefined, (e: Error) => e)
+      expect(err).to.be.instanceOf(UpgradeBlockedError)
       expect(err?.message).to.match(/the WebSocket upgrade did not reach 127\.0\.0\.1:\d+ through proxy 127\.0\.0\.1:\d+: it answered HTTP 426/)
       expect(err?.message).to.match(/strips the Upgrade\/Connection headers/)
       expect(err?.message).to.match(/Via: .*squid/)

@@ -1,0 +1,161 @@
+import { once } from 'node:events'
+import { connect } from 'node:net'
+import { rmSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { expect } from 'chai'
+import { TunnelClient, UpgradeBlockedError } from '../../index.js'
+import { captureLogger, makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
+import { echoServer, eventually, exchange, freePort, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import { startServer, tunnelData } from '../fixtures/tunnel.js'
+import { hashingBackend, transferBothWays } from './helpers.js'
+import type { TunnelClientOptions, TunnelServer } from '../../index.js'
+import type { ProxyProcess, TestCa } from '../fixtures/proxies.js'
+import type { TcpServer } from '../fixtures/net.js'
+import type { HashingBackend } from './helpers.js'
+
+/** Lines of squid's access log for the HTTP transport's requests of `method` on `path`. */
+const transportLines = (log: string, method: string, path: string): string[] => log.split('\n').filter(l => l.includes(` ${method} `) && l.includes(path))
+
+describe('proxy: the HTTP transport through squid', function () {
+  this.timeout(120_000)
+  let server: TunnelServer
+  let backend: HashingBackend
+  let echo: TcpServer
+  let ca: TestCa
+  const clients: TunnelClient[] = []
+
+  before(async function () {
+    requireTools(this, ['squid', 'certgen', 'openssl'])
+    ca = makeTestCa()
+    server = await startServer({ httpTunnelPort: await freePort(), dynPortCount: 1 })
+    backend = await hashingBackend()
+    echo = await echoServer()
+  })
+  afterEach(async function () {
+    await Promise.all(clients.splice(0).map(async c => await c.close()))
+  })
+  after(async function () {
+    await server?.close()
+    await backend?.close()
+    await echo?.close()
+    if (ca !== undefined) rmSync(ca.dir, { recursive: true, force: true })
+  })
+
+  const client = (endpoint: string, proxy: ProxyProcess, opts: TunnelClientOptions, backendPort = backend.port): { c: TunnelClient, lines: string[] } => {
+    const { logger, lines } = captureLogger()
+    const c = new TunnelClient(endpoint, tunnelData(backendPort), { proxy: proxy.url, maxBackoffMs: 1000, logger, ...opts })
+    clients.push(c)
+    return { c, lines }
+  }
+
+  describe('a TLS-inspecting squid that refuses WebSocket upgrades', function () {
+    let squid: ProxyProcess
+    before(async function () { squid = await startSquid({ sslBump: ca, allowWebSocket: false }) })
+    after(async function () { await squid?.close() })
+    const tls = (): string => `127.0.0.1:${server.port}`
+
+    it('--transport websocket fails, saying the upgrade was stripped', async function () {
+      const { c } = client(tls(), squid, { ca: ca.pem, transport: 'websocket' })
+      const err = await c.ready().then(() => undefined, (e: Error) => e)
+      expect(err).to.be.instanceOf(UpgradeBlockedError)
+      expect(err?.message).to.match(/strips the Upgrade\/Connection headers/)
+    })
+
+    it('--transport auto falls back to HTTP by itself, says so, and carries data byte-exactly both ways (10 MB upload)', async function () {
+      // Short downloads (keepalive 2 s): squid logs each one when it ends.
+      const { c, lines } = client(tls(), squid, { ca: ca.pem, keepaliveMs: 2000 })
+      const { frontendPort } = await c.ready()
+      expect(lines.some(l => /strips the Upgrade.*falling back to the HTTP transport/.test(l)), 'log says why').to.equal(true)
+      expect(lines.some(l => /carried by the HTTP transport.*end-to-end layer on/.test(l)), 'log says which').to.equal(true)
+      await transferBothWays(frontendPort, backend, 10 * 1024 * 1024, 90_000)
+      // squid decrypted and forwarded plain requests: the download and the uploads.
+      await eventually(() => {
+        const log = squid.accessLog()
+        expect(transportLines(log, 'GET', '/tunnel/http/down')).to.have.length.at.least(1)
+        expect(transportLines(log, 'POST', '/tunnel/http/up')).to.have.length.at.least(1)
+      }, 30_000, 200)
+    })
+
+    it('many concurrent connections and a slow reader stay byte-exact', async function () {
+      const { c } = client(tls(), squid, { ca: ca.pem }, echo.port)
+      const { frontendPort } = await c.ready()
+      const payloads = Array.from({ length: 16 }, () => randomPayload(128 * 1024))
+      const slow = slowEcho(frontendPort, randomPayload(1024 * 1024))
+      const answers = await Promise.all(payloads.map(async p => await exchange(frontendPort, p)))
+      answers.forEach((a, i) => expect(sha256(a)).to.equal(sha256(payloads[i])))
+      await slow
+    })
+  })
+
+  describe('a squid that allows no CONNECT', function () {
+    let squid: ProxyProcess
+    before(async function () { squid = await startSquid({ denyConnect: true }) })
+    after(async function () { await squid?.close() })
+
+    it('the WebSocket cannot pass (CONNECT refused)', async function () {
+      const { c } = client(`127.0.0.1:${server.port}`, squid, { fingerprint: server.fingerprint })
+      const err = await c.ready().then(() => undefined, (e: Error) => e)
+      expect(err?.message).to.match(/403|refused|denied/i)
+    })
+
+    it('-e http://host:httptunnelport carries the tunnel as plain HTTP requests, end-to-end secured', async function () {
+      const plain = `http://127.0.0.1:${server.httpTunnelPort ?? 0}`
+      const { c, lines } = client(plain, squid, { fingerprint: server.fingerprint, keepaliveMs: 2000 })
+      const { frontendPort } = await c.ready()
+      expect(lines.some(l => /carried by the HTTP transport.*end-to-end layer on: plain http/.test(l))).to.equal(true)
+      await transferBothWays(frontendPort, backend)
+      await eventually(() => {
+        const log = squid.accessLog()
+        expect(transportLines(log, 'GET', `${plain}/tunnel/http/down`)).to.have.length.at.least(1)
+        expect(transportLines(log, 'POST', `${plain}/tunnel/http/up`)).to.have.length.at.least(1)
+        expect(log).not.to.match(/CONNECT 127\.0\.0\.1:\d+ .*200/)
+      }, 30_000, 200)
+    })
+  })
+
+  describe('a squid that cuts responses silent for 5 s (read_timeout)', function () {
+    let squid: ProxyProcess
+    before(async function () { squid = await startSquid({ denyConnect: true, readTimeoutSec: 5 }) })
+    after(async function () { await squid?.close() })
+
+    it('bursts separated by longer silences arrive byte-exactly across the cuts', async function () {
+      const bursts = [randomPayload(300 * 1024), randomPayload(300 * 1024), randomPayload(300 * 1024)]
+      // A backend that sends each burst after 7 s of silence, then closes.
+      const bursty = await tcpServer((socket) => {
+        void (async () => {
+          for (const b of bursts) { await sleep(7000); if (!socket.destroyed) socket.write(b) }
+          socket.end()
+        })()
+        socket.on('error', () => {})
+      })
+      try {
+        // keepalive 60 s: the server holds downloads longer than squid lets them sit silent.
+        const { c } = client(`http://127.0.0.1:${server.httpTunnelPort ?? 0}`, squid, { fingerprint: server.fingerprint, keepaliveMs: 60_000 }, bursty.port)
+        const { frontendPort } = await c.ready()
+        const got = await exchange(frontendPort, Buffer.alloc(0))
+        expect(sha256(got)).to.equal(sha256(Buffer.concat(bursts)))
+        // squid cut the silent downloads: several GETs, each ended by its read_timeout.
+        expect(transportLines(squid.accessLog(), 'GET', '/tunnel/http/down').length).to.be.at.least(3)
+      } finally {
+        await bursty.close()
+      }
+    })
+  })
+})
+
+/** Sends `payload` to an echo through `port` and reads the answer slowly (64 KiB, then a pause); checks it. */
+async function slowEcho (port: number, payload: Buffer): Promise<void> {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  await once(socket, 'connect')
+  socket.end(payload)
+  const chunks: Buffer[] = []
+  let got = 0
+  const deadline = Date.now() + 60_000
+  for await (const chunk of socket) {
+    chunks.push(chunk as Buffer)
+    got += (chunk as Buffer).length
+    if (got % (64 * 1024) < (chunk as Buffer).length) await sleep(50)
+    if (Date.now() > deadline) throw new Error('slow reader timed out')
+  }
+  expect(sha256(Buffer.concat(chunks))).to.equal(sha256(payload))
+}
