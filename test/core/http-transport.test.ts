@@ -2,12 +2,14 @@ import { expect } from 'chai'
 import { TunnelClient } from '../../index.js'
 import { MUXERS } from '../../protocol/index.js'
 import { captureLogger } from '../fixtures/proxies.js'
-import { echoServer, exchange, freePort, randomPayload, sha256 } from '../fixtures/net.js'
+import { connect } from 'node:net'
+import { echoServer, exchange, freePort, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
 import { hashingBackend, transferBothWays } from '../proxy/helpers.js'
 import { startServer, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelClientOptions, TunnelServer } from '../../index.js'
 import type { HashingBackend } from '../proxy/helpers.js'
 import type { TcpServer } from '../fixtures/net.js'
+import type { Socket } from 'node:net'
 
 /** The HTTP transport on direct connections; through proxies see test/proxy/http-transport. */
 describe('HTTP transport: the muxer over a streaming GET and POSTs', function () {
@@ -55,6 +57,37 @@ describe('HTTP transport: the muxer over a streaming GET and POSTs', function ()
     const payloads = Array.from({ length: 24 }, () => randomPayload(256 * 1024))
     const answers = await Promise.all(payloads.map(async p => await exchange(frontendPort, p)))
     answers.forEach((a, i) => expect(sha256(a)).to.equal(sha256(payloads[i])))
+  })
+
+  it('a relay that cuts connections in the middle of downloads and uploads: nothing is lost or repeated', async function () {
+    // Every connection is cut after 300 KiB toward the client or 1.5 MiB toward the server,
+    // wherever that falls (inside a response, inside an upload body).
+    let cuts = 0
+    const relay = await tcpServer((inbound) => {
+      const outbound = connect({ host: '127.0.0.1', port: server.httpTunnelPort ?? 0 })
+      const pipeCutting = (from: Socket, to: Socket, limit: number): void => {
+        let passed = 0
+        from.on('data', (d: Buffer) => {
+          if (passed + d.length <= limit) { passed += d.length; to.write(d); return }
+          cuts++
+          to.end(d.subarray(0, limit - passed))
+          from.destroy()
+        })
+        from.on('close', () => to.destroy())
+        from.on('error', () => {})
+      }
+      pipeCutting(outbound, inbound, 300 * 1024)
+      pipeCutting(inbound, outbound, 1536 * 1024)
+    })
+    try {
+      // The plain endpoint: the end-to-end layer's TLS fails on any byte lost or repeated.
+      const { c } = client(`http://127.0.0.1:${relay.port}`, { fingerprint: server.fingerprint })
+      const { frontendPort } = await c.ready()
+      await transferBothWays(frontendPort, backend, 4 * 1024 * 1024)
+      expect(cuts).to.be.at.least(4)
+    } finally {
+      await relay.close()
+    }
   })
 
   it('an http:// endpoint uses the plain port with the end-to-end layer, pinned by --fingerprint', async function () {
