@@ -45,11 +45,23 @@ const argNode = ((): string | undefined => {
 
 const DEFAULT_CONFIGS = ['raw', 'ssh', 'ssh_nodelay', 'node_proxy', 'yamux', 'mplex']
 /**
- * raw | ssh | ssh_nodelay | node_proxy (a plain Node TCP forwarder: the floor for Node) | yamux | mplex | NAME=MUXER[:CLI]: the last form runs another reverselb
- * build (CLI = path of its dist/cli/main.js) as its own column, e.g. to compare two builds in one run.
+ * raw | ssh | ssh_nodelay | node_proxy (a plain Node TCP forwarder: the floor for Node) | yamux | mplex | e2e | http | http_e2e |
+ * NAME=KIND[:CLI]: the last form runs another reverselb build (CLI = path of its dist/cli/main.js)
+ * as its own column, e.g. to compare two builds in one run.
  */
 type Config = string
-interface TunnelCfg { name: string, muxer: 'yamux' | 'mplex', cli: string, node: string }
+interface TunnelCfg { name: string, muxer: 'yamux' | 'mplex', cli: string, node: string, args: string[] }
+/**
+ * reverselb columns besides the bare muxers (issue 15): yamux in the end-to-end layer over the
+ * WebSocket, and over the HTTP transport (streaming GET + POSTs) without and with the layer.
+ */
+const TUNNEL_KINDS: Record<string, { muxer: 'yamux' | 'mplex', args: string[] }> = {
+  yamux: { muxer: 'yamux', args: [] },
+  mplex: { muxer: 'mplex', args: [] },
+  e2e: { muxer: 'yamux', args: ['--e2e', 'always'] },
+  http: { muxer: 'yamux', args: ['--transport', 'http', '--e2e', 'never'] },
+  http_e2e: { muxer: 'yamux', args: ['--transport', 'http', '--e2e', 'always'] }
+}
 const ALL_TESTS = ['bulk', 'rtt', 'rate', 'rr', 'http', 'slow', 'scale'] as const
 type Test = typeof ALL_TESTS[number]
 
@@ -94,11 +106,12 @@ const REFERENCES = ['raw', 'ssh', 'ssh_nodelay', 'node_proxy']
 const TUNNELS = new Map<string, TunnelCfg>()
 const CONFIGS: Config[] = S.configSpecs.map(spec => {
   if (REFERENCES.includes(spec)) return spec
-  const m = /^(?:([\w.-]+)=)?(yamux|mplex)(?::(.+))?$/.exec(spec)
-  if (m === null) throw new Error(`unknown config ${spec} (${REFERENCES.join(', ')}, yamux, mplex or NAME=yamux|mplex[:CLI])`)
+  const m = /^(?:([\w.-]+)=)?([a-z_0-9]+)(?::(.+))?$/.exec(spec)
+  const kind = TUNNEL_KINDS[m?.[2] ?? '']
+  if (m === null || kind === undefined) throw new Error(`unknown config ${spec} (${REFERENCES.join(', ')}, ${Object.keys(TUNNEL_KINDS).join(', ')} or NAME=KIND[:CLI])`)
   const name = m[1] ?? m[2]
   const node = env[`BENCH_NODE_${name.replace(/\W/g, '_')}`]
-  TUNNELS.set(name, { name, muxer: m[2] as 'yamux' | 'mplex', cli: resolve(m[3] ?? S.cli), node: node !== undefined && node !== '' ? resolve(node) : S.node })
+  TUNNELS.set(name, { name, ...kind, cli: resolve(m[3] ?? S.cli), node: node !== undefined && node !== '' ? resolve(node) : S.node })
   return name
 })
 if (new Set(CONFIGS).size !== CONFIGS.length) throw new Error('CONFIGS names must be unique')
@@ -315,7 +328,7 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
     const fingerprint = await tlsFingerprint(f.api, S.readyTimeoutMs)
     for (const k of KINDS) {
       const t = start(`${cfg}-tunnel-${k}`, join(TMP, `${tag}-tunnel-${k}.log`), tc.node, [...nodeArgs(`tunnel-${k}`), 'tunnel',
-        '-e', `127.0.0.1:${f.api}`, '-p', String(f[k]), '-b', `127.0.0.1:${PORTS[k]}`, '-s', `bench-${k}`, '--fingerprint', fingerprint, '--mux', tc.muxer])
+        '-e', `127.0.0.1:${f.api}`, '-p', String(f[k]), '-b', `127.0.0.1:${PORTS[k]}`, '-s', `bench-${k}`, '--fingerprint', fingerprint, '--mux', tc.muxer, ...tc.args])
       tunnels[k] = t
       all.push(t)
     }

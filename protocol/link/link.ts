@@ -54,14 +54,7 @@ export function openLink (ws: WebSocket, socket: Duplex, opts: LinkOptions): Lin
   const transport = opts.inner !== undefined
     ? new StreamTransport(opts.inner, maxQueuedBytes)
     : new WebSocketTransport(ws, socket, { mask: opts.side === 'server' ? 'none' : opts.mask ?? 'random', maxQueuedBytes })
-  const mux = createMuxSession(opts.muxer, transport, {
-    ...opts.mux,
-    client: opts.side === 'client',
-    accept: opts.accept,
-    onProtocolError: opts.onProtocolError,
-    onStreamOverflow: opts.onStreamOverflow
-  })
-  transport.bind(mux)
+  const mux = muxOn(transport, opts)
   keepAlive(ws, socket, opts.keepaliveMs, opts.onDead)
   const closed = new Promise<void>(resolve => {
     if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve())
@@ -74,13 +67,8 @@ export function openLink (ws: WebSocket, socket: Duplex, opts: LinkOptions): Lin
   return { mux, closed, close }
 }
 
-/**
- * The link over the HTTP transport's byte stream (`carrier`), or over the end-to-end layer in it
- * (`opts.inner`). Liveness is the carrier's own (its downloads and uploads must keep succeeding).
- */
-export function openStreamLink (carrier: Duplex, opts: StreamLinkOptions): Link {
-  const over = opts.inner ?? carrier
-  const transport = new StreamTransport(over, opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES)
+/** The muxer session on `transport`, which then starts delivering to it. */
+function muxOn (transport: WebSocketTransport | StreamTransport, opts: StreamLinkOptions): MuxSession {
   const mux = createMuxSession(opts.muxer, transport, {
     ...opts.mux,
     client: opts.side === 'client',
@@ -89,6 +77,17 @@ export function openStreamLink (carrier: Duplex, opts: StreamLinkOptions): Link 
     onStreamOverflow: opts.onStreamOverflow
   })
   transport.bind(mux)
+  return mux
+}
+
+/**
+ * The link over the HTTP transport's byte stream (`carrier`), or over the end-to-end layer in it
+ * (`opts.inner`). Liveness is the carrier's own (its downloads and uploads must keep succeeding).
+ */
+export function openStreamLink (carrier: Duplex, opts: StreamLinkOptions): Link {
+  const over = opts.inner ?? carrier
+  const transport = new StreamTransport(over, opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES)
+  const mux = muxOn(transport, opts)
   // The inner TLS failing ends the session under it too.
   if (over !== carrier) over.once('close', () => carrier.destroy())
   const closed = new Promise<void>(resolve => {

@@ -1,10 +1,14 @@
 import { Duplex } from 'node:stream'
 import { WebSocket } from 'ws'
 
+/** Bytes ws may hold unsent before a write waits for them to leave. */
+const HIGH_WATER = 1024 * 1024
+
 /**
  * The binary messages of a WebSocket as one byte stream, for a layer that needs a Duplex (the
- * inner TLS of the end-to-end layer). Writes complete when ws has handed them to the socket, so
- * the writer feels the socket's backpressure; a reader that stops pauses the WebSocket.
+ * inner TLS of the end-to-end layer). A write completes at once while little is queued, else
+ * when ws has handed it to the socket, so the writer feels the socket's backpressure without
+ * waiting a round of the event loop per TLS record; a reader that stops pauses the WebSocket.
  */
 export class MessageDuplex extends Duplex {
   constructor (private readonly ws: WebSocket) {
@@ -22,7 +26,12 @@ export class MessageDuplex extends Duplex {
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
     if (this.ws.readyState !== WebSocket.OPEN) { callback(new Error('the WebSocket is closed')); return }
-    this.ws.send(chunk, { binary: true }, callback)
+    if (this.ws.bufferedAmount < HIGH_WATER) {
+      this.ws.send(chunk, { binary: true })
+      callback()
+    } else {
+      this.ws.send(chunk, { binary: true }, callback)
+    }
   }
 
   override _writev (chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {

@@ -6,7 +6,7 @@ import { MUXERS, subprotocolFor, PROTOCOL_VERSION } from '../../protocol/index.j
 import { captureLogger } from '../fixtures/proxies.js'
 import { echoServer, exchange, randomPayload, sha256 } from '../fixtures/net.js'
 import { hashingBackend, transferBothWays } from '../proxy/helpers.js'
-import { TOKEN, startServer, tunnelData } from '../fixtures/tunnel.js'
+import { TOKEN, loggedClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelClientOptions, TunnelServer } from '../../index.js'
 import type { HashingBackend } from '../proxy/helpers.js'
 
@@ -32,10 +32,9 @@ describe('end-to-end layer: inner TLS, token inside it', function () {
   })
 
   const client = (opts: TunnelClientOptions, token = TOKEN): { c: TunnelClient, lines: string[] } => {
-    const { logger, lines } = captureLogger()
-    const c = new TunnelClient(`127.0.0.1:${server.port}`, tunnelData(backend.port, { token }), { proxy: 'none', maxBackoffMs: 1000, logger, ...opts })
-    clients.push(c)
-    return { c, lines }
+    const made = loggedClient(`127.0.0.1:${server.port}`, tunnelData(backend.port, { token }), opts)
+    clients.push(made.c)
+    return made
   }
   const e2eLine = (lines: string[]): string | undefined => lines.find(l => /end-to-end layer on/.test(l))
 

@@ -1,12 +1,10 @@
 import { expect } from 'chai'
-import { TunnelClient } from '../../index.js'
 import { MUXERS } from '../../protocol/index.js'
-import { captureLogger } from '../fixtures/proxies.js'
 import { connect } from 'node:net'
 import { echoServer, exchange, freePort, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
 import { hashingBackend, transferBothWays } from '../proxy/helpers.js'
-import { startServer, tunnelData } from '../fixtures/tunnel.js'
-import type { TunnelClientOptions, TunnelServer } from '../../index.js'
+import { loggedClient, startServer, tunnelData } from '../fixtures/tunnel.js'
+import type { TunnelClient, TunnelClientOptions, TunnelServer } from '../../index.js'
 import type { HashingBackend } from '../proxy/helpers.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { Socket } from 'node:net'
@@ -34,10 +32,9 @@ describe('HTTP transport: the muxer over a streaming GET and POSTs', function ()
   })
 
   const client = (endpoint: string, opts: TunnelClientOptions, backendPort = backend.port): { c: TunnelClient, lines: string[] } => {
-    const { logger, lines } = captureLogger()
-    const c = new TunnelClient(endpoint, tunnelData(backendPort), { proxy: 'none', maxBackoffMs: 1000, logger, ...opts })
-    clients.push(c)
-    return { c, lines }
+    const made = loggedClient(endpoint, tunnelData(backendPort), opts)
+    clients.push(made.c)
+    return made
   }
 
   for (const muxer of MUXERS) {

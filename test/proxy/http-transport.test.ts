@@ -3,12 +3,12 @@ import { connect } from 'node:net'
 import { rmSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { expect } from 'chai'
-import { TunnelClient, UpgradeBlockedError } from '../../index.js'
-import { captureLogger, makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
+import { UpgradeBlockedError } from '../../index.js'
+import { makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
 import { echoServer, eventually, exchange, freePort, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
-import { startServer, tunnelData } from '../fixtures/tunnel.js'
+import { loggedClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import { hashingBackend, transferBothWays } from './helpers.js'
-import type { TunnelClientOptions, TunnelServer } from '../../index.js'
+import type { TunnelClient, TunnelClientOptions, TunnelServer } from '../../index.js'
 import type { ProxyProcess, TestCa } from '../fixtures/proxies.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { HashingBackend } from './helpers.js'
@@ -42,10 +42,9 @@ describe('proxy: the HTTP transport through squid', function () {
   })
 
   const client = (endpoint: string, proxy: ProxyProcess, opts: TunnelClientOptions, backendPort = backend.port): { c: TunnelClient, lines: string[] } => {
-    const { logger, lines } = captureLogger()
-    const c = new TunnelClient(endpoint, tunnelData(backendPort), { proxy: proxy.url, maxBackoffMs: 1000, logger, ...opts })
-    clients.push(c)
-    return { c, lines }
+    const made = loggedClient(endpoint, tunnelData(backendPort), { proxy: proxy.url, ...opts })
+    clients.push(made.c)
+    return made
   }
 
   describe('a TLS-inspecting squid that refuses WebSocket upgrades', function () {
