@@ -113,11 +113,11 @@ export async function socketClosedWithin (socket: Socket, timeoutMs: number): Pr
   })
 }
 
-/** Open tunnel WebSockets on the server (internal; what a leak would leave behind). */
+/** Open tunnel connections (WebSockets, HTTP-transport sessions) on the server (internal; what a leak would leave behind). */
 export function openTunnels (server: TunnelServer): number {
-  const sockets = (server as unknown as { sockets?: Set<unknown> }).sockets
-  if (!(sockets instanceof Set)) throw new Error('TunnelServer no longer keeps its tunnel WebSockets in `sockets`: update openTunnels()')
-  return sockets.size
+  const carriers = (server as unknown as { carriers?: Set<unknown> }).carriers
+  if (!(carriers instanceof Set)) throw new Error('TunnelServer no longer keeps its tunnel connections in `carriers`: update openTunnels()')
+  return carriers.size
 }
 
 /**

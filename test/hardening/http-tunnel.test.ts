@@ -4,6 +4,7 @@ import { HTTP_TUNNEL_HEADERS, HTTP_TUNNEL_PATHS, PROTOCOL_VERSION, REFUSAL_HEADE
 import { eventually, freePort } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import { transferBothWays, hashingBackend } from '../proxy/helpers.js'
+import { openTunnels } from './helpers.js'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { TunnelServer } from '../../index.js'
 
@@ -164,6 +165,7 @@ describe('hardening: bad input on the HTTP transport endpoints', function () {
         const a = await ask(lport, 'GET', `${HTTP_TUNNEL_PATHS.down}?from=0&hold=1000`, { [HTTP_TUNNEL_HEADERS.session]: s })
         if (a.status !== 404 && a.status !== 410) throw new Error(`still there (${a.status})`)
       }, 30_000, 500)
+      await eventually(() => expect(openTunnels(patient)).to.equal(0), 10_000)
     })
   })
 
