@@ -34,6 +34,29 @@ describe('interop: the previous release (libp2p muxers) and this one', function 
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
   })
 
+  it('a client asking for the end-to-end layer or the HTTP transport is told the previous release has neither', async function () {
+    const port = await freePort()
+    const dynPort = await freePortRange(1)
+    const server = runCli(['-t', TOKEN, 'server', '-p', String(port), '--dynport', String(dynPort), '--dynportcount', '1'], {}, oldCli)
+    try {
+      const [, fingerprint] = await server.waitFor(/fingerprint: ([0-9A-F:]+)/)
+      for (const [opts, message] of [
+        [{ e2e: 'always' }, /older release without it; upgrade the server, or pass --e2e never/],
+        [{ transport: 'http' }, /answered HTTP 426 .*to opening an HTTP-transport session.*this release or later/]
+      ] as const) {
+        const client = new TunnelClient(`127.0.0.1:${port}`, tunnelData(backend.port), { fingerprint, proxy: 'none', logger: testLogger, ...opts })
+        try {
+          const err = await client.ready().then(() => undefined, (e: Error) => e)
+          expect(err?.message).to.match(message)
+        } finally {
+          await client.close()
+        }
+      }
+    } finally {
+      await server.stop()
+    }
+  })
+
   for (const muxer of MUXERS) {
     it(`a client of this version through a server of the previous release (${muxer})`, async function () {
       const port = await freePort()
