@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import { MUXERS } from '../../protocol/index.js'
 import { connect } from 'node:net'
-import { echoServer, exchange, freePort, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import { echoServer, eventually, exchange, freePort, freePortRange, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
 import { hashingBackend, transferBothWays } from '../proxy/helpers.js'
 import { loggedClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelClient, TunnelClientOptions, TunnelServer } from '../../index.js'
@@ -84,6 +84,26 @@ describe('HTTP transport: the muxer over a streaming GET and POSTs', function ()
       expect(cuts).to.be.at.least(4)
     } finally {
       await relay.close()
+    }
+  })
+
+  it('reconnects after a server restart and registers the same frontend port again', async function () {
+    const apiPort = await freePort()
+    const plainPort = await freePort()
+    const dynPort = await freePortRange(2)
+    const opts = { port: apiPort, httpTunnelPort: plainPort, dynPort, dynPortCount: 2 }
+    let own = await startServer(opts)
+    try {
+      const { c } = client(`http://127.0.0.1:${plainPort}`, { insecureTls: true }, echo.port)
+      const { frontendPort } = await c.ready()
+      await own.close()
+      own = await startServer(opts)
+      await eventually(async () => {
+        expect(own.registry.services.get('svc')?.port).to.equal(frontendPort)
+        expect((await exchange(frontendPort, Buffer.from('back again'))).toString()).to.equal('back again')
+      }, 30_000, 200)
+    } finally {
+      await own.close()
     }
   })
 
