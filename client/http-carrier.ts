@@ -76,7 +76,8 @@ export class HttpCarrier extends Duplex {
     const err = new Error(`${what} answered HTTP ${res.statusCode ?? '?'}${text !== '' ? `: ${text.slice(0, 200)}` : ''}`)
     res.resume()
     // The server no longer has the session, or refuses its sequence numbers: no retry fixes that.
-    return [404, 409, 411, 413, 416].includes(res.statusCode ?? 0) ? new SessionOver(err.message) : err
+    // (409, an upload still being taken, passes: that one was given up here, the retry is a replay.)
+    return [404, 411, 413, 416].includes(res.statusCode ?? 0) ? new SessionOver(err.message) : err
   }
 
   private async downloadLoop (): Promise<void> {
@@ -176,7 +177,8 @@ export class HttpCarrier extends Duplex {
           path: `${HTTP_TUNNEL_PATHS.up}?seq=${seq}`,
           headers: { ...this.sessionHeaders, [HTTP_TUNNEL_HEADERS.ack]: String(ack) },
           body,
-          timeoutMs: this.opts.timeoutMs
+          // The answer waits until the server's reader has room: backpressure, not a failure.
+          timeoutMs: this.opts.deadMs
         }, this.requests)
         if (res.statusCode !== 200) throw await this.refusal(res, 'upload')
         res.resume()

@@ -95,6 +95,8 @@ export function openStreamLink (carrier: Duplex, opts: StreamLinkOptions): Link 
   })
   const close = (): void => {
     if (carrier.destroyed) return
+    // The carrier ends after the inner TLS has written its close_notify, so the peer hears both.
+    if (over !== carrier) over.once('finish', () => carrier.end())
     transport.close()
     setTimeout(() => carrier.destroy(), 2000).unref()
   }

@@ -82,6 +82,8 @@ describe('HTTP transport: the muxer over a streaming GET and POSTs', function ()
       const { frontendPort } = await c.ready()
       await transferBothWays(frontendPort, backend, 4 * 1024 * 1024)
       expect(cuts).to.be.at.least(4)
+      // Closed while the relay still carries its goodbye (else the server waits out its idle time).
+      await c.close()
     } finally {
       await relay.close()
     }
@@ -112,5 +114,8 @@ describe('HTTP transport: the muxer over a streaming GET and POSTs', function ()
     const { frontendPort } = await c.ready()
     expect(lines.some(l => /carried by the HTTP transport.*end-to-end layer on: plain http/.test(l))).to.equal(true)
     await transferBothWays(frontendPort, backend)
+    // Closing ends the session on the server at once (not after its idle time): the port is free for failover.
+    await c.close()
+    await eventually(() => expect(server.registry.services.size).to.equal(0), 5000)
   })
 })
