@@ -1,5 +1,7 @@
 import { once } from 'node:events'
 import { connect } from 'node:net'
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
+import { selfSignedCertificate } from '../../server/certificate.js'
 import { rmSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { expect } from 'chai'
@@ -11,6 +13,7 @@ import { hashingBackend, transferBothWays } from './helpers.js'
 import type { TunnelClient, TunnelClientOptions, TunnelServer } from '../../index.js'
 import type { ProxyProcess, TestCa } from '../fixtures/proxies.js'
 import type { TcpServer } from '../fixtures/net.js'
+import type { AddressInfo, Socket } from 'node:net'
 import type { HashingBackend } from './helpers.js'
 
 /** Lines of squid's access log for the HTTP transport's requests of `method` on `path`. */
@@ -84,6 +87,42 @@ describe('proxy: the HTTP transport through squid', function () {
       answers.forEach((a, i) => expect(sha256(a)).to.equal(sha256(payloads[i])))
       await slow
     })
+  })
+
+  it('a TLS middlebox that holds WebSocket upgrades without an answer: auto falls back after a few seconds', async function () {
+    // It terminates TLS with a certificate of its own (as an inspecting proxy does), forwards
+    // ordinary requests to the server, and never answers an upgrade.
+    const cert = await selfSignedCertificate('middlebox')
+    const held: Socket[] = []
+    const middlebox = createTlsServer({ cert: cert.cert, key: cert.key }, (inbound) => {
+      inbound.on('error', () => {})
+      inbound.once('data', (head: Buffer) => {
+        if (/^upgrade: websocket/im.test(head.toString('latin1'))) { held.push(inbound); return }
+        const outbound = tlsConnect({ host: '127.0.0.1', port: server.port, rejectUnauthorized: false }, () => {
+          outbound.write(head)
+          inbound.pipe(outbound).pipe(inbound)
+        })
+        outbound.on('error', () => inbound.destroy())
+        inbound.on('close', () => outbound.destroy())
+      })
+    })
+    middlebox.listen(0, '127.0.0.1')
+    await once(middlebox, 'listening')
+    try {
+      const port = (middlebox.address() as AddressInfo).port
+      // Pinned to the server: the middlebox's certificate does not match, so the end-to-end layer proves the server inside.
+      const { c, lines } = loggedClient(`127.0.0.1:${port}`, tunnelData(backend.port), { fingerprint: server.fingerprint })
+      clients.push(c)
+      const started = Date.now()
+      const { frontendPort } = await c.ready()
+      expect(lines.some(l => /no answer to the WebSocket upgrade .* within 5000 ms.*falling back to the HTTP transport/.test(l))).to.equal(true)
+      // 5 s for the upgrade, then the fallback; 5x margin on the rest.
+      expect(Date.now() - started).to.be.below(5000 + 10_000)
+      await transferBothWays(frontendPort, backend)
+    } finally {
+      for (const s of held) s.destroy()
+      middlebox.close()
+    }
   })
 
   describe('a squid that allows no CONNECT', function () {
