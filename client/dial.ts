@@ -278,7 +278,7 @@ export async function dialTunnel (endpoint: Endpoint, opts: DialOptions): Promis
 /** How long `--transport auto` waits for the answer to a WebSocket upgrade before falling back. */
 const UPGRADE_ANSWER_MS = 5_000
 
-export async function withTimeout<T> (p: Promise<T>, ms: number, message: string): Promise<T> {
+async function withTimeout<T> (p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(message)), ms) })
   try {

@@ -29,7 +29,8 @@ export class HttpTunnelSession extends Duplex {
   uploading = false
   private ending = false
 
-  constructor (private readonly idleMs: number) {
+  /** `e2e`: the client runs the end-to-end layer in it (only such sessions may use the plain-HTTP port). */
+  constructor (private readonly idleMs: number, readonly e2e: boolean) {
     super({ allowHalfOpen: false })
     this.idleTimer = setInterval(() => {
       if (this.download === undefined && !this.uploading && Date.now() - this.lastSeen > this.idleMs) {

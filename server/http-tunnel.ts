@@ -39,12 +39,15 @@ export class HttpTunnel {
     return this.sessions.size
   }
 
-  /** True when `req` was one of ours (and is answered). */
-  handle (req: IncomingMessage, res: ServerResponse): boolean {
+  /**
+   * True when `req` was one of ours (and is answered). `plain`: it came without TLS
+   * (--httptunnelport), where only sessions with the end-to-end layer are opened.
+   */
+  handle (req: IncomingMessage, res: ServerResponse, plain = false): boolean {
     const url = new URL(req.url ?? '/', 'http://x')
     const route = Object.values(HTTP_TUNNEL_PATHS).find(p => p === url.pathname)
     if (route === undefined) return false
-    this.serve(route, url, req, res).catch((err: Error) => {
+    this.serve(route, url, req, res, plain).catch((err: Error) => {
       const status = err instanceof Refusal ? err.status : err instanceof SequenceError ? 416 : 500
       if (status === 500) this.opts.log.warn(`HTTP tunnel request from ${req.socket.remoteAddress ?? '?'} failed: ${err.message}`)
       if (res.headersSent) { res.destroy(); return }
@@ -56,11 +59,12 @@ export class HttpTunnel {
     return true
   }
 
-  private async serve (route: string, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (route === HTTP_TUNNEL_PATHS.open) return this.open(req, res)
+  private async serve (route: string, url: URL, req: IncomingMessage, res: ServerResponse, plain: boolean): Promise<void> {
+    if (route === HTTP_TUNNEL_PATHS.open) return this.open(req, res, plain)
     const id = req.headers[HTTP_TUNNEL_HEADERS.session]
     const session = typeof id === 'string' ? this.sessions.get(id) : undefined
-    if (session === undefined) throw new Refusal(404, 'no such tunnel session (it ended, or the server restarted): open a new one')
+    // A session without the layer is not served over plain HTTP, where its bytes would be readable.
+    if (session === undefined || (plain && !session.e2e)) throw new Refusal(404, 'no such tunnel session (it ended, or the server restarted): open a new one')
     if (route === HTTP_TUNNEL_PATHS.down) {
       if (req.method !== 'GET') throw new Refusal(405, 'downloads are GET requests')
       const holdMs = Math.min(MAX_DOWNLOAD_HOLD_MS, Math.max(MIN_DOWNLOAD_HOLD_MS, Number(url.searchParams.get('hold') ?? DEFAULT_DOWNLOAD_HOLD_MS) || DEFAULT_DOWNLOAD_HOLD_MS))
@@ -87,12 +91,17 @@ export class HttpTunnel {
     res.writeHead(200, { [HTTP_TUNNEL_HEADERS.ack]: String(next), 'cache-control': 'no-store' }).end()
   }
 
-  private open (req: IncomingMessage, res: ServerResponse): void {
+  private open (req: IncomingMessage, res: ServerResponse, plain: boolean): void {
     if (req.method !== 'POST') throw new Refusal(405, 'sessions are opened with POST')
     const offers = req.headers[HTTP_TUNNEL_HEADERS.protocol]
-    const verdict = this.opts.gate.evaluate(req, typeof offers === 'string' ? offers.split(',') : undefined)
+    const list = typeof offers === 'string' ? offers.split(',') : undefined
+    // Checked before the gate looks at any token: without the layer, plain HTTP would carry it readable.
+    if (plain && (list === undefined || !list.every(o => o.trim().endsWith('.e2e')))) {
+      throw new Refusal(400, 'this plain-HTTP port carries only sessions with the end-to-end layer (subprotocol ...e2e); use the TLS port otherwise')
+    }
+    const verdict = this.opts.gate.evaluate(req, list)
     if ('status' in verdict) throw new Refusal(verdict.status, verdict.reason)
-    const session = new HttpTunnelSession(this.opts.idleMs)
+    const session = new HttpTunnelSession(this.opts.idleMs, verdict.e2e)
     this.sessions.set(session.id, session)
     session.once('close', () => this.sessions.delete(session.id))
     session.on('error', (err) => this.opts.log.debug(`HTTP tunnel session of ${verdict.from}: ${err.message}`))

@@ -224,7 +224,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     const server = createHttpServer({ ...requestTimeouts(this.opts.handshakeTimeoutMs) })
     guardConnections(server, { perAddress: this.limits.maxConnectionsPerAddress + this.limits.maxSessionsPerAddress, what: 'HTTP tunnel port', log: this.log })
     server.on('request', (req, res) => {
-      if (this.httpTunnel.handle(req, res)) return
+      if (this.httpTunnel.handle(req, res, true)) return
       res.writeHead(404, { 'content-type': 'text/plain' }).end('reverselb HTTP tunnel port: only the HTTP transport is served here\n')
     })
     await new Promise<void>((resolve, reject) => {

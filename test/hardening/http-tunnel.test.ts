@@ -1,4 +1,5 @@
 import { request } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { expect } from 'chai'
 import { HTTP_TUNNEL_HEADERS, HTTP_TUNNEL_PATHS, PROTOCOL_VERSION, REFUSAL_HEADER, subprotocolFor } from '../../protocol/index.js'
 import { eventually, freePort } from '../fixtures/net.js'
@@ -10,10 +11,15 @@ import type { TunnelServer } from '../../index.js'
 
 interface Answer { status: number, headers: IncomingHttpHeaders, body: Buffer }
 
-/** One plain HTTP request to the server's HTTP-transport port; the answer read whole (bounded by the server's hold). */
-async function ask (port: number, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<Answer> {
+/**
+ * One request to the server: `port` its plain HTTP-transport port, or `{ tls: port }` its TLS
+ * port (certificate not checked). The answer is read whole (bounded by the server's hold).
+ */
+async function ask (port: number | { tls: number }, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<Answer> {
   return await new Promise<Answer>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+    const options = { host: '127.0.0.1', method, path, headers, agent: false }
+    const send = typeof port === 'number' ? request : httpsRequest
+    const req = send({ ...options, port: typeof port === 'number' ? port : port.tls, rejectUnauthorized: false }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
@@ -48,18 +54,34 @@ describe('hardening: bad input on the HTTP transport endpoints', function () {
   after(async function () { await server?.close() })
 
   const open = async (headers: Record<string, string> = {}): Promise<Answer> =>
-    await ask(port, 'POST', HTTP_TUNNEL_PATHS.open, { [HTTP_TUNNEL_HEADERS.protocol]: subprotocolFor('yamux'), authorization: `Bearer ${TOKEN}`, ...headers })
+    await ask({ tls: server.port }, 'POST', HTTP_TUNNEL_PATHS.open, { [HTTP_TUNNEL_HEADERS.protocol]: subprotocolFor('yamux'), authorization: `Bearer ${TOKEN}`, ...headers })
   const sessionOf = (a: Answer): string => String(a.headers[HTTP_TUNNEL_HEADERS.session])
 
   it('garbage and unknown paths are refused with a status, nothing else happens', async function () {
     expect((await ask(port, 'GET', '/')).status).to.equal(404)
     expect((await ask(port, 'GET', HTTP_TUNNEL_PATHS.open)).status).to.equal(405)
-    const noProtocol = await ask(port, 'POST', HTTP_TUNNEL_PATHS.open, { authorization: `Bearer ${TOKEN}` })
+    const noProtocol = await ask({ tls: server.port }, 'POST', HTTP_TUNNEL_PATHS.open, { authorization: `Bearer ${TOKEN}` })
     expect(noProtocol.status).to.equal(400)
     expect(noProtocol.headers[REFUSAL_HEADER]).to.match(/no reverselb subprotocol offered/)
     expect((await ask(port, 'GET', `${HTTP_TUNNEL_PATHS.down}?from=0`)).status).to.equal(404)
     expect((await ask(port, 'POST', `${HTTP_TUNNEL_PATHS.up}?seq=0`, { [HTTP_TUNNEL_HEADERS.session]: 'AAAA', [HTTP_TUNNEL_HEADERS.ack]: '0' }, Buffer.from('x'))).status).to.equal(404)
     expect(server.registry.services.size).to.equal(0)
+  })
+
+  it('the plain-HTTP port opens no session without the end-to-end layer, before looking at the token', async function () {
+    const failures: unknown[] = []
+    const count = (e: unknown): void => { failures.push(e) }
+    server.on('authFailure', count)
+    try {
+      for (const offer of [subprotocolFor('yamux'), `${subprotocolFor('yamux', PROTOCOL_VERSION, true)},${subprotocolFor('yamux')}`]) {
+        const a = await ask(port, 'POST', HTTP_TUNNEL_PATHS.open, { [HTTP_TUNNEL_HEADERS.protocol]: offer, authorization: 'Bearer wrong' })
+        expect(a.status).to.equal(400)
+        expect(a.headers[REFUSAL_HEADER]).to.match(/only sessions with the end-to-end layer/)
+      }
+      expect(failures).to.deep.equal([])
+    } finally {
+      server.off('authFailure', count)
+    }
   })
 
   it('a session id is unguessable (192 random bits) and works only with its own session', async function () {
@@ -68,14 +90,14 @@ describe('hardening: bad input on the HTTP transport endpoints', function () {
     expect(sessionOf(a)).to.match(/^[A-Za-z0-9_-]{32}$/)
     expect(sessionOf(a)).not.to.equal(sessionOf(b))
     const forged = sessionOf(a).slice(0, -1) + (sessionOf(a).endsWith('A') ? 'B' : 'A')
-    expect((await ask(port, 'GET', `${HTTP_TUNNEL_PATHS.down}?from=0&hold=1000`, { [HTTP_TUNNEL_HEADERS.session]: forged })).status).to.equal(404)
+    expect((await ask({ tls: server.port }, 'GET', `${HTTP_TUNNEL_PATHS.down}?from=0&hold=1000`, { [HTTP_TUNNEL_HEADERS.session]: forged })).status).to.equal(404)
   })
 
   it('a wrong token opens nothing and counts against the address; the limiter then refuses outright', async function () {
     // A server of its own: the limiter would refuse this address everything after.
     const own = await startServer({ httpTunnelPort: await freePort(), limits: { authFailuresPerWindow: 5 } })
     try {
-      const openOwn = async (): Promise<Answer> => await ask(own.httpTunnelPort ?? 0, 'POST', HTTP_TUNNEL_PATHS.open,
+      const openOwn = async (): Promise<Answer> => await ask({ tls: own.port }, 'POST', HTTP_TUNNEL_PATHS.open,
         { [HTTP_TUNNEL_HEADERS.protocol]: subprotocolFor('yamux'), authorization: 'Bearer nope' })
       const wrong = await openOwn()
       expect(wrong.status).to.equal(401)
@@ -89,12 +111,12 @@ describe('hardening: bad input on the HTTP transport endpoints', function () {
   })
 
   describe('on an open session', function () {
-    // Sessions that live long enough to be played with (5 s to register).
+    // Sessions that live long enough to be played with (5 s to register), without the layer (on the TLS port).
     let patient: TunnelServer
-    let lport: number
+    let lport: { tls: number }
     before(async function () {
       patient = await startServer({ httpTunnelPort: await freePort(), handshakeTimeoutMs: 5000 })
-      lport = patient.httpTunnelPort ?? 0
+      lport = { tls: patient.port }
     })
     after(async function () { await patient?.close() })
     const openL = async (): Promise<string> => {
@@ -118,6 +140,8 @@ describe('hardening: bad input on the HTTP transport endpoints', function () {
       expect((await up(s, '-1', ping)).status).to.equal(400)
       expect((await up(s, 'x', ping)).status).to.equal(400)
       expect((await up(s, '12', Buffer.alloc(0), '999')).status).to.equal(416)
+      // Not over the plain-HTTP port: this session has no end-to-end layer.
+      expect((await ask(patient.httpTunnelPort ?? 0, 'GET', `${HTTP_TUNNEL_PATHS.down}?from=0&hold=1000`, { [HTTP_TUNNEL_HEADERS.session]: s })).status).to.equal(404)
       // One ping went through, once: the download holds exactly one answer (12 bytes).
       const down = await ask(lport, 'GET', `${HTTP_TUNNEL_PATHS.down}?from=0&hold=1000`, { [HTTP_TUNNEL_HEADERS.session]: s })
       expect(down.status).to.equal(200)
@@ -131,7 +155,7 @@ describe('hardening: bad input on the HTTP transport endpoints', function () {
     it('oversized bodies and bodies of no stated length are refused before they are read', async function () {
       const s = await openL()
       const big = await new Promise<number>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port: lport, method: 'POST', path: `${HTTP_TUNNEL_PATHS.up}?seq=0`, agent: false,
+        const req = httpsRequest({ host: '127.0.0.1', port: lport.tls, rejectUnauthorized: false, method: 'POST', path: `${HTTP_TUNNEL_PATHS.up}?seq=0`, agent: false,
           headers: { [HTTP_TUNNEL_HEADERS.session]: s, [HTTP_TUNNEL_HEADERS.ack]: '0', 'content-length': String(64 * 1024 * 1024) } }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
         req.on('error', reject)
         // Headers only: the 64 MiB never come, the answer must come anyway.
@@ -139,7 +163,7 @@ describe('hardening: bad input on the HTTP transport endpoints', function () {
       })
       expect(big).to.equal(413)
       const chunked = await new Promise<number>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port: lport, method: 'POST', path: `${HTTP_TUNNEL_PATHS.up}?seq=0`, agent: false,
+        const req = httpsRequest({ host: '127.0.0.1', port: lport.tls, rejectUnauthorized: false, method: 'POST', path: `${HTTP_TUNNEL_PATHS.up}?seq=0`, agent: false,
           headers: { [HTTP_TUNNEL_HEADERS.session]: s, [HTTP_TUNNEL_HEADERS.ack]: '0', 'transfer-encoding': 'chunked' } }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
         req.on('error', reject)
         req.write('abc')
