@@ -31,7 +31,6 @@ export class ClientSession {
   readonly closed: Promise<void>
   private readonly link: Link
   private readonly opts: SessionOptions
-  active = 0
 
   private constructor (link: Link, response: TunnelDataResponse, opts: SessionOptions) {
     this.link = link
@@ -95,10 +94,8 @@ export class ClientSession {
   }
 
   private relayBackend (stream: MuxStream, socket: Socket, sourceAddress: string, head: Buffer): Promise<void> {
-    this.active++
     return relay(socket, stream, { head }).then(stats => {
-      this.active--
-      if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
+      if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesFromSocket} bytes from backend, ${stats.bytesToSocket} to it`)
     })
   }
 
