@@ -6,7 +6,7 @@ import { dialHttpTunnel } from './http-dial.js'
 import { formatEndpoint } from './endpoint.js'
 import { AuthorizationError, RegistrationRefusedError, UpgradeBlockedError } from './errors.js'
 import { proxyHeader } from './proxy-header.js'
-import type { DialOptions } from './dial.js'
+import type { DialedTunnel, DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
 import type { Targets } from './targets.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
@@ -76,7 +76,7 @@ export class ClientSession {
   private async relayStream (stream: MuxStream): Promise<void> {
     const frame = await readFrame(stream, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.timeoutMs, what: 'stream header' })
     const header = validateStreamHeader(frame.message)
-    let socket
+    let socket: Socket
     try {
       socket = await this.opts.targets.dial(this.opts.backendDialTimeoutMs)
     } catch (err) {
@@ -141,7 +141,7 @@ async function carry (endpoint: Endpoint, opts: SessionOptions): Promise<Carried
     return { open: (o) => openStreamLink(carrier, { ...o, inner }), e2e: inner !== undefined, terminate: () => carrier.destroy() }
   }
   if (endpoint.plain === true || mode === 'http' || opts.fallback?.http === true) return await http()
-  let dialed
+  let dialed: DialedTunnel
   try {
     dialed = await dialTunnel(endpoint, opts)
   } catch (err) {

@@ -57,7 +57,7 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
   const pick = (): ServerSession | undefined => service.pick(route.instance, tried, maxStreamsPerSession)
   for (let session = pick(); session !== undefined; session = pick()) {
     tried.add(session)
-    let opened
+    let opened: OpenedStream
     try {
       opened = await session.openStream({ serviceName: service.name, sourceAddress: source, destinationAddress: service.frontend.destinationOf(socket) }, opts.ackTimeoutMs)
     } catch (err) {

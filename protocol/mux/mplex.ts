@@ -156,7 +156,8 @@ export class MplexSession extends MuxSession {
     const flag = this.frameFlag
     this.state = State.Header
     if (length > MPLEX_MAX_MESSAGE) {
-      return this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FRAME_TOO_LARGE', `mplex message of ${length} bytes exceeds ${MPLEX_MAX_MESSAGE}`))
+      this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FRAME_TOO_LARGE', `mplex message of ${length} bytes exceeds ${MPLEX_MAX_MESSAGE}`))
+      return
     }
     let target: MplexStream | undefined
     switch (flag) {
@@ -182,7 +183,8 @@ export class MplexSession extends MuxSession {
         this.local.get(id)?.finish(resetByPeer())
         break
       default:
-        return this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FLAGS', `unknown mplex flag ${flag}`))
+        this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FLAGS', `unknown mplex flag ${flag}`))
+        return
     }
     if (length > 0) {
       this.state = State.Data
@@ -192,7 +194,7 @@ export class MplexSession extends MuxSession {
   }
 
   private incoming (id: number): void {
-    if (this.remote.has(id)) return this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', `peer reused stream id ${id}`))
+    if (this.remote.has(id)) { this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', `peer reused stream id ${id}`)); return }
     if (this.remote.size >= this.opts.maxInboundStreams) {
       this.frame(id, MplexFlag.ResetReceiver)
       return

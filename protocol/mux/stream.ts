@@ -129,7 +129,8 @@ export class MuxStream {
       this.owner.consumed(this, chunk.byteLength)
       return
     }
-    (this.queue ??= []).push(chunk)
+    this.queue ??= []
+    this.queue.push(chunk)
     this.queuedBytes += chunk.byteLength
     this.owner.queued(this, chunk.byteLength)
   }

@@ -220,9 +220,9 @@ export class YamuxSession extends MuxSession {
     const flags = b.readUInt16BE(o + 2)
     const id = b.readUInt32BE(o + 4)
     const length = b.readUInt32BE(o + 8)
-    if (version !== 0) return this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_VERSION', `yamux version ${version} (only 0 exists)`))
+    if (version !== 0) { this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_VERSION', `yamux version ${version} (only 0 exists)`)); return }
     if (type === Type.Data || type === Type.WindowUpdate) {
-      if (id === 0) return this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', 'data or window update on stream 0'))
+      if (id === 0) { this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', 'data or window update on stream 0')); return }
       let s = this.streams.get(id)
       if ((flags & Flag.SYN) !== 0) {
         if (!this.checkNewId(id)) return
@@ -231,7 +231,8 @@ export class YamuxSession extends MuxSession {
       if (type === Type.WindowUpdate) {
         if (s !== undefined && length > 0) {
           if (s.sendWindow + length > MAX_WINDOW) {
-            return this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_WINDOW_OVERFLOW', `window update of ${length} on stream ${id} overflows 2^32-1`))
+            this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_WINDOW_OVERFLOW', `window update of ${length} on stream ${id} overflows 2^32-1`))
+            return
           }
           s.sendWindow += length
           this.flushPending(s)
@@ -241,12 +242,14 @@ export class YamuxSession extends MuxSession {
       }
       if (s !== undefined) {
         if (length > s.recvCredit) {
-          return this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_WINDOW_EXCEEDED', `data frame of ${length} bytes on stream ${id} exceeds its window of ${s.recvCredit}`))
+          this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_WINDOW_EXCEEDED', `data frame of ${length} bytes on stream ${id} exceeds its window of ${s.recvCredit}`))
+          return
         }
         s.recvCredit -= length
       } else if (length > this.opts.maxStreamWindowBytes) {
         // A stream we closed may still get what was in flight, never more than a window.
-        return this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FRAME_TOO_LARGE', `data frame of ${length} bytes on unknown stream ${id}`))
+        this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FRAME_TOO_LARGE', `data frame of ${length} bytes on unknown stream ${id}`))
+        return
       }
       if (length === 0) { this.applyFlags(s, flags); return }
       this.dataLeft = length
@@ -255,7 +258,7 @@ export class YamuxSession extends MuxSession {
       return
     }
     if (type === Type.Ping) {
-      if (id !== 0) return this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', `ping on stream ${id}`))
+      if (id !== 0) { this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', `ping on stream ${id}`)); return }
       if ((flags & Flag.SYN) !== 0 && this.pingAllowed()) this.frame(Type.Ping, Flag.ACK, 0, length)
       return
     }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { GoAwayCode, type yamux } from '@chainsafe/libp2p-yamux'
+import type { yamux } from '@chainsafe/libp2p-yamux'
+import { GoAwayCode, } from '@chainsafe/libp2p-yamux'
 import { expect } from 'chai'
 import { DEFAULT_MUX_OPTIONS } from '../../protocol/mux/index.js'
 import { INITIAL_WINDOW } from '../../protocol/mux/yamux.js'

@@ -1,5 +1,6 @@
 import { expect } from 'chai'
-import { MplexSession, MuxProtocolError } from '../../../protocol/mux/index.js'
+import type { MplexSession } from '../../../protocol/mux/index.js'
+import { MuxProtocolError } from '../../../protocol/mux/index.js'
 import { MPLEX_MAX_MESSAGE } from '../../../protocol/mux/mplex.js'
 import { SPLITS, collect, feedSplit, lone, mplexFrame, parseMplex, settle, wired } from '../../fixtures/mux.js'
 import type { MemoryTransport } from '../../fixtures/mux.js'

@@ -1,5 +1,6 @@
 import { expect } from 'chai'
-import { MuxProtocolError, StreamResetError, YamuxSession } from '../../../protocol/mux/index.js'
+import type { StreamResetError, YamuxSession } from '../../../protocol/mux/index.js'
+import { MuxProtocolError } from '../../../protocol/mux/index.js'
 import { INITIAL_WINDOW } from '../../../protocol/mux/yamux.js'
 import { DEFAULT_MUX_OPTIONS } from '../../../protocol/mux/session.js'
 import { SPLITS, collect, feedSplit, lone, parseYamux, settle, wired, yamuxFrame } from '../../fixtures/mux.js'
