@@ -1,9 +1,10 @@
 // Shared helpers of the benchmark: process bookkeeping, /proc memory readings, small statistics.
-import { spawn, execFileSync } from 'node:child_process'
-import { appendFileSync, openSync, readFileSync, readdirSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { appendFileSync, readFileSync, readdirSync } from 'node:fs'
 import { once } from 'node:events'
 import { connect as tlsConnect } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { start as startProcess } from '../test/fixtures/process.js'
 import type { ChildProcess } from 'node:child_process'
 
 export const log = (msg: string): void => {
@@ -29,22 +30,18 @@ let pgidFile: string | undefined
 /** Where the process groups are recorded for the reaper (see run.ts) that survives a SIGKILL of the bench. */
 export function setPgidFile (file: string): void { pgidFile = file }
 
+/** Raises the open-files limit to the hard limit, then runs the command (`bash -c RAISE_NOFILE name cmd args`). */
+export const RAISE_NOFILE = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"'
+
 /**
  * Starts `cmd args` through bash with the open-files limit raised to the hard limit (10k idle
  * connections need more than the usual soft limit of 1024), output into `logFile`.
  */
 export function start (name: string, logFile: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const fd = openSync(logFile, 'a')
-  const child = spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench-start', cmd, ...args], {
-    detached: true,
-    stdio: ['ignore', fd, fd],
-    env: { ...process.env, ...env }
-  })
-  if (child.pid === undefined) throw new Error(`could not start ${name}`)
-  const exited = new Promise<number | null>(resolve => child.once('exit', (code) => resolve(code)))
-  const p: Proc = { name, pid: child.pid, child, logFile, exited }
+  const started = startProcess(name, 'bash', ['-c', RAISE_NOFILE, 'bench-start', cmd, ...args], { detached: true, logFile, env: { ...process.env, ...env } })
+  const p: Proc = { name, pid: started.pid, child: started.child, logFile, exited: started.closed.then(r => r.code) }
   procs.push(p)
-  if (pgidFile !== undefined) appendFileSync(pgidFile, `${child.pid}\n`)
+  if (pgidFile !== undefined) appendFileSync(pgidFile, `${p.pid}\n`)
   return p
 }
 
@@ -172,28 +169,17 @@ export async function waitListen (port: number, p: Proc, timeoutMs: number): Pro
 
 /** Runs a command to completion with a hard time limit; returns stdout. Fails on non-zero exit. */
 export async function run (cmd: string, args: string[], timeoutMs: number, logFile?: string): Promise<string> {
-  return await new Promise<string>((resolve, reject) => {
-    const child = spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench-run', cmd, ...args], {
-      detached: true, stdio: ['ignore', 'pipe', 'pipe']
-    })
-    const proc: Proc = { name: cmd, pid: child.pid ?? -1, child, logFile: logFile ?? '', exited: Promise.resolve(null) }
-    procs.push(proc)
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-    const timer = setTimeout(() => {
-      try { process.kill(-(child.pid ?? 0), 'SIGKILL') } catch { /* gone */ }
-    }, timeoutMs)
-    child.once('close', (code, signal) => {
-      clearTimeout(timer)
-      const i = procs.indexOf(proc)
-      if (i >= 0) procs.splice(i, 1)
-      if (logFile !== undefined) appendFileSync(logFile, `$ ${cmd} ${args.join(' ')}\n${out}${err}\n`)
-      if (code === 0) resolve(out)
-      else reject(new Error(`${cmd} ${args.slice(0, 3).join(' ')} failed (${signal ?? `exit ${String(code)}`}): ${err.trim().split('\n').slice(-2).join(' | ')}`))
-    })
-  })
+  const started = startProcess(cmd, 'bash', ['-c', RAISE_NOFILE, 'bench-run', cmd, ...args], { detached: true })
+  const proc: Proc = { name: cmd, pid: started.pid, child: started.child, logFile: logFile ?? '', exited: Promise.resolve(null) }
+  procs.push(proc)
+  try {
+    const { code, signal, stdout, stderr } = await started.finish(timeoutMs)
+    if (code === 0) return stdout
+    throw new Error(`${cmd} ${args.slice(0, 3).join(' ')} failed (${signal ?? `exit ${String(code)}`}): ${stderr.trim().split('\n').slice(-2).join(' | ')}`)
+  } finally {
+    procs.splice(procs.indexOf(proc), 1)
+    if (logFile !== undefined) appendFileSync(logFile, `$ ${cmd} ${args.join(' ')}\n${started.stdout}${started.stderr}\n`)
+  }
 }
 
 export function median (xs: number[]): number | undefined {

@@ -6,7 +6,7 @@
 // order rotates each round). Prints one table of medians and writes bench/results/latest.{json,md}.
 // Everything it starts is stopped on exit, SIGINT, SIGTERM, errors, and by a watchdog; a reaper
 // process also stops it if this process is killed outright.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs'
 import { cpus, hostname, release, totalmem, userInfo } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -14,9 +14,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import {
-  comm, cpuSeconds, descendants, isListening, killAllSync, log, median, peakSampler, procs, rss, run,
+  RAISE_NOFILE, comm, cpuSeconds, descendants, isListening, killAllSync, log, median, peakSampler, procs, rss, run,
   setPgidFile, start, stop, stopAll, tlsFingerprint, waitListen
 } from './lib.js'
+import { start as startProcess } from '../test/fixtures/process.js'
 import type { Proc } from './lib.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -170,14 +171,15 @@ setTimeout(() => {
 }, MAX_SECONDS * 1000).unref()
 
 // The reaper outlives a SIGKILLed bench: it then stops the process groups still listed in PGIDS.
-const reaper = spawn('bash', ['-c', `
+// Its output goes to /dev/null: a pipe would keep this process's event loop (and so the reaper) alive.
+const reaper = startProcess('reaper', 'bash', ['-c', `
   while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done
   for sig in TERM KILL; do
     while read -r pg; do [ -n "$pg" ] && { kill -$sig -- -$pg 2>/dev/null; kill -$sig $pg 2>/dev/null; }; done < '${PGIDS}'
     sleep 2
   done
-  exit 0`], { detached: true, stdio: 'ignore' })
-reaper.unref()
+  exit 0`], { detached: true, logFile: '/dev/null' })
+reaper.child.unref()
 /** Keeps the reaper's list to what is still running, so it never signals a recycled PID. */
 const syncPgids = (): void => { try { writeFileSync(PGIDS, procs.map(p => `${p.pid}\n`).join('')) } catch { /* tmp gone */ } }
 
@@ -483,26 +485,17 @@ async function testScale (s: Setup, m: Metrics): Promise<void> {
     m.scale_server_base_rss_MB = Math.round(s.serverRss() / MB)
     m.scale_client_base_rss_MB = Math.round(s.clientRss('echo') / MB)
     const holdS = 60 + S.scaleSettleMs / 1000
-    const child = spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench-scale', process.execPath, LOADGEN,
-      'scale', String(s.fronts.echo), String(S.scaleConns), String(S.scaleConc), String(holdS)], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
-    const p: Proc = { name: 'loadgen-scale', pid: child.pid ?? -1, child, logFile: '', exited: new Promise(resolve => child.once('exit', resolve)) }
+    const scaleGen = startProcess('scale loadgen', 'bash', ['-c', RAISE_NOFILE, 'bench-scale', process.execPath, LOADGEN,
+      'scale', String(s.fronts.echo), String(S.scaleConns), String(S.scaleConc), String(holdS)], { detached: true, stdin: 'pipe' })
+    const p: Proc = { name: 'loadgen-scale', pid: scaleGen.pid, child: scaleGen.child, logFile: '', exited: scaleGen.closed.then(r => r.code) }
     procs.push(p)
     syncPgids()
-    let errText = ''
-    child.stderr.on('data', (d: Buffer) => { errText += d.toString() })
     try {
       const ps = peakSampler(() => s.serverRss(), 200)
       const pc = peakSampler(() => s.clientRss('echo'), 200)
-      const line = await new Promise<string>((resolve, reject) => {
-        let buf = ''
-        const timer = setTimeout(() => reject(new Error('scale: no report within 150 s')), 150_000)
-        child.stdout.on('data', (d: Buffer) => {
-          buf += d.toString()
-          if (buf.includes('\n')) { clearTimeout(timer); resolve(buf.split('\n')[0]) }
-        })
-        child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`scale loadgen exited (${String(code)}): ${errText.trim()}`)) })
-      })
-      const r = JSON.parse(line) as { open_s: number, ok: number, errors: number }
+      // Its one report, a JSON line on stdout, once every connection is open.
+      await scaleGen.waitFor(/^\{.*\}\n/m, 150_000)
+      const r = JSON.parse(scaleGen.stdout.split('\n')[0]) as { open_s: number, ok: number, errors: number }
       await sleep(S.scaleSettleMs) // let both sides settle with all connections idle
       m.scale_open_s = r.open_s
       m.scale_ok = r.ok
@@ -519,7 +512,7 @@ async function testScale (s: Setup, m: Metrics): Promise<void> {
       const busy = await loadgen(['echobulk', String(s.fronts.echo), String(S.bulkSecs)], (S.bulkSecs + 30) * 1000)
       m.scale_busy_echo_MBps = busy.echo_MBps as number
       log(`  scale: one echo transfer beside them: ${String(busy.echo_MBps)} MB/s`)
-      child.stdin.write('close\n')
+      scaleGen.child.stdin?.write('close\n')
       await Promise.race([p.exited, sleep(20_000)])
     } finally {
       await stop(p)

@@ -1,69 +1,15 @@
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { selfSignedCertificate } from '../server/certificate.js'
-import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import { CLI, runCli } from '../test/fixtures/cli.js'
+import type { CliProcess } from '../test/fixtures/cli.js'
 
-/** The reverselb CLI as built by tsc (dist/cli/main.js). */
-export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url))
+/** A reverselb child process: its log, a way to wait for a line, and stop(). */
+export type CliProc = CliProcess
 
-/** A reverselb child process: its log, a way to wait for a line, and kill/stop. */
-export class CliProc {
-  readonly child: ChildProcessWithoutNullStreams
-  readonly args: string[]
-  private log = ''
-  private readonly waiters = new Set<() => void>()
-  readonly exited: Promise<number | null>
-
-  constructor (args: string[]) {
-    this.args = args
-    this.child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: 'pipe' })
-    const onData = (c: Buffer): void => {
-      // Keep the tail only: a long soak must not grow the parent's memory with child logs.
-      this.log = (this.log + c.toString()).slice(-256 * 1024)
-      for (const w of this.waiters) w()
-    }
-    this.child.stderr.on('data', onData)
-    this.child.stdout.on('data', onData)
-    this.exited = once(this.child, 'exit').then(([code]) => code as number | null)
-  }
-
-  get pid (): number {
-    if (this.child.pid === undefined) throw new Error('child did not start')
-    return this.child.pid
-  }
-
-  get output (): string {
-    return this.log
-  }
-
-  get running (): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null
-  }
-
-  /** Resolves when the log matches `re` `count` times in all; rejects after `timeoutMs`. */
-  async waitFor (re: RegExp, timeoutMs = 15_000, count = 1): Promise<void> {
-    const global = new RegExp(re.source, re.flags.includes('g') ? re.flags : re.flags + 'g')
-    await new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        if ((this.log.match(global)?.length ?? 0) >= count) { done(); resolve() }
-      }
-      const timer = setTimeout(() => { done(); reject(new Error(`timed out after ${timeoutMs} ms waiting for ${String(re)} x${count}; log:\n${this.log.slice(-4000)}`)) }, timeoutMs)
-      const done = (): void => { clearTimeout(timer); this.waiters.delete(check) }
-      this.waiters.add(check)
-      check()
-    })
-  }
-
-  /** Sends `signal` (SIGKILL by default) and waits for the exit. */
-  async kill (signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
-    if (this.running) this.child.kill(signal)
-    return await this.exited
-  }
-}
+/** Keeps the log's tail only: a long soak must not grow the parent's memory with child logs. */
+const startCli = (args: string[]): CliProc => runCli(args, {}, CLI, 256 * 1024)
 
 export interface Certificate {
   certFile: string
@@ -102,11 +48,11 @@ export function serverArgs (o: ServerProcOptions): string[] {
 
 /** Starts `reverselb server` and waits until it listens. */
 export async function startServerProc (o: ServerProcOptions): Promise<CliProc> {
-  const p = new CliProc(serverArgs(o))
+  const p = startCli(serverArgs(o))
   try {
     await p.waitFor(/tunnel service listening/)
   } catch (err) {
-    await p.kill()
+    await p.stop('SIGKILL')
     throw err
   }
   return p
@@ -132,11 +78,11 @@ export function tunnelArgs (o: TunnelProcOptions): string[] {
 
 /** Starts `reverselb tunnel` and waits for its registration. */
 export async function startTunnelProc (o: TunnelProcOptions): Promise<CliProc> {
-  const p = new CliProc(tunnelArgs(o))
+  const p = startCli(tunnelArgs(o))
   try {
     await p.waitFor(/ registered with /)
   } catch (err) {
-    await p.kill()
+    await p.stop('SIGKILL')
     throw err
   }
   return p

@@ -243,7 +243,7 @@ export async function runSoak (opts: SoakOptions): Promise<SoakReport> {
           const at = seen.get(key)
           if (at === undefined || at === which) exposed.add(key)
         }
-        await tunnels[which].kill('SIGKILL')
+        await tunnels[which].stop('SIGKILL')
         const t = await startTunnelProc(tunnelOpts(which))
         children.push(t)
         tunnels[which] = t
@@ -262,7 +262,7 @@ export async function runSoak (opts: SoakOptions): Promise<SoakReport> {
     report.server.end = procStats(server.pid)
     return report
   } finally {
-    await Promise.all(children.map(async c => await c.kill('SIGKILL')))
+    await Promise.all(children.map(async c => await c.stop('SIGKILL')))
     await Promise.all(backends.map(async b => await b.close()))
     cert.remove()
   }

@@ -1,4 +1,5 @@
 import { expect } from 'chai'
+import { once } from 'node:events'
 import { TunnelClient, TunnelServer } from '../../index.js'
 import { echoServer, eventually, exchange, freePort, freePortRange, nothingListens, tcpServer } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
@@ -85,7 +86,8 @@ describe('service lifecycle', function () {
     this.timeout(20_000)
     const apiPort = await freePort()
     const client = new TunnelClient(`127.0.0.1:${apiPort}`, tunnelData(backend.port, { serviceName: 'late' }), { insecureTls: true, logger: testLogger, maxBackoffMs: 500 })
-    await new Promise(resolve => setTimeout(resolve, 1000))
+    // It tried, failed, and tries again.
+    for (let i = 0; i < 2; i++) await once(client, 'error')
     const server = new TunnelServer({ port: apiPort, host: '127.0.0.1', frontendHost: '127.0.0.1', token: TOKEN, dynPort: await freePortRange(1), dynPortCount: 1, logger: testLogger })
     await server.listen()
     const { frontendPort } = await client.ready()

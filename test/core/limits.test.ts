@@ -139,10 +139,12 @@ describe('operator limits', function () {
     open.write('before ')
     await once(open, 'data')
     const closing = server.close({ drainMs: 5000 })
-    await new Promise(resolve => setTimeout(resolve, 200))
-    const late = connect({ port, host: '127.0.0.1' })
-    const lateErr = await new Promise<Error | undefined>(resolve => { late.on('error', resolve); late.on('connect', () => resolve(undefined)) })
-    expect(lateErr).to.have.property('code', 'ECONNREFUSED')
+    // The frontend stops listening at once; new connections are refused from then on.
+    await eventually(async () => {
+      const late = connect({ port, host: '127.0.0.1' })
+      const lateErr = await new Promise<Error | undefined>(resolve => { late.on('error', resolve); late.on('connect', () => { late.destroy(); resolve(undefined) }) })
+      expect(lateErr).to.have.property('code', 'ECONNREFUSED')
+    }, 2000)
     // The open connection still works, and its end lets the close finish early.
     const chunks: Buffer[] = []
     open.on('data', (c: Buffer) => chunks.push(c))

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { connect } from 'node:net'
 import { MUXERS } from '../../protocol/index.js'
-import { eventually, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import { eventually, randomPayload, sha256, steady, tcpServer } from '../fixtures/net.js'
 import { runCli } from '../fixtures/cli.js'
 import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelClient, TunnelServer } from '../../index.js'
@@ -108,13 +108,17 @@ for (const muxer of MUXERS) {
     })
 
     it('closes the backend connection promptly when the frontend peer vanishes', async function () {
+      let backendGot = 0
       const backendClosed = new Promise<number>((resolve) => {
-        onBackend = (socket) => { socket.once('close', () => resolve(Date.now())) }
+        onBackend = (socket) => {
+          socket.on('data', (c: Buffer) => { backendGot += c.length })
+          socket.once('close', () => resolve(Date.now()))
+        }
       })
       const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
       await once(socket, 'connect')
       socket.write('x')
-      await new Promise(resolve => setTimeout(resolve, 200))
+      await eventually(() => expect(backendGot).to.equal(1))
       const vanished = Date.now()
       socket.resetAndDestroy()
       expect(await backendClosed - vanished).to.be.below(2000)
@@ -141,7 +145,8 @@ for (const muxer of MUXERS) {
       const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
       socket.pause()
       await once(socket, 'connect')
-      await new Promise(resolve => setTimeout(resolve, 3000))
+      // Until the backend is held back: every buffer on the way is full.
+      await steady(() => written, 500, 20_000)
       // Everything between the backend and this stalled reader is bounded by socket buffers and
       // one muxer window (4 MiB), or with mplex the stream's bound (16 MiB): far below the total.
       const stalledAt = written
@@ -212,16 +217,21 @@ for (const muxer of MUXERS) {
     it('keeps other streams flowing while one reader is stalled', async function () {
       this.timeout(30_000)
       const size = 32 * 1024 * 1024
+      let bigAnswer!: (socket: Socket) => void
+      const answering = new Promise<Socket>(resolve => { bigAnswer = resolve })
       onBackend = (socket) => {
         socket.once('data', (c: Buffer) => {
-          if (c.toString() === 'big') socket.end(Buffer.alloc(size))
-          else socket.end('small answer')
+          if (c.toString() !== 'big') { socket.end('small answer'); return }
+          socket.end(Buffer.alloc(size))
+          bigAnswer(socket)
         })
       }
       const stalled = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
       stalled.pause()
       stalled.write('big')
-      await new Promise(resolve => setTimeout(resolve, 500))
+      // Until the backend's answer stops moving: the stalled stream holds its window.
+      const backendSide = await answering
+      await steady(() => backendSide.writableLength, 300)
       const other = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
       const answer = readAll(other)
       other.end('small')
@@ -289,8 +299,9 @@ describe('relay with the tunnel client in its own process (yamux)', function () 
     const tick = setInterval(() => { if (slow.isPaused() && slowGot <= allowance()) slow.resume() }, 10)
     let fast: Socket | undefined
     try {
-      // Until every buffer between the backend and the slow reader is full.
-      await new Promise(resolve => setTimeout(resolve, 2000))
+      // Until every buffer between the backend and the slow reader is full: what the backend got
+      // out runs ahead of what the reader took no more.
+      await steady(() => slowWritten - slowGot, 500, 20_000, 1024 * 1024)
       const before = { written: slowWritten, got: slowGot }
       fast = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
       let got = 0

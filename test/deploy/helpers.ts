@@ -3,12 +3,13 @@
  * its production install (made once per mocha run and shared by every file), child processes
  * that are always cleaned up, and small parsers for the deployment file formats.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { ChildProcess } from 'node:child_process'
+import { runOk, runToEnd, start } from '../fixtures/process.js'
+import type { ChildProc, RunResult } from '../fixtures/process.js'
 
 /** The repository root (this file runs from dist/test/deploy/). */
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
@@ -30,85 +31,22 @@ export function tempDir (prefix: string): string {
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-export interface RunResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
-
-/** Runs a command to completion (rejecting after `timeoutMs`), capturing its output. */
-export async function run (cmd: string, args: string[], opts: { cwd?: string, env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<RunResult> {
-  const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  const timeoutMs = opts.timeoutMs ?? 60_000
-  return await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`${cmd} ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`))
-    }, timeoutMs)
-    child.once('error', (err) => { clearTimeout(timer); reject(err) })
-    child.once('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }) })
-  })
-}
-
-/** Like run(), but a non-zero exit is an error that shows the output. */
-export async function runOk (cmd: string, args: string[], opts: Parameters<typeof run>[2] = {}): Promise<RunResult> {
-  const r = await run(cmd, args, opts)
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${String(r.code ?? r.signal)}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`)
-  return r
-}
-
-/** A long-running child process whose combined output can be awaited line by line. */
-export class Proc {
-  readonly child: ChildProcess
-  output = ''
-  private readonly exited: Promise<void>
-
-  constructor (readonly name: string, cmd: string, args: string[], opts: { cwd?: string, env: NodeJS.ProcessEnv }) {
-    this.child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] })
-    const collect = (c: Buffer): void => { this.output += c.toString() }
-    this.child.stdout?.on('data', collect)
-    this.child.stderr?.on('data', collect)
-    this.exited = new Promise(resolve => this.child.once('close', () => resolve()))
-    this.child.once('error', (err) => { this.output += `\n[spawn error] ${err.message}\n` })
-  }
-
-  get running (): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null
-  }
-
-  /** Resolves with the first match of `re` in the output; rejects on exit or timeout, with the output. */
-  async waitFor (re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      const m = re.exec(this.output)
-      if (m !== null) return m
-      if (!this.running) throw new Error(`${this.name} exited (${String(this.child.exitCode ?? this.child.signalCode)}) before printing ${String(re)}:\n${this.output}`)
-      if (Date.now() > deadline) throw new Error(`${this.name} did not print ${String(re)} within ${timeoutMs} ms:\n${this.output}`)
-      await new Promise(resolve => setTimeout(resolve, 50))
-    }
-  }
-
-  /** SIGTERM, then SIGKILL if it is still there after `graceMs`. */
-  async stop (graceMs = 3000): Promise<void> {
-    if (!this.running) return
-    this.child.kill('SIGTERM')
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs)
-    await this.exited
-    clearTimeout(timer)
-  }
-}
+/** Runs a command to completion (rejecting after `timeoutMs`, default 60 s), capturing its output. */
+export const run = runToEnd
+export { runOk }
+export type { RunResult }
 
 /** Keeps track of the processes a test file starts, so its after hooks can stop all of them. */
 export class Procs {
-  private readonly list: Proc[] = []
-  start (name: string, cmd: string, args: string[], opts: { cwd?: string, env: NodeJS.ProcessEnv }): Proc {
-    const p = new Proc(name, cmd, args, opts)
+  private readonly list: ChildProc[] = []
+  start (name: string, cmd: string, args: string[], opts: { cwd?: string, env: NodeJS.ProcessEnv }): ChildProc {
+    const p = start(name, cmd, args, opts)
     this.list.push(p)
     return p
   }
 
   async stopAll (): Promise<void> {
-    await Promise.all(this.list.splice(0).map(async p => await p.stop()))
+    await Promise.all(this.list.splice(0).map(async p => await p.stop('SIGTERM', 3000)))
   }
 
   /** The output of every process, for a failure message. */

@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { request } from 'node:https'
 import { connect } from 'node:net'
@@ -7,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { selfSignedCertificate } from '../../server/certificate.js'
 import { freePort } from '../fixtures/net.js'
-import type { ChildProcess } from 'node:child_process'
+import { start } from '../fixtures/process.js'
 
 export interface ApiResponse {
   status: number
@@ -89,7 +87,6 @@ export async function certFiles (): Promise<CertFiles> {
 
 export interface TestNatsServer {
   port: number
-  child: ChildProcess
   stop: () => Promise<void>
 }
 
@@ -100,24 +97,14 @@ export async function startNatsServer (cert: CertFiles, token: string): Promise<
   await writeFile(conf, JSON.stringify({
     host: '127.0.0.1', port, tls: { cert_file: cert.certFile, key_file: cert.keyFile }, authorization: { token }
   }), { mode: 0o600 })
-  const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let log = ''
-  child.stderr?.on('data', (c: Buffer) => { log += c.toString() })
-  const deadline = Date.now() + 10_000
-  while (!log.includes('Server is ready')) {
-    if (child.exitCode !== null || Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`test nats-server did not start: ${log}`) }
-    await new Promise(resolve => setTimeout(resolve, 20))
+  const nats = start('test nats-server', 'nats-server', ['-c', conf])
+  try {
+    await nats.waitFor(/Server is ready/, 10_000)
+  } catch (err) {
+    await nats.stop('SIGKILL')
+    throw err
   }
-  return {
-    port,
-    child,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = once(child, 'exit')
-      child.kill('SIGTERM')
-      await exited
-    }
-  }
+  return { port, stop: async () => { await nats.stop() } }
 }
 
 /** True when nothing accepts TCP connections on 127.0.0.1:port. */

@@ -207,9 +207,10 @@ describe('endpoints: NATS events', function () {
     await second
     process.kill(proc.pid as number, 'SIGKILL')
     expect(await gaveUp).to.match(/not restarting/)
-    await new Promise(resolve => setTimeout(resolve, 500))
-    expect(proc.pid).to.equal(undefined)
-    expect(await portIsClosed(port)).to.equal(true)
+    await eventually(async () => {
+      expect(proc.pid).to.equal(undefined)
+      expect(await portIsClosed(port)).to.equal(true)
+    }, 5000)
   })
 
   it('removes its private directory and stops nats-server on stop()', async function () {

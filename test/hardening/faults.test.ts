@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { procStats, startServerProc, startTunnelProc, writeCertificate } from '../../soak/cluster.js'
 import { MUXERS } from '../../protocol/index.js'
-import { echoServer, eventually, freePort, freePortRange, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import { echoServer, eventually, freePort, freePortRange, randomPayload, sha256, steady, tcpServer } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import { exchangeWithTimeout, seededBytes, sleep } from './helpers.js'
 import type { CliProc, Certificate } from '../../soak/cluster.js'
@@ -136,7 +136,7 @@ describe('faults: kill -9 of a tunnel client mid-transfer', function () {
     echo = await echoServer()
   })
   after(async function () {
-    await Promise.all(procs.map(async p => await p.kill()))
+    await Promise.all(procs.map(async p => await p.stop('SIGKILL')))
     await server.close()
     await backend.close()
     await echo.close()
@@ -156,13 +156,14 @@ describe('faults: kill -9 of a tunnel client mid-transfer', function () {
     try {
       await eventually(() => { for (const f of flows) expect(f.progress()).to.be.above(minBytes) }, 15_000)
       if (kinds.some(k => k === 'F' || k === 'S')) {
-        // Flat-out flows: the frontend stops reading, the backend never reads; give the buffers
-        // on the way time to fill so the relays are held back by backpressure when the client dies.
+        // Flat-out flows: the frontend stops reading, the backend never reads; until the buffers
+        // on the way are full, so the relays are held back by backpressure when the client dies.
         for (const [i, f] of flows.entries()) if (kinds[i] === 'F') f.hold()
-        await sleep(1500)
+        const stalled = flows.filter((_f, i) => kinds[i] === 'F' || kinds[i] === 'S')
+        await steady(() => stalled.reduce((n, f) => n + f.progress(), 0), 300, 15_000)
       }
       const killedAt = Date.now()
-      await tunnel.kill('SIGKILL')
+      await tunnel.stop('SIGKILL')
       await sleep(100)
       for (const f of flows) f.release()
       const endings = await Promise.all(flows.map(async f => await Promise.race([
@@ -188,7 +189,7 @@ describe('faults: kill -9 of a tunnel client mid-transfer', function () {
       const again = await startTunnelProc({ token: TOKEN, apiPort: server.port, frontendPort, backendPort: echo.port, serviceName: service, fingerprint: server.fingerprint, muxer })
       procs.push(again)
       await byteExact(frontendPort)
-      await again.kill('SIGTERM')
+      await again.stop('SIGTERM')
     })
   }
 
@@ -219,7 +220,7 @@ describe('faults: kill -9 and restart of the server process', function () {
     echo = await echoServer()
   })
   after(async function () {
-    await Promise.all(procs.map(async p => await p.kill()))
+    await Promise.all(procs.map(async p => await p.stop('SIGKILL')))
     await echo.close()
     cert.remove()
   })
@@ -246,7 +247,7 @@ describe('faults: kill -9 and restart of the server process', function () {
     inFlight.resume()
     const inFlightClosed = new Promise(resolve => inFlight.once('close', resolve))
     await once(inFlight, 'connect')
-    await server.kill('SIGKILL')
+    await server.stop('SIGKILL')
     await Promise.race([inFlightClosed, sleep(2000).then(() => { throw new Error('in-flight connection not closed') })])
 
     server = await startServerProc(serverOpts)
@@ -321,7 +322,7 @@ describe('faults: backends that misbehave', function () {
         await eventually(() => expect(got).to.equal(writer?.bytesWritten), 20_000)
       } finally {
         writer?.destroy()
-        await Promise.all(procs.map(async p => await p.kill()))
+        await Promise.all(procs.map(async p => await p.stop('SIGKILL')))
         await backend.close()
         cert.remove()
       }
@@ -389,7 +390,7 @@ describe('faults: backends that misbehave', function () {
       const service = server.registry.services.get('gone-under-upload')
       const f = flow(frontendPort, 'S') // the backend never reads: the upload backs up to the frontend
       await eventually(() => expect(f.progress()).to.be.above(4 * 1024 * 1024), 5000)
-      await sleep(500)
+      await steady(() => f.progress(), 300)
       await client.close()
       const ending = await Promise.race([f.ended, sleep(5000).then((): Ending => ({ at: Infinity, how: 'open', received: 0 }))])
       expect(ending.how, 'the frontend connection is still open').not.to.equal('open')

@@ -1,8 +1,6 @@
 import { expect } from 'chai'
 import { once } from 'node:events'
 import { connect, createServer } from 'node:net'
-import { Writable } from 'node:stream'
-import winston from 'winston'
 import { dialTunnel } from '../../client/dial.js'
 import { parseEndpoint } from '../../client/endpoint.js'
 import { MAX_CONTROL_MESSAGE_BYTES, encodeFrame, openLink, readFrame } from '../../protocol/index.js'
@@ -10,7 +8,7 @@ import { echoServer, randomPayload, sha256 } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelServer, TunnelServerOptions } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
-import type { Logger, MuxSession, MuxStream, MuxerName } from '../../protocol/index.js'
+import type { MuxSession, MuxStream, MuxerName } from '../../protocol/index.js'
 import type { AddressInfo, Server, Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
@@ -31,20 +29,6 @@ export function sharedServer (opts: Partial<TunnelServerOptions> = {}): { server
     await ctx.backend?.close()
   })
   return ctx
-}
-
-/** A logger that keeps every line (whatever the level) so tests can inspect what a peer caused. */
-export function capturingLogger (): { logger: Logger, lines: string[] } {
-  const lines: string[] = []
-  const stream = new Writable({
-    write (chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done() }
-  })
-  const logger = winston.createLogger({
-    level: 'debug',
-    format: winston.format.printf(({ level, message }) => `${level} ${String(message)}`),
-    transports: [new winston.transports.Stream({ stream })]
-  })
-  return { logger, lines }
 }
 
 /** An authenticated WebSocket to the tunnel endpoint, with nothing run inside it yet. */

@@ -82,7 +82,7 @@ describe('hostile input on the API port', function () {
     // A TLS record header announcing a record that never comes: the TLS handshake timeout ends it.
     const s = await tcp(server.port)
     s.write(Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00, 0x01]))
-    expect(await socketClosedWithin(s, HANDSHAKE_MS + 2000)).to.be.below(HANDSHAKE_MS + 1500)
+    expect(await socketClosedWithin(s, HANDSHAKE_MS * 6)).to.be.below(HANDSHAKE_MS * 5)
   })
 
   it('random bytes after a completed TLS handshake: answered 400 and closed', async function () {
@@ -113,8 +113,8 @@ describe('hostile input on the API port', function () {
     finAfterTls.end()
     const finTcp = await tcp(server.port)
     finTcp.end()
-    const times = await Promise.all([tcpOnly, finAfterTls, finTcp].map(async s => await socketClosedWithin(s, HANDSHAKE_MS + 2500)))
-    expect(times[0]).to.be.below(HANDSHAKE_MS + 1500)
+    const times = await Promise.all([tcpOnly, finAfterTls, finTcp].map(async s => await socketClosedWithin(s, HANDSHAKE_MS * 6)))
+    expect(times[0]).to.be.below(HANDSHAKE_MS * 5)
     expect(times[1]).to.be.below(1000)
     expect(times[2]).to.be.below(1000)
   })
@@ -138,7 +138,7 @@ describe('hostile input on the API port', function () {
     try {
       const times = await Promise.all(sockets.map(async s => await socketClosedWithin(s, 35_000).then(ms => ms, () => Infinity)))
       expect(times.filter(t => t === Infinity), 'sockets never closed').to.have.length(0)
-      expect(Date.now() - opened, `last one closed after ${Math.max(...times)} ms`).to.be.below(HANDSHAKE_MS + 2500)
+      expect(Date.now() - opened, `last one closed after ${Math.max(...times)} ms`).to.be.below(HANDSHAKE_MS * 5)
     } finally {
       clearInterval(trickle)
       for (const s of sockets) s.destroy()

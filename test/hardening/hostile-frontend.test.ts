@@ -3,7 +3,8 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { eventually, tcpServer } from '../fixtures/net.js'
 import { startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
-import { capturingLogger, exchangeWithTimeout, socketClosedWithin } from './helpers.js'
+import { exchangeWithTimeout, socketClosedWithin } from './helpers.js'
+import { captureLogger } from '../fixtures/logger.js'
 import type { TunnelClient, TunnelServer } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { Socket } from 'node:net'
@@ -19,7 +20,7 @@ describe('hostile frontend peers on a shared (instance) port', function () {
   let opened = 0
   let port: number
   const clients: TunnelClient[] = []
-  const log = capturingLogger()
+  const log = captureLogger()
 
   before(async function () {
     // Every backend connection is counted: a peer that sent nothing must never cause one.
@@ -67,9 +68,10 @@ describe('hostile frontend peers on a shared (instance) port', function () {
       const started = Date.now()
       // Meanwhile, a real request is routed by its Host header and relayed.
       expect(await httpGet('alpha.example')).to.match(/^GET \/ HTTP\/1\.1\r\nHost: alpha\.example/)
-      const times = await Promise.all(sockets.map(async s => await socketClosedWithin(s, SNIFF_MS + 4000)))
-      expect(Math.max(...times)).to.be.below(SNIFF_MS + 3000)
-      expect(Date.now() - started).to.be.below(SNIFF_MS + 4000)
+      // Dropped at the sniff timeout; 5x margin for a busy machine.
+      const times = await Promise.all(sockets.map(async s => await socketClosedWithin(s, SNIFF_MS * 6)))
+      expect(Math.max(...times)).to.be.below(SNIFF_MS * 5)
+      expect(Date.now() - started).to.be.below(SNIFF_MS * 6)
       // One stream for the real request; none for the 500 silent peers.
       expect(opened - baseOpened).to.equal(1)
       expect(backendAccepts - baseAccepts).to.equal(1)

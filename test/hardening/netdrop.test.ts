@@ -72,10 +72,11 @@ describe('faults: the network path between client and server drops', function ()
         const before = server.registry.services.get('roaming')?.sessions[0]
         const cutAt = Date.now()
         path.cut()
-        // Both ends declare the other dead within about two keepalive intervals, during the cut.
-        await eventually(() => expect(events).to.include.members(['server:sessionClosed', 'client:disconnected']), KEEPALIVE_MS * 6, 20)
+        // Both ends declare the other dead within about two keepalive intervals, during the cut
+        // (5x margin for a busy machine).
+        await eventually(() => expect(events).to.include.members(['server:sessionClosed', 'client:disconnected']), KEEPALIVE_MS * 12, 20)
         const noticedAfter = Date.now() - cutAt
-        expect(noticedAfter).to.be.below(KEEPALIVE_MS * 4)
+        expect(noticedAfter).to.be.below(KEEPALIVE_MS * 10)
         expect(server.registry.services.has('roaming')).to.equal(false)
         await sleep(Math.max(0, KEEPALIVE_MS * 5 - noticedAfter))
         path.restore()
@@ -107,8 +108,8 @@ describe('faults: the network path between client and server drops', function ()
         await eventually(() => expect(received).to.be.above(4 * 1024 * 1024), 5000)
         const cutAt = Date.now()
         path.cut()
-        await eventually(() => expect(events).to.include.members(['server:sessionClosed', 'client:disconnected']), KEEPALIVE_MS * 8, 20)
-        expect(Date.now() - cutAt).to.be.below(KEEPALIVE_MS * 5)
+        await eventually(() => expect(events).to.include.members(['server:sessionClosed', 'client:disconnected']), KEEPALIVE_MS * 12, 20)
+        expect(Date.now() - cutAt, 'about two keepalive intervals, 5x margin').to.be.below(KEEPALIVE_MS * 10)
         // The frontend connection dies with its session; that it is also closed promptly on the
         // server is not asserted here: it depends on the relay bug shown by the skipped tests in
         // faults.test.ts ("the tunnel goes away under a frontend upload held back by backpressure").

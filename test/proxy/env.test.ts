@@ -104,9 +104,9 @@ describe('proxy: choosing the proxy like curl', function () {
       const dead = `http://127.0.0.1:${await freePort()}`
       const p = cli(['--proxy', proxy.url], { HTTPS_PROXY: dead })
       try {
-        const line = await p.waitFor(/registered with [^\n]*:(\d+)\n/)
+        const [line] = await p.waitFor(/registered with [^\n]*:(\d+)\n/)
         await transferBothWays(Number(/:(\d+)\n$/.exec(line)?.[1]), backend, 256 * 1024)
-        expect(p.output()).to.include(`through proxy ${proxy.url}`)
+        expect(p.output).to.include(`through proxy ${proxy.url}`)
         expect(through()).to.equal(before + 1)
       } finally {
         await p.stop()
@@ -119,7 +119,7 @@ describe('proxy: choosing the proxy like curl', function () {
       try {
         await p.waitFor(/registered with /)
         expect(through()).to.equal(before)
-        expect(p.output()).not.to.include('through proxy')
+        expect(p.output).not.to.include('through proxy')
       } finally {
         await p.stop()
       }
@@ -139,7 +139,7 @@ describe('proxy: choosing the proxy like curl', function () {
     it('the CLI: a bad proxy URL is a usage error at start', async function () {
       const p = cli(['--proxy', 'socks5://127.0.0.1:1080'], {})
       await p.waitFor(/reverselb: --proxy: proxy scheme "socks5:" is not supported/)
-      expect(await p.closed).to.equal(2)
+      expect((await p.closed).code).to.equal(2)
     })
   })
 })

@@ -56,7 +56,7 @@ describe('proxy: a client host whose firewall lets traffic out only through the 
   async function probe (): Promise<string> {
     const p = inNs({}, '-e', PROBE, (ns as Netns).hostIp, String(server.port))
     await p.closed
-    return p.output().trim()
+    return p.output.trim()
   }
 
   it('a direct TCP dial from the namespace to the server is refused', async function () {
@@ -69,7 +69,7 @@ describe('proxy: a client host whose firewall lets traffic out only through the 
       '--fingerprint', server.fingerprint, '--proxy', 'none')
     try {
       await direct.waitFor(new RegExp(`cannot connect to ${n.hostIp.replace(/\./g, '\\.')}:${server.port}: connect ECONNREFUSED[^\\n]*set HTTPS_PROXY`), 10_000)
-      expect(direct.output()).not.to.match(/registered with/)
+      expect(direct.output).not.to.match(/registered with/)
     } finally {
       await direct.stop()
     }
@@ -79,7 +79,7 @@ describe('proxy: a client host whose firewall lets traffic out only through the 
     const n = ns as Netns
     const client = inNs({ TOKEN, HTTPS_PROXY: proxy.url }, CLI, 'tunnel', '-e', `${n.hostIp}:${server.port}`, '-b', `127.0.0.1:${echoPort}`,
       '-p', '0', '--fingerprint', server.fingerprint, '--keepalive', '5')
-    const line = await client.waitFor(/registered with [^\n]*:(\d+)\n/, 15_000)
+    const [line] = await client.waitFor(/registered with [^\n]*:(\d+)\n/, 15_000)
     const frontendPort = Number(/:(\d+)\n$/.exec(line)?.[1])
     // Frontend on the server host -> WSS through the proxy -> client in the namespace -> echo there.
     const payload = randomPayload(1024 * 1024)

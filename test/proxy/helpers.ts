@@ -1,13 +1,14 @@
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { connect } from 'node:net'
+import { basename } from 'node:path'
 import { expect } from 'chai'
 import { randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import { start } from '../fixtures/process.js'
 import { connectLines } from '../fixtures/proxies.js'
 import type { TunnelClient } from '../../index.js'
 import type { ProxyProcess } from '../fixtures/proxies.js'
 import type { TcpServer } from '../fixtures/net.js'
-import type { ChildProcess } from 'node:child_process'
+import type { ChildProc } from '../fixtures/process.js'
 
 /** Environment variables that would route a child or this process through some proxy. */
 export const PROXY_VARS = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY']
@@ -89,43 +90,9 @@ export async function firstError (client: TunnelClient, timeoutMs = 10_000): Pro
   })
 }
 
-/** A reverselb CLI child process whose output is collected. */
-export interface CliProcess {
-  child: ChildProcess
-  output: () => string
-  /** Resolves with the exit code once the process is gone and its output read. */
-  closed: Promise<number | null>
-  /** Resolves when the output matches `re`; rejects after `timeoutMs` or when the process exits first. */
-  waitFor: (re: RegExp, timeoutMs?: number) => Promise<string>
-  stop: () => Promise<void>
-}
-
-export function runCli (cmd: string, args: string[], env: NodeJS.ProcessEnv): CliProcess {
-  const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
-  let done = false
-  const closed = new Promise<number | null>(resolve => child.once('close', (code) => { done = true; resolve(code) }))
-  const waitFor = async (re: RegExp, timeoutMs = 15_000): Promise<string> => {
-    const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline) {
-      const m = re.exec(out)
-      if (m !== null) return m[0]
-      if (done) break
-      await new Promise(resolve => setTimeout(resolve, 50))
-    }
-    throw new Error(`CLI output did not match ${String(re)} (exit ${String(child.exitCode ?? child.signalCode)}):\n${out.slice(-3000)}`)
-  }
-  const stop = async (): Promise<void> => {
-    if (done) return
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-    await closed
-    clearTimeout(timer)
-  }
-  return { child, output: () => out, closed, waitFor, stop }
-}
+/** A reverselb child (or a command in a namespace) with `env` as its whole environment. */
+export type CliProcess = ChildProc
+export const runCli = (cmd: string, args: string[], env: NodeJS.ProcessEnv): CliProcess => start(basename(cmd), cmd, args, { env })
 
 /**
  * squid's access-log lines for CONNECTs to `target` by `user` ('-' for none), waited for: squid

@@ -69,20 +69,20 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
     clis.push(cli)
     return cli
   }
-  const frontendOf = async (cli: CliProcess): Promise<number> => Number((await cli.waitFor(/frontend [\d.]+:\d+/)).split(':').at(-1))
+  const frontendOf = async (cli: CliProcess): Promise<number> => Number((await cli.waitFor(/frontend [\d.]+:\d+/))[0].split(':').at(-1))
   const squidLogged = async (proxy: ProxyProcess, user: RegExp): Promise<string[]> => await loggedConnects(proxy, `127.0.0.1:${server.port}`, user)
 
   it('with a ticket from kinit: Negotiate for HTTP@localhost, a tunnel byte-exactly, squid logs alice@TEST.LOCAL', async function () {
     const cli = tunnel(`http://localhost:${negotiateOnly.port}`, realm.env(aliceCache))
     await transferBothWays(await frontendOf(cli), backend)
-    expect(cli.output()).to.include('authenticating with Negotiate')
+    expect(cli.output).to.include('authenticating with Negotiate')
     await cli.stop()
     expect(await squidLogged(negotiateOnly, / alice@TEST\.LOCAL /)).to.have.length.at.least(1)
   })
 
   it('without a ticket: one line saying to run kinit, naming the proxy; keeps retrying', async function () {
     const cli = tunnel(`http://localhost:${negotiateOnly.port}`, realm.env(join(realm.dir, 'no-such-cache')))
-    const line = await cli.waitFor(/ERROR .*\n/)
+    const [line] = await cli.waitFor(/ERROR .*\n/)
     expect(line).to.match(new RegExp(`proxy localhost:${negotiateOnly.port} requires authentication .*offers Negotiate\\): ` +
       'Negotiate: no Kerberos ticket for HTTP/localhost: run kinit'))
     await cli.waitFor(/reconnecting to .* in \d+ ms/)
@@ -96,19 +96,19 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
     expect(realm.valid(cache), 'the 2 s ticket expired').to.equal(false)
     await new Promise(resolve => setTimeout(resolve, 1500))
     const cli = tunnel(`http://localhost:${negotiateOnly.port}`, realm.env(cache))
-    const line = await cli.waitFor(/ERROR .*\n/)
+    const [line] = await cli.waitFor(/ERROR .*\n/)
     expect(line).to.match(/Negotiate: the Kerberos ticket has expired: run kinit again/)
   })
 
   it('an unknown service principal (the proxy named by IP address): says the KDC does not know HTTP/127.0.0.1', async function () {
     const cli = tunnel(`http://127.0.0.1:${negotiateOnly.port}`, realm.env(aliceCache))
-    const line = await cli.waitFor(/ERROR .*\n/)
+    const [line] = await cli.waitFor(/ERROR .*\n/)
     expect(line).to.match(/the KDC does not know the service principal HTTP\/127\.0\.0\.1/)
   })
 
   it('without the optional kerberos package: says how to install it; NTLM still works', async function () {
     const cli = tunnel(`http://localhost:${negotiateOnly.port}`, realm.env(aliceCache), [], ['--import', HIDE_KERBEROS])
-    const line = await cli.waitFor(/ERROR .*\n/)
+    const [line] = await cli.waitFor(/ERROR .*\n/)
     expect(line).to.match(/Negotiate \(Kerberos\) proxy authentication needs the optional "kerberos" package.*apt-get install libkrb5-dev build-essential, then npm install kerberos/)
     const ntlm = tunnel(`http://localhost:${negotiateAndNtlm.port}`, { ...realm.env(aliceCache), PROXY_PASSWORD: 'pw' }, ['--proxy-user', 'CORP\\bob'], ['--import', HIDE_KERBEROS])
     await transferBothWays(await frontendOf(ntlm), backend)
@@ -118,7 +118,7 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
     const cli = tunnel(`http://localhost:${negotiateAndNtlm.port}`, { ...realm.env(join(realm.dir, 'no-such-cache')), PROXY_PASSWORD: 'pw' },
       ['--proxy-user', 'CORP\\bob'])
     await transferBothWays(await frontendOf(cli), backend)
-    expect(cli.output()).to.match(/cannot use Negotiate \(no Kerberos ticket.*\n.*authenticating with NTLM/)
+    expect(cli.output).to.match(/cannot use Negotiate \(no Kerberos ticket.*\n.*authenticating with NTLM/)
     await cli.stop()
     expect(await squidLogged(negotiateAndNtlm, / CORP.?\\\\bob.? /)).to.have.length.at.least(1)
   })

@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { AuthorizationError, TunnelClient } from '../../index.js'
-import { captureLogger, connectLines, requireTools, sambaNtlmHelper, startSquid } from '../fixtures/proxies.js'
+import { connectLines, requireTools, sambaNtlmHelper, startSquid } from '../fixtures/proxies.js'
+import { captureLogger } from '../fixtures/logger.js'
 import { TOKEN, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import { cleanEnv, hashingBackend, loggedConnects, runCli, transferBothWays } from './helpers.js'
 import type { TunnelClientOptions, TunnelServer } from '../../index.js'
@@ -80,7 +81,7 @@ describe('proxy: NTLM (squid with ntlm_fake_auth: the real three-message NTLMSSP
     try {
       await cli.waitFor(new RegExp(`proxy 127\\.0\\.0\\.1:${basicOnly.port} offers only Basic authentication, which --proxy-auth does not allow \\(ntlm\\)`))
       expect(connectLines(basicOnly.accessLog(), target()).filter(l => l.includes(' carol '))).to.have.length(0)
-      expect(cli.output()).not.to.include('basicpw')
+      expect(cli.output).not.to.include('basicpw')
     } finally {
       await cli.stop()
     }
@@ -91,10 +92,10 @@ describe('proxy: NTLM (squid with ntlm_fake_auth: the real three-message NTLMSSP
       '--fingerprint', server.fingerprint, '--proxy', ntlmOnly.url, '--proxy-user', 'CORP\\erin'],
     cleanEnv({ TOKEN, PROXY_PASSWORD: 'Erin-pw:1' }))
     try {
-      const line = await cli.waitFor(/frontend [\d.]+:\d+/)
+      const [line] = await cli.waitFor(/frontend [\d.]+:\d+/)
       await transferBothWays(Number(line.split(':').at(-1)), backend)
-      expect(cli.output()).to.include('authenticating with NTLM')
-      expect(cli.output()).not.to.include('Erin-pw')
+      expect(cli.output).to.include('authenticating with NTLM')
+      expect(cli.output).not.to.include('Erin-pw')
     } finally {
       await cli.stop()
     }

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { TunnelClient } from '../../index.js'
 import { routeConnector } from '../../client/proxy-route.js'
-import { captureLogger, connectLines, requireTools, startTinyproxy } from '../fixtures/proxies.js'
+import { connectLines, requireTools, startTinyproxy } from '../fixtures/proxies.js'
+import { captureLogger } from '../fixtures/logger.js'
 import { freePort, tcpServer } from '../fixtures/net.js'
 import { pacServer } from '../fixtures/pac-server.js'
 import { TOKEN, startServer, tunnelData } from '../fixtures/tunnel.js'
@@ -144,8 +145,8 @@ describe('proxy: PAC files and proxy lists, with failover', function () {
 
   it('the CLI: a PAC file that is not there is a usage error at start', async function () {
     const cli = runCli(process.execPath, [CLI, 'tunnel', '-e', target(), '-b', `127.0.0.1:${backend.port}`, '--proxy-pac', '/nonexistent/proxy.pac'], cleanEnv({ TOKEN }))
-    expect(await cli.closed).to.equal(2)
-    expect(cli.output()).to.include('--proxy-pac: cannot read /nonexistent/proxy.pac (ENOENT)')
+    expect((await cli.closed).code).to.equal(2)
+    expect(cli.output).to.include('--proxy-pac: cannot read /nonexistent/proxy.pac (ENOENT)')
   })
 
   it('the CLI: --proxy-pac FILE and $PROXY_PAC', async function () {
@@ -157,9 +158,9 @@ describe('proxy: PAC files and proxy lists, with failover', function () {
       for (const [extra, env] of [[['--proxy-pac', file], {}], [[], { PROXY_PAC: file }]] as Array<[string[], Record<string, string>]>) {
         const cli = runCli(process.execPath, [...args, ...extra], cleanEnv({ TOKEN, ...env }))
         try {
-          const line = await cli.waitFor(/frontend [\d.]+:\d+/)
+          const [line] = await cli.waitFor(/frontend [\d.]+:\d+/)
           await transferBothWays(Number(line.split(':').at(-1)), backend)
-          expect(cli.output()).to.include(`connection to ${target()} carried by proxy http://127.0.0.1:${live.port} (PAC ${file})`)
+          expect(cli.output).to.include(`connection to ${target()} carried by proxy http://127.0.0.1:${live.port} (PAC ${file})`)
         } finally {
           await cli.stop()
         }

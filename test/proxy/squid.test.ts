@@ -2,7 +2,8 @@ import { rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { AuthorizationError, TlsVerificationError, TunnelClient, UpgradeRefusedError } from '../../index.js'
-import { captureLogger, issueCert, makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
+import { issueCert, makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
+import { captureLogger } from '../fixtures/logger.js'
 import { TOKEN, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import { cleanEnv, hashingBackend, loggedConnects, runCli, transferBothWays } from './helpers.js'
 import type { TunnelClientOptions, TunnelServer } from '../../index.js'
@@ -98,7 +99,7 @@ describe('proxy: squid (CONNECT, Basic auth, https:// proxy, only-443 ACL)', fun
         '-p', '0', '--fingerprint', server.fingerprint, '--proxy', `http://${USER}:${encoded(wrong)}@127.0.0.1:${proxy.port}`], cleanEnv({ TOKEN }))
       try {
         await cli.waitFor(/rejected the credentials of user "alice"/)
-        const out = cli.output()
+        const out = cli.output
         expect(out).to.include(`through proxy http://${USER}:***@127.0.0.1:${proxy.port}`)
         for (const secret of [wrong, encoded(wrong), Buffer.from(`${USER}:${wrong}`).toString('base64'), TOKEN]) {
           expect(out).not.to.include(secret)

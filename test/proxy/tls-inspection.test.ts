@@ -94,7 +94,7 @@ describe('proxy: TLS-inspecting squid (ssl-bump)', function () {
     const cli = runCli(process.execPath, [CLI, 'tunnel', '-e', `127.0.0.1:${server.port}`, '-b', `127.0.0.1:${backend.port}`,
       '-p', '0', '--fingerprint', server.fingerprint, '--e2e', 'never', '--proxy', bump.url], cleanEnv({ TOKEN }))
     try {
-      const line = await cli.waitFor(/ERROR .*TLS interception detected[^\n]*/)
+      const [line] = await cli.waitFor(/ERROR .*TLS interception detected[^\n]*/)
       expect(line).to.include(`127.0.0.1:${server.port} through proxy 127.0.0.1:${bump.port}`)
     } finally {
       await cli.stop()
@@ -105,7 +105,7 @@ describe('proxy: TLS-inspecting squid (ssl-bump)', function () {
     const cli = runCli(process.execPath, [CLI, 'tunnel', '-e', `127.0.0.1:${server.port}`, '-b', `127.0.0.1:${backend.port}`,
       '-p', '0', '--ca', ca.certFile, '--proxy', bump.url], cleanEnv({ TOKEN }))
     try {
-      const line = await cli.waitFor(/registered with [^\n]*frontend [^\n]*:(\d+)/)
+      const [line] = await cli.waitFor(/registered with [^\n]*frontend [^\n]*:(\d+)/)
       const port = Number(/:(\d+)$/.exec(line)?.[1])
       await transferBothWays(port, backend)
     } finally {
