@@ -1,3 +1,4 @@
+import { ReverselbError } from '../protocol/index.js'
 import type { Socket } from 'node:net'
 
 /**
@@ -27,8 +28,9 @@ const MAX_HEAD_BYTES = 64 * 1024
 const MAX_BODY_BYTES = 1024 * 1024
 
 /** The socket closed before the proxy's answer was complete. */
-export class ProxyClosedError extends Error {
+export class ProxyClosedError extends ReverselbError {
   override name = 'ProxyClosedError'
+  constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_PROXY_CLOSED', message, options) }
 }
 
 /** Buffers what the proxy sends until a whole answer head (and body) is in. */

@@ -19,7 +19,7 @@ import type { Socket } from 'node:net'
  * next route when one is refused, times out or fails; the log names the route that carried it.
  */
 
-export interface RouteOptions {
+export interface ProxyRouteOptions {
   /** --proxy: 'none', one proxy URL or several comma-separated. Unset: the *_PROXY variables. */
   proxy?: string
   /** --proxy-pac: a URL (fetched again on every reconnect) or a file. Wins over `proxy`. */
@@ -65,7 +65,7 @@ export async function connectDirect (endpoint: Endpoint, timeoutMs: number): Pro
 }
 
 /** A Connector trying each route for the server in order. */
-export function routeConnector (opts: RouteOptions): Connector {
+export function routeConnector (opts: ProxyRouteOptions): Connector {
   const connectorOpts = { ca: opts.ca, userAgent: opts.userAgent, credentials: opts.credentials, schemes: opts.schemes, debug: (m: string) => opts.log?.debug(m) }
   const connectors = new Map<string, Connector>()
   const through = (proxy: URL): Connector => {

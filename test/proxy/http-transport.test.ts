@@ -87,7 +87,7 @@ describe('proxy: the HTTP transport through squid', function () {
       const payloads = Array.from({ length: 16 }, () => randomPayload(128 * 1024))
       const slow = slowEcho(frontendPort, randomPayload(1024 * 1024))
       const answers = await Promise.all(payloads.map(async p => await exchange(frontendPort, p)))
-      answers.forEach((a, i) => expect(sha256(a)).to.equal(sha256(payloads[i])))
+      expect(answers.map(sha256)).to.deep.equal(payloads.map(sha256))
       await slow
     })
   })
