@@ -6,8 +6,15 @@ import { AuthorizationError, UpgradeRefusedError } from './errors.js'
 import type { Endpoint } from './endpoint.js'
 import type { Socket } from 'node:net'
 
-/** Opens a raw TCP path to a tunnel endpoint: directly, or a CONNECT tunnel through a proxy. */
-export type Connector = (endpoint: Endpoint, timeoutMs: number) => Promise<Socket>
+/**
+ * What a connection to an endpoint is for: 'tunnel', bytes straight to the server (a CONNECT
+ * tunnel through a proxy); 'forward', plain HTTP requests for an http:// endpoint, which a proxy
+ * forwards (absolute-form, no CONNECT: some proxies forbid it).
+ */
+export type ConnectUse = 'tunnel' | 'forward'
+
+/** Opens a raw TCP path to a tunnel endpoint: directly, or through a proxy. */
+export type Connector = (endpoint: Endpoint, timeoutMs: number, use?: ConnectUse) => Promise<Socket>
 
 /** The proxy could not be reached or did not open the tunnel (5xx, timeout); retried with backoff. */
 export class ProxyError extends ReverselbError {
