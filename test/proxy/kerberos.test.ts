@@ -88,7 +88,7 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
     const plain = `http://127.0.0.1:${server.httpTunnelPort ?? 0}`
     const cli = tunnel(`http://localhost:${negotiateNoConnect.port}`, realm.env(aliceCache), [], [], plain)
     await transferBothWays(await frontendOf(cli), backend)
-    expect(cli.output()).to.include('authenticating with Negotiate')
+    expect(cli.output).to.include('authenticating with Negotiate')
     await cli.stop()
     const lines = negotiateNoConnect.accessLog().split('\n').filter(l => l.includes(`${plain}/tunnel/http/`) && / alice@TEST\.LOCAL /.test(l))
     expect(lines.filter(l => / POST /.test(l)), negotiateNoConnect.accessLog()).to.have.length.at.least(1)
