@@ -454,10 +454,11 @@ describe('hardening round two (issue 19): the attacks, over real sockets', funct
           const transfers: number[] = []
           const opensPerFlooder: number[] = []
           let flooding = true
-          // Flooders one after the other for ~5 s, each as fast as one event-loop turn writes opens.
+          // Flooders one after the other for ~5 s (at least 5 of them, however slow the machine; at
+          // most 300), each as fast as one event-loop turn writes opens.
           const flood = (async () => {
             const started = Date.now()
-            for (let k = 0; k < 300 && Date.now() - started < 5000; k++) {
+            for (let k = 0; k < 300 && (k < 5 || Date.now() - started < 5000); k++) {
               const { ws, muxer: mux } = await rawSession(server, muxer)
               const { message } = await registerRaw(mux, registration(`flood-${muxer}-${k}`))
               expect(message).to.have.property('frontendPort')
@@ -493,10 +494,11 @@ describe('hardening round two (issue 19): the attacks, over real sockets', funct
           expect(cuts, 'flooders cut off for refused opens').to.equal(opensPerFlooder.length)
           expect(health.length).to.be.greaterThan(0)
           // The issue's bound is 100 ms; the probes share this process (and its event loop) with the
-          // flooders and the server, so one slow answer in ten is tolerated, up to 300 ms.
+          // flooders and the server, so one slow answer in ten is tolerated, up to 500 ms (measured:
+          // 35-70 ms on a quiet machine, 231 ms while other suites ran).
           const p90 = [...health].sort((a, b) => a - b)[Math.floor(health.length * 0.9)]
           expect(p90, '90th percentile of /healthz during the flood (ms)').to.be.below(100)
-          expect(max(health), 'slowest /healthz during the flood (ms)').to.be.below(300)
+          expect(max(health), 'slowest /healthz during the flood (ms)').to.be.below(500)
           expect(max(transfers), 'slowest 1 MB transfer during the flood (ms)').to.be.below(1000)
         } finally {
           await bystander.close()
