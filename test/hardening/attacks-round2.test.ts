@@ -8,7 +8,7 @@ import { connect } from 'node:net'
 import { WebSocket } from 'ws'
 import { MUXERS, encodeFrame } from '../../protocol/index.js'
 import { runCli } from '../fixtures/cli.js'
-import { echoServer, eventually, freePort, freePortRange, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import { echoServer, eventually, freePort, freePortRange, randomPayload, sha256, steady, tcpServer } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import { closedWithin, exchangeWithTimeout, rawSession, registerRaw, seededBytes, sleep, socketClosedWithin } from './helpers.js'
 import { captureLogger } from '../fixtures/logger.js'
@@ -101,8 +101,8 @@ describe('hardening round two (issue 19): the attacks, over real sockets', funct
         await closedWithin(ws, 5000)
         await healthz(server.target.port)
       }
-      await sleep(500)
-      baseline = rssMiB(server.pid)
+      // Once the server's memory has settled after the warm-up.
+      baseline = await steady(() => rssMiB(server.pid), 500, 10_000, 1)
     })
     after(async function () {
       await server?.cli.stop()

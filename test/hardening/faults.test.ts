@@ -283,7 +283,8 @@ describe('faults: backends that misbehave', function () {
         const frontendPort = await freePort()
         const tunnel = await startTunnelProc({ token: TOKEN, apiPort, frontendPort, backendPort: backend.port, serviceName: 'sink', fingerprint: cert.fingerprint, muxer })
         procs.push(tunnel)
-        await sleep(300)
+        // Once both processes' memory has settled after the start.
+        await steady(() => procStats(server.pid).rss + procStats(tunnel.pid).rss, 300, 10_000, 1024 * 1024)
         const base = { server: procStats(server.pid).rss, tunnel: procStats(tunnel.pid).rss }
 
         writer = connect({ port: frontendPort, host: '127.0.0.1' })
@@ -299,7 +300,8 @@ describe('faults: backends that misbehave', function () {
           await drainOrTimeout(writer, 250)
         }
         const stalledAt = written
-        await sleep(1000)
+        // Until what the stall costs has been paid: memory stops growing.
+        await steady(() => procStats(server.pid).rss + procStats(tunnel.pid).rss, 500, 10_000, 1024 * 1024)
         const grown = { server: procStats(server.pid).rss - base.server, tunnel: procStats(tunnel.pid).rss - base.tunnel }
         // Bounded by socket buffers and one stream window (yamux, 4 MiB) or the stream's bound (mplex).
         expect(stalledAt, `writer got ${stalledAt} bytes out`).to.be.below(48 * 1024 * 1024)

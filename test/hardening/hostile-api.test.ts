@@ -4,7 +4,7 @@ import { connect } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { echoServer, eventually } from '../fixtures/net.js'
 import { TOKEN, startServer } from '../fixtures/tunnel.js'
-import { assertStillServes, seededBytes, sleep, socketClosedWithin } from './helpers.js'
+import { assertStillServes, seededBytes, socketClosedWithin } from './helpers.js'
 import type { TunnelServer } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { Socket } from 'node:net'
@@ -155,6 +155,5 @@ describe('hostile input on the API port', function () {
     } finally {
       for (const s of sockets) s.destroy()
     }
-    await sleep(10)
   })
 })
