@@ -78,6 +78,15 @@ export interface ServiceInfo {
   targetPort: number
 }
 
+/** What setServices changed. */
+export interface ServiceChanges {
+  added: string[]
+  removed: string[]
+  changed: string[]
+  /** The additions and changes that failed, once all settled. */
+  settled: Promise<Array<{ name: string, error: Error }>>
+}
+
 /** What the client remembers of one API endpoint across its sessions' reconnects. */
 interface EndpointState {
   endpoint: Endpoint
@@ -196,28 +205,31 @@ export class TunnelClient extends EventEmitter {
 
   /**
    * Makes the services exactly `list`: adds the new ones, removes the missing ones, updates the
-   * changed ones; the others are not touched. Resolves when every addition settled.
+   * changed ones; the others are not touched. `settled` resolves once every addition registered or
+   * failed (a server that is down makes that wait; the rest applies at once).
    */
-  async setServices (list: Array<{ data: TunnelData, options?: ServiceOptions }>): Promise<{ added: string[], removed: string[], changed: string[], failed: Array<{ name: string, error: Error }> }> {
+  setServices (list: Array<{ data: TunnelData, options?: ServiceOptions }>): ServiceChanges {
     const wanted = new Map(list.map(s => [serviceKey(s.data), s]))
     if (wanted.size !== list.length) throw new ServiceError('two services have the same name', 'ERR_SERVICE_EXISTS')
-    const result = { added: [] as string[], removed: [] as string[], changed: [] as string[], failed: [] as Array<{ name: string, error: Error }> }
+    // Every entry is checked before anything changes: a bad one leaves the running set alone.
+    for (const { data, options } of wanted.values()) serviceEntry(data, options)
+    const changes: ServiceChanges = { added: [], removed: [], changed: [], settled: Promise.resolve([]) }
     for (const entry of this.set.list()) {
-      if (!wanted.has(entry.name)) { this.removeService(entry.name); result.removed.push(entry.name) }
+      if (!wanted.has(entry.name)) { this.removeService(entry.name); changes.removed.push(entry.name) }
     }
-    const work: Array<Promise<void>> = []
+    const work: Array<Promise<{ name: string, error: Error } | undefined>> = []
     for (const [name, { data, options }] of wanted) {
-      const fail = (error: Error): void => { result.failed.push({ name, error }) }
+      const failed = (error: Error): { name: string, error: Error } => ({ name, error })
       if (!this.set.has(name)) {
-        result.added.push(name)
-        work.push(this.addService(data, options).then(() => {}, fail))
+        changes.added.push(name)
+        work.push(this.addService(data, options).then(() => undefined, failed))
       } else if (changed(this.set.get(name), data, options ?? {}, this.opts.proxyProtocol)) {
-        result.changed.push(name)
-        work.push(this.updateService(data, options).catch(fail))
+        changes.changed.push(name)
+        work.push(this.updateService(data, options).then(() => undefined, failed))
       }
     }
-    await Promise.all(work)
-    return result
+    changes.settled = Promise.all(work).then(r => r.filter(x => x !== undefined))
+    return changes
   }
 
   /** The services this client carries now. */
