@@ -90,7 +90,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   private readonly log: Logger
   private readonly auth: TokenAuth
   readonly limits: Limits
-  private readonly allowedPorts: PortRanges
+  private allowedPorts: PortRanges
   private readonly gate: UpgradeGate
   private readonly pool: PortPool
   private readonly wss: WebSocketServer
@@ -218,6 +218,23 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.log.info(`tunnel service listening on: wss://${this.opts.host ?? '[::]'}:${this.port}${TUNNEL_PATH}`)
     this.log.info(`certificate SHA-256 fingerprint: ${this.certificate.fingerprint}`)
     return { port: this.port, fingerprint: this.certificate.fingerprint }
+  }
+
+  /**
+   * Takes a new token list and limits (the CLI's SIGHUP). Everything is checked before anything
+   * changes. Connections whose token was removed, or may no longer register one of their services,
+   * are closed (and logged); the others stay. Limits apply to what comes next: new registrations,
+   * connections and sessions (a connection's queue bound and refused-stream count keep theirs).
+   */
+  reload ({ token, limits }: { token?: TunnelServerOptions['token'], limits?: Partial<Limits> }): void {
+    const next = { ...this.limits, ...limits }
+    checkLimits(next)
+    const allowedPorts = PortRanges.parse(next.allowedPorts)
+    if (token !== undefined) this.auth.replace(Array.isArray(token) ? token : [token])
+    Object.assign(this.limits, next)
+    this.allowedPorts = allowedPorts
+    for (const connection of this.connections) connection.revalidate(grant => this.auth.regrant(grant))
+    this.log.info(`reloaded: ${token !== undefined ? 'tokens and ' : ''}limits; ${this.connections.size} client connections checked`)
   }
 
   /** The HTTP transport without TLS, on a port of its own: nothing else is served there. */
