@@ -45,11 +45,11 @@ export function loadConfigFile<T> (path: string, schema: SchemaName): ConfigFile
   }
   const lines = new LineCounter()
   // Duplicate keys are errors (uniqueKeys), as is anything that is not plain data.
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true })
   const bad = doc.errors[0]
   if (bad !== undefined) {
     const line = bad.linePos?.[0].line
-    throw new ConfigError(`${path}${line !== undefined ? `:${line}` : ''}: not valid YAML: ${bad.message.split('\n')[0]}`)
+    throw new ConfigError(`${path}${line !== undefined ? `:${line}` : ''}: not valid YAML: ${bad.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`)
   }
   const value = doc.toJS({ maxAliasCount: 100 }) as unknown
   const error = (at: Array<string | number>, message: string): ConfigError => {
