@@ -155,8 +155,9 @@ export class TunnelClient extends EventEmitter {
 
   /**
    * Adds a service to every session (against a previous-release server, which takes one service
-   * per connection, only when it is the client's only one). Resolves on its first registration,
-   * rejects with ServiceError (a bad or duplicate service) or the server's refusal.
+   * per connection, only when it is the client's only one). Resolves on its first registration;
+   * rejects with ServiceError (a bad or duplicate service) or the first failure to register it
+   * (the service stays, and is registered again on every reconnect, until removeService).
    */
   async addService (data: TunnelData, options: ServiceOptions = {}): Promise<TunnelReady> {
     const entry = serviceEntry(data, { proxyProtocol: options.proxyProtocol ?? this.opts.proxyProtocol })
@@ -301,7 +302,8 @@ export class TunnelClient extends EventEmitter {
       (err: Error) => {
         if (this.abort.signal.aborted || !this.set.has(entry.name)) return
         this.log.error(`tunnel ${entry.name}: ${err.message}`)
-        if (isPermanent(err)) { this.pending.get(entry.name)?.reject(err); this.pending.delete(entry.name) }
+        this.pending.get(entry.name)?.reject(err)
+        this.pending.delete(entry.name)
       }
     )
   }

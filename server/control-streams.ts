@@ -71,8 +71,9 @@ export class ControlStreams {
       this.primaryResolve(stream)
       return true
     }
-    // Only after the first registration succeeded, and no more at once than one address may register.
-    if (this.grant === undefined || this.sessions.size + this.pending >= this.deps.limits.maxServicesPerAddress) return false
+    // Only after the first registration succeeded, and no more than one address may register (one
+    // beyond, so the client hears why in a refusal rather than from a refused stream).
+    if (this.grant === undefined || this.sessions.size + this.pending > this.deps.limits.maxServicesPerAddress) return false
     this.serve(stream, false).catch((err: Error) => this.deps.log.debug(`control stream ${stream.id} from ${this.info.from}: ${err.message}`))
     return true
   }
