@@ -52,6 +52,8 @@ export class ControlStreams {
   private link?: Link
   private readonly sessions = new Map<MuxStream, { service: Service, session: ServerSession }>()
   private pending = 0
+  /** Further registrations refused so far. */
+  private refusals = 0
   private primarySeen = false
   /** Set by the first registration; later ones use the same token. */
   private grant?: TokenGrant
@@ -141,6 +143,11 @@ export class ControlStreams {
       control.end()
       if (primary) closeAfterRefusal(link, control); else control.attach({ onData: () => control.reset(), onEnd: () => {}, onClose: () => {}, onDrain: () => {} })
       control.resume()
+      // A client that keeps asking for what it may not have is cut off, as for refused streams.
+      if (!primary && ++this.refusals >= deps.limits.maxRefusedStreams) {
+        deps.log.warn(`tunnel client ${info.from}: ${this.refusals} registrations refused on one connection; closing it`)
+        link.close(1008)
+      }
       return
     } finally {
       this.pending--
