@@ -15,7 +15,7 @@ describe('many services from one client (library)', function () {
   })
   after(async function () { await echo.close(); await web.close() })
 
-  it('runs the docs/library.md multi-service example as written', async function () {
+  it('runs the docs/library.md multi-service example (backend ports replaced by local ones)', async function () {
     const apiPort = await freePort()
     const server = new TunnelServer({ port: apiPort, token: '1234', dynPort: await freePortRange(3), dynPortCount: 3, logger: testLogger })
     await server.listen()

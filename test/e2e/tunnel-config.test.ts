@@ -1,7 +1,8 @@
 import { expect } from 'chai'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { runCli, runCliToEnd } from '../fixtures/cli.js'
 import { connectionsTo, echoServer, eventually, exchange, nothingListens, openTransfer, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
 import { sshdMissing, startSshd } from '../fixtures/sshd.js'
@@ -120,6 +121,22 @@ describe('reverselb tunnel --config (many services, reloads)', function () {
     try {
       const port = await frontendOf(cli, 'over')
       expect((await exchange(port, Buffer.from('won'))).toString()).to.equal('won')
+    } finally {
+      expect(await cli.stop()).to.equal(0)
+    }
+  })
+
+  it('runs the README config example (hosts and ports replaced by local ones)', async function () {
+    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8')
+    const example = /```yaml\n# tunnels\.yaml[^\n]*\n([\s\S]*?)```/.exec(readme)?.[1]
+    expect(example, 'README.md has the tunnels.yaml example').to.be.a('string')
+    const path = write('readme.yaml', (example ?? '')
+      .replace('tunnel.example.com:9999', `127.0.0.1:${server.port}`).replace('AB:CD:...', server.fingerprint)
+      .replace('127.0.0.1:8080', `127.0.0.1:${web.port}`).replace('127.0.0.1:22', `127.0.0.1:${echo.port}`).replace('frontendport: 8000', 'frontendport: 0') + 'proxy: none\n')
+    const cli = runCli(['tunnel', '--config', path, '--watch'], { TOKEN })
+    try {
+      expect((await exchange(await frontendOf(cli, 'web'), Buffer.alloc(0))).toString()).to.match(/web$/)
+      expect((await exchange(await frontendOf(cli, 'ssh'), Buffer.from('22'))).toString()).to.equal('22')
     } finally {
       expect(await cli.stop()).to.equal(0)
     }
