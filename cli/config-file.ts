@@ -9,7 +9,7 @@ import type { Document } from 'yaml'
 /** A config file that is unreadable, not YAML, or not what its schema allows: `file:line: key: why`. */
 export class ConfigError extends UsageError {
   override name = 'ConfigError'
-  readonly code = 'ERR_CONFIG'
+  readonly code = 'ERR_REVERSELB_CONFIG'
 }
 
 /** The published schemas (docs/schema/, shipped in the package) by file name. */

@@ -1,3 +1,5 @@
+import { InvalidOptionError } from '../protocol/index.js'
+
 /** A `host:port` endpoint; IPv6 hosts in brackets (`[::1]:9999`). */
 export interface Endpoint {
   host: string
@@ -22,7 +24,7 @@ export function parseEndpoint (text: string, defaultPort?: number): Endpoint {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text)
   const port = m?.[2] !== undefined ? Number(m[2]) : defaultPort
   if (m === null || port === undefined || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`"${text}" is not a host:port endpoint`)
+    throw new InvalidOptionError(`"${text}" is not a host:port endpoint`)
   }
   return { host: m[1], port }
 }

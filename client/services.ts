@@ -1,14 +1,14 @@
-import { splitServiceName, validateTunnelData } from '../protocol/index.js'
+import { ReverselbError, splitServiceName, validateTunnelData } from '../protocol/index.js'
 import { Targets } from './targets.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
 import type { TunnelData } from '../protocol/index.js'
 
-export type ServiceErrorCode = 'ERR_SERVICE_EXISTS' | 'ERR_SERVICE_UNKNOWN' | 'ERR_SERVICE_INVALID'
+export type ServiceErrorCode = 'ERR_REVERSELB_SERVICE_EXISTS' | 'ERR_REVERSELB_SERVICE_UNKNOWN' | 'ERR_REVERSELB_SERVICE_INVALID'
 
 /** A service the client cannot add, find or change as asked. */
-export class ServiceError extends Error {
+export class ServiceError extends ReverselbError {
   override name = 'ServiceError'
-  constructor (message: string, readonly code: ServiceErrorCode) { super(message) }
+  constructor (message: string, code: ServiceErrorCode) { super(code, message) }
 }
 
 /** Per-service settings that are the client's alone (never sent to the server). */
@@ -39,9 +39,9 @@ export function serviceEntry (td: TunnelData, options: ServiceOptions = {}): Ser
   try {
     data = validateTunnelData({ ...rest, frontendData: { ...td.frontendData } })
   } catch (err) {
-    throw new ServiceError(`service "${String(td.serviceName)}": ${(err as Error).message}`, 'ERR_SERVICE_INVALID')
+    throw new ServiceError(`service "${String(td.serviceName)}": ${(err as Error).message}`, 'ERR_REVERSELB_SERVICE_INVALID')
   }
-  if (data.targetAddresses.length === 0) throw new ServiceError(`service "${data.serviceName}": no backend address`, 'ERR_SERVICE_INVALID')
+  if (data.targetAddresses.length === 0) throw new ServiceError(`service "${data.serviceName}": no backend address`, 'ERR_REVERSELB_SERVICE_INVALID')
   return { name: serviceKey(data), data, targets: new Targets(data.targetAddresses, data.targetPort), options: { ...options } }
 }
 
@@ -50,7 +50,7 @@ export class ServiceSet {
   private readonly entries = new Map<string, ServiceEntry>()
 
   add (entry: ServiceEntry): void {
-    if (this.entries.has(entry.name)) throw new ServiceError(`service "${entry.name}" is already carried by this client`, 'ERR_SERVICE_EXISTS')
+    if (this.entries.has(entry.name)) throw new ServiceError(`service "${entry.name}" is already carried by this client`, 'ERR_REVERSELB_SERVICE_EXISTS')
     this.entries.set(entry.name, entry)
   }
 
@@ -62,7 +62,7 @@ export class ServiceSet {
 
   get (name: string): ServiceEntry {
     const entry = this.entries.get(name)
-    if (entry === undefined) throw new ServiceError(`no service "${name}" in this client`, 'ERR_SERVICE_UNKNOWN')
+    if (entry === undefined) throw new ServiceError(`no service "${name}" in this client`, 'ERR_REVERSELB_SERVICE_UNKNOWN')
     return entry
   }
 

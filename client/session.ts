@@ -6,7 +6,7 @@ import { dialHttpTunnel } from './http-dial.js'
 import { formatEndpoint } from './endpoint.js'
 import { AuthorizationError, RegistrationRefusedError, UpgradeBlockedError } from './errors.js'
 import { proxyHeader } from './proxy-header.js'
-import type { DialOptions } from './dial.js'
+import type { DialedTunnel, DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
 import type { ServiceEntry } from './services.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
@@ -42,7 +42,6 @@ export class ClientSession {
   private readonly e2e: boolean
   /** Control streams by service name; ending one unregisters that service. */
   private readonly controls = new Map<string, MuxStream>()
-  active = 0
 
   private constructor (link: Link, first: string, control: MuxStream, response: TunnelDataResponse, opts: SessionOptions, e2e: boolean) {
     this.link = link
@@ -124,7 +123,7 @@ export class ClientSession {
     const frame = await readFrame(stream, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.timeoutMs, what: 'stream header' })
     const header = validateStreamHeader(frame.message)
     const service = this.opts.lookup(header.serviceName, header.instanceName)
-    let socket
+    let socket: Socket
     try {
       if (service === undefined) throw new Error(`service "${header.serviceName}${header.instanceName !== undefined ? `:${header.instanceName}` : ''}" is no longer carried by this client`)
       socket = await service.targets.dial(this.opts.backendDialTimeoutMs)
@@ -144,10 +143,8 @@ export class ClientSession {
   }
 
   private relayBackend (stream: MuxStream, socket: Socket, sourceAddress: string, head: Buffer): Promise<void> {
-    this.active++
     return relay(socket, stream, { head }).then(stats => {
-      this.active--
-      if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
+      if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesFromSocket} bytes from backend, ${stats.bytesToSocket} to it`)
     })
   }
 
@@ -192,7 +189,7 @@ async function carry (endpoint: Endpoint, opts: SessionOptions): Promise<Carried
     return { open: (o) => openStreamLink(carrier, { ...o, inner }), e2e: inner !== undefined, terminate: () => carrier.destroy() }
   }
   if (endpoint.plain === true || mode === 'http' || opts.fallback?.http === true) return await http()
-  let dialed
+  let dialed: DialedTunnel
   try {
     dialed = await dialTunnel(endpoint, opts)
   } catch (err) {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { defaultLogger } from '../protocol/index.js'
+import { defaultLogger, InvalidOptionError, ReverselbError } from '../protocol/index.js'
 import { Backoff } from './backoff.js'
 import { describeEndpoint, formatEndpoint, parseApiEndpoint } from './endpoint.js'
 import { AuthorizationError, isPermanent } from './errors.js'
@@ -125,10 +125,10 @@ export class TunnelClient extends EventEmitter {
   constructor (apiEndpoint: string | string[], tunnelData: TunnelData | TunnelData[], options: TunnelClientOptions = {}) {
     super()
     const list = (Array.isArray(apiEndpoint) ? apiEndpoint : [apiEndpoint]).flatMap(e => e.split(',')).map(e => e.trim()).filter(e => e !== '')
-    if (list.length === 0) throw new Error('apiEndpoint is required')
+    if (list.length === 0) throw new InvalidOptionError('apiEndpoint is required')
     const services = Array.isArray(tunnelData) ? tunnelData : [tunnelData]
     this.token = options.token ?? services[0]?.token ?? ''
-    if (this.token === '') throw new Error('token is required')
+    if (this.token === '') throw new InvalidOptionError('token is required')
     this.opts = options
     this.log = options.logger ?? defaultLogger('tunnel')
     for (const td of services) this.set.add(serviceEntry(td, { proxyProtocol: options.proxyProtocol }))
@@ -174,7 +174,7 @@ export class TunnelClient extends EventEmitter {
   /** Unregisters a service from every session; its open connections are closed with their sessions' control stream. */
   removeService (name: string): void {
     this.set.remove(name)
-    this.pending.get(name)?.reject(new ServiceError(`service "${name}" was removed before it registered`, 'ERR_SERVICE_UNKNOWN'))
+    this.pending.get(name)?.reject(new ServiceError(`service "${name}" was removed before it registered`, 'ERR_REVERSELB_SERVICE_UNKNOWN'))
     this.pending.delete(name)
     for (const state of this.endpoints) {
       state.ports.delete(name)
@@ -211,7 +211,7 @@ export class TunnelClient extends EventEmitter {
    */
   setServices (list: Array<{ data: TunnelData, options?: ServiceOptions }>): ServiceChanges {
     const wanted = new Map(list.map(s => [serviceKey(s.data), s]))
-    if (wanted.size !== list.length) throw new ServiceError('two services have the same name', 'ERR_SERVICE_EXISTS')
+    if (wanted.size !== list.length) throw new ServiceError('two services have the same name', 'ERR_REVERSELB_SERVICE_EXISTS')
     // Every entry is checked before anything changes: a bad one leaves the running set alone.
     for (const { data, options } of wanted.values()) serviceEntry(data, options)
     const changes: ServiceChanges = { added: [], removed: [], changed: [], settled: Promise.resolve([]) }
@@ -275,7 +275,7 @@ export class TunnelClient extends EventEmitter {
   }
 
   private primaryEntry (): ServiceEntry {
-    if (this.primary === undefined) throw new ServiceError('this client was made without a service', 'ERR_SERVICE_UNKNOWN')
+    if (this.primary === undefined) throw new ServiceError('this client was made without a service', 'ERR_REVERSELB_SERVICE_UNKNOWN')
     return this.set.get(this.primary)
   }
 
@@ -383,8 +383,8 @@ export class TunnelClient extends EventEmitter {
   /** Closes every session and stops reconnecting. */
   async close (): Promise<void> {
     this.abort.abort()
-    this.settleReady(new Error('tunnel client closed'))
-    for (const { reject } of this.pending.values()) reject(new Error('tunnel client closed'))
+    this.settleReady(new ReverselbError('ERR_REVERSELB_CLIENT_CLOSED', 'tunnel client closed'))
+    for (const { reject } of this.pending.values()) reject(new ReverselbError('ERR_REVERSELB_CLIENT_CLOSED', 'tunnel client closed'))
     this.pending.clear()
     for (const state of this.endpoints) for (const s of state.sessions) s.close()
     await Promise.all(this.loops)

@@ -1,3 +1,4 @@
+import { ReverselbError } from './errors.js'
 import { MAX_BACKEND_ACCEPT_BACKLOG, MAX_HOST_LENGTH, MAX_NAME_LENGTH, MAX_TARGET_ADDRESSES } from './limits.js'
 
 /** Registration sent by the client on the control stream (the seed's TunnelData). */
@@ -47,8 +48,9 @@ export interface StreamAck {
   error?: string
 }
 
-export class ProtocolError extends Error {
+export class ProtocolError extends ReverselbError {
   override name = 'ProtocolError'
+  constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_PROTOCOL', message, options) }
 }
 
 type Obj = Record<string, unknown>

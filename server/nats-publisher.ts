@@ -1,3 +1,4 @@
+import { InvalidOptionError, ReverselbError } from '../protocol/index.js'
 import { rootCertificates } from 'node:tls'
 import { Events, connect } from 'nats'
 import type { Logger } from '../protocol/index.js'
@@ -41,11 +42,11 @@ export function parseNatsUrl (url: string): ParsedNatsUrl {
   try {
     u = new URL(withScheme)
   } catch {
-    throw new Error('--natsurl must look like nats://host:4222 or tls://host:4222')
+    throw new InvalidOptionError('--natsurl must look like nats://host:4222 or tls://host:4222')
   }
   const scheme = u.protocol.replace(/:$/, '')
-  if (!['nats', 'tls'].includes(scheme)) throw new Error(`--natsurl scheme must be nats:// or tls://, got ${scheme}://`)
-  if (u.hostname === '') throw new Error('--natsurl needs a host')
+  if (!['nats', 'tls'].includes(scheme)) throw new InvalidOptionError(`--natsurl scheme must be nats:// or tls://, got ${scheme}://`)
+  if (u.hostname === '') throw new InvalidOptionError('--natsurl needs a host')
   const user = u.username !== '' ? decodeURIComponent(u.username) : undefined
   const pass = u.password !== '' ? decodeURIComponent(u.password) : undefined
   const hostPort = `${u.hostname}:${u.port !== '' ? u.port : '4222'}`
@@ -100,7 +101,7 @@ export class NatsPublisher {
     try {
       nc = await connect(options)
     } catch (err) {
-      throw new Error(`cannot connect to NATS at ${parsed.redacted}: ${(err as Error).message}`)
+      throw new ReverselbError('ERR_REVERSELB_LISTEN', `cannot connect to NATS at ${parsed.redacted}: ${(err as Error).message}`)
     }
     opts.log.info(`publishing events to NATS at ${parsed.redacted} on ${SUBJECT_PREFIX}>`)
     return new NatsPublisher(nc, opts.log, parsed.redacted)

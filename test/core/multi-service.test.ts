@@ -84,10 +84,10 @@ describe('many services from one client (library)', function () {
       await client.updateService(tunnelData(web.port, { serviceName: 'svc' }))
       expect((await exchange(frontendPort, Buffer.alloc(0))).toString()).to.match(/web$/)
       const dup = await client.addService(tunnelData(web.port, { serviceName: 'svc' })).catch((e: unknown) => e)
-      expect(dup).to.be.instanceOf(ServiceError).and.to.have.property('code', 'ERR_SERVICE_EXISTS')
-      expect(() => client.removeService('nope')).to.throw(ServiceError).with.property('code', 'ERR_SERVICE_UNKNOWN')
+      expect(dup).to.be.instanceOf(ServiceError).and.to.have.property('code', 'ERR_REVERSELB_SERVICE_EXISTS')
+      expect(() => client.removeService('nope')).to.throw(ServiceError).with.property('code', 'ERR_REVERSELB_SERVICE_UNKNOWN')
       const bad = await client.addService(tunnelData(web.port, { serviceName: 'bad\n' })).catch((e: unknown) => e)
-      expect(bad).to.be.instanceOf(ServiceError).and.to.have.property('code', 'ERR_SERVICE_INVALID')
+      expect(bad).to.be.instanceOf(ServiceError).and.to.have.property('code', 'ERR_REVERSELB_SERVICE_INVALID')
     } finally {
       await client.close(); await server.close()
     }

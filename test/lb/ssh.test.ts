@@ -11,7 +11,6 @@ describe('ssh through a shared port with stdinproxy as ProxyCommand', function (
   before(async function () {
     const missing = sshdMissing()
     if (missing !== undefined) {
-      // eslint-disable-next-line no-console
       console.log(`      skipped: ${missing}`)
       this.skip()
     }
@@ -23,14 +22,15 @@ describe('ssh through a shared port with stdinproxy as ProxyCommand', function (
   })
 
   it('logs in to instance box1 by name', async function () {
-    if (sshd === undefined) this.skip()
+    const box = sshd
+    if (box === undefined) this.skip()
     const server = await startServer({ dynPortCount: 1 })
-    const box1 = startClient(server, tunnelData(sshd.port, { serviceName: 'ssh:box1' }))
+    const box1 = startClient(server, tunnelData(box.port, { serviceName: 'ssh:box1' }))
     const box2 = startClient(server, tunnelData(await freePort(), { serviceName: 'ssh:box2' }))
     const port = (await box1.ready()).frontendPort
     await box2.ready()
     try {
-      const stdout = await eventually(async () => await sshd!.exec(port, 'echo hello from $(hostname) via box1', 'box1'), 10_000, 500)
+      const stdout = await eventually(async () => await box.exec(port, 'echo hello from $(hostname) via box1', 'box1'), 10_000, 500)
       expect(stdout).to.match(/^hello from .* via box1\n$/)
     } finally {
       await box1.close(); await box2.close(); await server.close()

@@ -14,7 +14,7 @@ describe('unit: config files', function () {
   const refused = (fn: () => unknown, message: RegExp): void => {
     let err: unknown
     try { fn() } catch (e) { err = e }
-    expect(err).to.be.instanceOf(ConfigError).with.property('code', 'ERR_CONFIG')
+    expect(err).to.be.instanceOf(ConfigError).with.property('code', 'ERR_REVERSELB_CONFIG')
     expect((err as Error).message).to.match(message)
   }
 

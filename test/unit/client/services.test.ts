@@ -19,7 +19,7 @@ describe('unit: client services', function () {
     expect(e.options).to.deep.equal({ proxyProtocol: 'v2' })
     expect(e.targets.current).to.deep.equal({ addresses: ['127.0.0.1'], port: 80 })
     for (const bad of [td('a\nb'), td('web', { targetAddresses: [] }), td('web', { targetPort: 70000 })]) {
-      expect(() => serviceEntry(bad)).to.throw(ServiceError).with.property('code', 'ERR_SERVICE_INVALID')
+      expect(() => serviceEntry(bad)).to.throw(ServiceError).with.property('code', 'ERR_REVERSELB_SERVICE_INVALID')
     }
   })
 
@@ -28,8 +28,8 @@ describe('unit: client services', function () {
     set.add(serviceEntry(td('b')))
     set.add(serviceEntry(td('a')))
     expect(set.list().map(e => e.name)).to.deep.equal(['b', 'a'])
-    expect(() => set.add(serviceEntry(td('a')))).to.throw(ServiceError).with.property('code', 'ERR_SERVICE_EXISTS')
-    expect(() => set.remove('zzz')).to.throw(ServiceError).with.property('code', 'ERR_SERVICE_UNKNOWN')
+    expect(() => set.add(serviceEntry(td('a')))).to.throw(ServiceError).with.property('code', 'ERR_REVERSELB_SERVICE_EXISTS')
+    expect(() => set.remove('zzz')).to.throw(ServiceError).with.property('code', 'ERR_REVERSELB_SERVICE_UNKNOWN')
     set.remove('b')
     expect(set.size).to.equal(1)
   })
