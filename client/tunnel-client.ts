@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { defaultLogger, InvalidOptionError, ReverselbError } from '../protocol/index.js'
 import { Backoff } from './backoff.js'
 import { describeEndpoint, formatEndpoint, parseApiEndpoint } from './endpoint.js'
-import { AuthorizationError, isPermanent } from './errors.js'
+import { AuthorizationError, RegistrationRefusedError, isPermanent } from './errors.js'
 import { ClientSession } from './session.js'
 import { ServiceError, ServiceSet, serviceEntry, serviceKey } from './services.js'
 import type { E2eMode, TlsTrust, TransportMode } from './dial.js'
@@ -96,6 +96,8 @@ interface EndpointState {
   sessions: Set<ClientSession>
   /** Said once: this server is a previous release that takes one service per connection. */
   warnedSingle: boolean
+  /** Services this server refused: a session opens with another one first (one refused service must not keep the others out). */
+  refused: Set<string>
 }
 
 /**
@@ -135,7 +137,7 @@ export class TunnelClient extends EventEmitter {
     this.primary = this.set.list()[0]?.name
     this.endpoints = list.map(e => {
       const endpoint = parseApiEndpoint(e)
-      return { endpoint, where: describeEndpoint(endpoint), ports: new Map(), sessions: new Set(), warnedSingle: false }
+      return { endpoint, where: describeEndpoint(endpoint), ports: new Map(), sessions: new Set(), warnedSingle: false, refused: new Set() }
     })
     this.readyPromise = new Promise<TunnelReady>((resolve, reject) => {
       this.settleReady = (v) => { if (v instanceof Error) reject(v); else resolve(v) }
@@ -178,6 +180,7 @@ export class TunnelClient extends EventEmitter {
     this.pending.delete(name)
     for (const state of this.endpoints) {
       state.ports.delete(name)
+      state.refused.delete(name)
       for (const session of state.sessions) {
         session.remove(name)
         // A connection with no service left is of no use; its loop waits for one.
@@ -288,6 +291,7 @@ export class TunnelClient extends EventEmitter {
   private registered (state: EndpointState, name: string, response: TunnelDataResponse): void {
     const { id, frontendPort, frontendAddress } = response
     state.ports.set(name, frontendPort)
+    state.refused.delete(name)
     this.log.info(`tunnel ${name} registered with ${state.where} as session ${id}: frontend ${frontendAddress !== '' ? frontendAddress : state.where.replace(/:\d+$/, '')}:${frontendPort}`)
     this.settleReady({ id, frontendPort, frontendAddress })
     this.pending.get(name)?.resolve({ id, frontendPort, frontendAddress })
@@ -302,6 +306,7 @@ export class TunnelClient extends EventEmitter {
       (err: Error) => {
         if (this.abort.signal.aborted || !this.set.has(entry.name)) return
         this.log.error(`tunnel ${entry.name}: ${err.message}`)
+        if (err instanceof RegistrationRefusedError) state.refused.add(entry.name)
         this.pending.get(entry.name)?.reject(err)
         this.pending.delete(entry.name)
       }
@@ -321,7 +326,7 @@ export class TunnelClient extends EventEmitter {
     const { endpoint, where } = state
     const fallback = { http: false }
     while (!signal.aborted) {
-      const first = this.set.list()[0]
+      const first = this.set.list().find(e => !state.refused.has(e.name)) ?? this.set.list()[0]
       if (first === undefined) {
         // No service to carry: wait for one rather than hold a connection open for nothing.
         await Promise.race([this.waiting, new Promise(resolve => signal.addEventListener('abort', resolve, { once: true }))])
@@ -360,8 +365,10 @@ export class TunnelClient extends EventEmitter {
         if (!signal.aborted && this.set.size > 0) this.log.warn(`tunnel ${first.name}: connection to ${where} lost; reconnecting`)
       } catch (err) {
         if (signal.aborted) break
+        const others = err instanceof RegistrationRefusedError && this.set.list().some(e => e !== first && !state.refused.has(e.name))
+        if (err instanceof RegistrationRefusedError) state.refused.add(first.name)
         if (isPermanent(err)) {
-          this.settleReady(err as Error)
+          if (!others) this.settleReady(err as Error)
           this.pending.get(first.name)?.reject(err as Error)
           this.pending.delete(first.name)
         }

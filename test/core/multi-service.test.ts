@@ -109,6 +109,21 @@ describe('many services from one client (library)', function () {
     }
   })
 
+  it('a refused first service does not keep the others out: the session opens with the next one', async function () {
+    const server = await startServer({ dynPortCount: 2, token: [{ token: TOKEN, services: ['ok*'] }] })
+    const { logger, lines } = captureLogger()
+    const client = new TunnelClient(`127.0.0.1:${server.port}`, [tunnelData(web.port, { serviceName: 'forbidden' }), tunnelData(echo.port, { serviceName: 'ok1' })],
+      { token: TOKEN, fingerprint: server.fingerprint, proxy: 'none', logger, maxBackoffMs: 500 })
+    try {
+      const { frontendPort } = await client.ready()
+      expect((await exchange(frontendPort, Buffer.from('in'))).toString()).to.equal('in')
+      expect(lines.join('')).to.match(/tunnel forbidden: registration refused: this token may not register service "forbidden"/)
+      expect([...server.registry.services.keys()]).to.deep.equal(['ok1'])
+    } finally {
+      await client.close(); await server.close()
+    }
+  })
+
   it('removing the last service closes the session; adding one opens a new one', async function () {
     const server = await startServer({ dynPortCount: 1 })
     const client = startClient(server, tunnelData(echo.port, { serviceName: 'only' }))
