@@ -173,7 +173,10 @@ export class TunnelClient extends EventEmitter {
     return await registered
   }
 
-  /** Unregisters a service from every session; its open connections are closed with their sessions' control stream. */
+  /**
+   * Unregisters a service from every session: no new connections come for it. When these were its
+   * last sessions, the server closes its frontend and the connections still open on it.
+   */
   removeService (name: string): void {
     this.set.remove(name)
     this.pending.get(name)?.reject(new ServiceError(`service "${name}" was removed before it registered`, 'ERR_REVERSELB_SERVICE_UNKNOWN'))
@@ -191,7 +194,7 @@ export class TunnelClient extends EventEmitter {
 
   /**
    * Changes a service in place when only its backends change (new connections go to the new
-   * ones; open ones are left alone); a new frontend port or instance re-registers it.
+   * ones; open ones are left alone); a new frontend port re-registers it.
    */
   async updateService (data: TunnelData, options: ServiceOptions = {}): Promise<void> {
     const name = serviceKey(data)

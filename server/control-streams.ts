@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { FEATURE_SERVICES, ProtocolError, readFrame, splitServiceName, validateTunnelData, writeFrame } from '../protocol/index.js'
+import { FEATURE_SERVICES, ProtocolError, StreamResetError, readFrame, splitServiceName, validateTunnelData, writeFrame } from '../protocol/index.js'
 import { admit } from './admission.js'
 import { RegistrationError } from './registry.js'
 import { ServerSession } from './session.js'
@@ -161,7 +161,9 @@ export class ControlStreams {
         link.close(1008)
       },
       onEnd: () => this.unregister(control),
-      onClose: () => this.unregister(control),
+      // A lost connection is link.closed's to clean up, after its relay streams were reset: going
+      // first here would close the frontend's connections with a FIN (a silent truncation).
+      onClose: (err) => { if (!(err instanceof StreamResetError && err.code === 'ERR_REVERSELB_TUNNEL_LOST')) this.unregister(control) },
       onDrain: () => {}
     })
     control.resume()
