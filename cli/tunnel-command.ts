@@ -135,6 +135,14 @@ const TOP_LEVEL = {
   loglevel: { alias: 'l', env: 'LOGLEVEL' }
 } as const
 
+/** The single service's options: a config file's services replace them. */
+const SERVICE_OPTIONS = {
+  servicename: { alias: 's', env: 'SERVICE_NAME' },
+  serviceendpoint: { alias: 'b', env: 'SERVICE_ENDPOINT' },
+  frontendport: { alias: 'p', env: 'PORT' },
+  instancename: { env: 'INSTANCE_NAME' }
+} as const
+
 /** The command line over the file's top level: what is given here (flag or env var) wins. */
 function overlay (argv: Args, config: TunnelConfig): Args {
   const given = givenOptions(hideBin(process.argv), TOP_LEVEL)
@@ -154,6 +162,8 @@ export async function handler (argv: Args): Promise<void> {
   const args = overlay(argv, config)
   checkArgs(args, false)
   const log = createLogger(args.loglevel, 'tunnel')
+  const ignored = [...givenOptions(hideBin(process.argv), SERVICE_OPTIONS)]
+  if (ignored.length > 0) log.warn(`${ignored.map(o => `--${o}`).join(', ')} ignored: with --config, services come from ${path}`)
   const client = startClient(args, [], log)
   const apply = (next: TunnelConfig): void => {
     const changes = client.setServices(next.services)

@@ -117,8 +117,9 @@ describe('reverselb tunnel --config (many services, reloads)', function () {
 
   it('options on the command line and in the environment win over the file\'s top level', async function () {
     const path = write('override.yaml', 'apiendpoint: 127.0.0.1:1\ntoken: wrong\nproxy: none\n' + `fingerprint: ${server.fingerprint}\n` + 'services:\n' + service('over', echo.port))
-    const cli = runCli(['tunnel', '--config', path, '-e', `127.0.0.1:${server.port}`], { TOKEN })
+    const cli = runCli(['tunnel', '--config', path, '-e', `127.0.0.1:${server.port}`, '-s', 'flag'], { TOKEN })
     try {
+      await cli.waitFor(/--servicename ignored: with --config, services come from/)
       const port = await frontendOf(cli, 'over')
       expect((await exchange(port, Buffer.from('won'))).toString()).to.equal('won')
     } finally {
