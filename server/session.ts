@@ -21,7 +21,17 @@ export class BackendDialError extends ReverselbError {
   constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_BACKEND_DIAL', message, options) }
 }
 
-/** One connected tunnel client: a WebSocket with a muxer, registered to one service instance. */
+/** The client connection (one WebSocket or HTTP-transport session) a session's registration came on. */
+export interface SessionConnection {
+  readonly id: string
+  /** Every service registered on that connection, as `service` or `service:instance`. */
+  services: () => string[]
+}
+
+/**
+ * One registration of a service instance by a tunnel client, on a connection (a WebSocket with a
+ * muxer) that may carry registrations of other services too.
+ */
 export class ServerSession {
   readonly id = randomUUID()
   readonly connectedAt = new Date()
@@ -29,6 +39,7 @@ export class ServerSession {
   readonly muxerName: MuxerName
   readonly registration: TunnelData
   readonly instance: string
+  readonly connection: SessionConnection
   activeConnections = 0
   totalConnections = 0
   bytesIn = 0
@@ -46,6 +57,7 @@ export class ServerSession {
     mux: MuxSession
     registration: TunnelData
     instance: string
+    connection: SessionConnection
     close: () => void
   }) {
     this.remoteAddress = init.remoteAddress
@@ -53,6 +65,7 @@ export class ServerSession {
     this.mux = init.mux
     this.registration = init.registration
     this.instance = init.instance
+    this.connection = init.connection
     this.closeConnection = init.close
   }
 

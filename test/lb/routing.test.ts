@@ -1,21 +1,18 @@
 import { expect } from 'chai'
-import { execFile } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { connect } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
-import { promisify } from 'node:util'
 import pp from 'proxy-protocol-js'
 import { selfSignedCertificate } from '../../server/certificate.js'
 import { exchange, tcpServer } from '../fixtures/net.js'
 import { runCliToEnd } from '../fixtures/cli.js'
+import { runOk } from '../fixtures/process.js'
 import { startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelClient, TunnelServer } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { AddressInfo, Server } from 'node:net'
-
-const run = promisify(execFile)
 
 async function listen (server: Server): Promise<number> {
   server.listen(0, '127.0.0.1')
@@ -24,7 +21,7 @@ async function listen (server: Server): Promise<number> {
 }
 
 async function curlAvailable (): Promise<boolean> {
-  return await run('curl', ['--version']).then(() => true, () => false)
+  return await runOk('curl', ['--version']).then(() => true, () => false)
 }
 
 describe('instance routing on a shared port', function () {
@@ -78,7 +75,7 @@ describe('instance routing on a shared port', function () {
 
   it('routes TLS by SNI (curl --resolve)', async function () {
     if (!(await curlAvailable())) this.skip()
-    const { stdout } = await run('curl', ['-sk', '--max-time', '10', '--resolve', `beta.example.test:${port}:127.0.0.1`, `https://beta.example.test:${port}/`])
+    const { stdout } = await runOk('curl', ['-sk', '--max-time', '10', '--resolve', `beta.example.test:${port}:127.0.0.1`, `https://beta.example.test:${port}/`])
     expect(stdout).to.equal('beta over tls')
   })
 
@@ -86,7 +83,7 @@ describe('instance routing on a shared port', function () {
     if (!(await curlAvailable())) this.skip()
     const plainPort = server.registry.services.get('plain')?.port ?? 0
     for (const name of ['alpha', 'beta']) {
-      const { stdout } = await run('curl', ['-s', '--max-time', '10', '-H', `Host: ${name}:80`, `http://127.0.0.1:${plainPort}/`])
+      const { stdout } = await runOk('curl', ['-s', '--max-time', '10', '-H', `Host: ${name}:80`, `http://127.0.0.1:${plainPort}/`])
       expect(stdout).to.equal(`${name} over http`)
     }
   })
