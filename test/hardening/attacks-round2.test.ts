@@ -271,7 +271,11 @@ describe('hardening round two (issue 19): the attacks, over real sockets', funct
         const peak = sampler.stop()
         console.log(`      [item 6] ${muxerName}: 4 GiB registration: answer ${JSON.stringify(answer.slice(4, 120))}; sent ${(sent / MiB).toFixed(1)} MiB before the close; peak RSS ${peak.toFixed(1)} MiB (before ${before.toFixed(1)})`)
         expect(answer).to.match(/exceeds the limit/)
-        expect(peak - before, 'RSS growth while the huge registration was pumped (MiB)').to.be.below(20)
+        // A server that buffered the claimed body would keep reading up to the pump's 256 MiB; it
+        // closes after a few MiB in flight. RSS may grow by about twice what arrived (frames the GC
+        // has not taken back yet: 21.7 MiB for 11 MiB over mplex once the CLI started leaner).
+        expect(sent, 'bytes the pump got out before the server closed the connection').to.be.below(64 * MiB)
+        expect(peak - before, 'RSS growth while the huge registration was pumped (MiB)').to.be.below(20 + 2 * sent / MiB)
       }
       // The refused control stream never held what followed (mplex would reset it at 4 MiB, and say so).
       expect(server.cli.stderr).not.to.match(/stream 0 fell \d+ bytes behind/)
