@@ -1,3 +1,4 @@
+import { parseEndpoint } from './host-port.js'
 import { MAX_BACKEND_ACCEPT_BACKLOG, MAX_HOST_LENGTH, MAX_NAME_LENGTH, MAX_TARGET_ADDRESSES } from './limits.js'
 
 /** Registration sent by the client on the control stream (the seed's TunnelData). */
@@ -19,6 +20,8 @@ export interface TunnelDataResponse {
   serviceName: string
   frontendPort: number
   frontendAddress: string
+  /** A cluster's API endpoints (host:port), the answering node first: where to reconnect and spread sessions. */
+  endpoints?: string[]
   error?: string
 }
 
@@ -126,8 +129,21 @@ export function validateTunnelDataResponse (v: unknown): TunnelDataResponse {
     id: name(o.id, 'id'),
     serviceName: name(o.serviceName, 'serviceName'),
     frontendPort: int(o.frontendPort, 'frontendPort', 1, 65535),
-    frontendAddress: printable(o.frontendAddress, 'frontendAddress')
+    frontendAddress: printable(o.frontendAddress, 'frontendAddress'),
+    ...(o.endpoints !== undefined ? { endpoints: endpointList(o.endpoints) } : {})
   }
+}
+
+/** A cluster has a few nodes, each a host:port. */
+export const MAX_CLUSTER_ENDPOINTS = 64
+
+function endpointList (v: unknown): string[] {
+  if (!Array.isArray(v) || v.length > MAX_CLUSTER_ENDPOINTS) throw new ProtocolError(`endpoints must be a list of at most ${MAX_CLUSTER_ENDPOINTS}`)
+  return v.map(e => {
+    const s = name(e, 'endpoint')
+    try { parseEndpoint(s) } catch (err) { throw new ProtocolError((err as Error).message) }
+    return s
+  })
 }
 
 export function validateStreamHeader (v: unknown): StreamHeader {

@@ -1,0 +1,97 @@
+import { EventEmitter } from 'node:events'
+import { openBucket } from './kv-bucket.js'
+import type { Logger } from '../../protocol/index.js'
+import type { KV } from '@nats-io/kv'
+import type { NatsConnection } from '@nats-io/transport-node'
+
+/** What a node announces: how clients and other nodes reach its API port, and its certificate. */
+export interface NodeRecord {
+  name: string
+  /** host:port of its API (WSS) port. */
+  api: string
+  /** PEM of its certificate and its SHA-256 fingerprint: peers pin it when they dial this node. */
+  cert: string
+  fingerprint: string
+  startedAt: string
+}
+
+export interface MembershipEvents {
+  up: [NodeRecord]
+  down: [string]
+}
+
+/**
+ * The cluster's nodes, in a KV bucket whose entries expire after `ttlMs`: each node rewrites its
+ * own every third of it, and a node whose entry is gone (expired, or deleted on a clean stop) is
+ * down. While NATS cannot be reached nobody is declared down: what is known stays.
+ */
+export class Membership extends EventEmitter<MembershipEvents> {
+  readonly nodes = new Map<string, NodeRecord>()
+  private timer?: NodeJS.Timeout
+  private stopped = false
+
+  private constructor (private readonly kv: KV, private readonly self: NodeRecord, private readonly log: Logger) {
+    super()
+  }
+
+  static async join (nc: NatsConnection, cluster: string, self: NodeRecord, ttlMs: number, log: Logger): Promise<Membership> {
+    const kv = await openBucket(nc, `reverselb-${cluster}-nodes`, { ttl: ttlMs }, log)
+    const m = new Membership(kv, self, log)
+    await m.beat()
+    await m.sweep()
+    m.timer = setInterval(() => { void m.tick() }, Math.max(200, Math.floor(ttlMs / 3)))
+    m.timer.unref()
+    return m
+  }
+
+  /** Every node's record but this one's. */
+  others (): NodeRecord[] {
+    return [...this.nodes.values()].filter(n => n.name !== this.self.name)
+  }
+
+  private async tick (): Promise<void> {
+    try {
+      await this.beat()
+      await this.sweep()
+    } catch (err) {
+      this.log.debug(`cluster membership: ${(err as Error).message}`)
+    }
+  }
+
+  private async beat (): Promise<void> {
+    await this.kv.put(this.self.name, JSON.stringify(this.self))
+  }
+
+  /** Reads every live entry: new ones are up, missing ones down. */
+  private async sweep (): Promise<void> {
+    const seen = new Map<string, NodeRecord>()
+    for await (const key of await this.kv.keys()) {
+      const entry = await this.kv.get(key)
+      if (entry === null || entry.operation !== 'PUT') continue
+      try { seen.set(key, entry.json<NodeRecord>()) } catch { this.log.warn(`cluster membership: unreadable entry ${key} ignored`) }
+    }
+    if (this.stopped) return
+    for (const [name, record] of seen) {
+      const known = this.nodes.get(name)
+      this.nodes.set(name, record)
+      if (known === undefined || known.startedAt !== record.startedAt) {
+        if (known !== undefined) this.emit('down', name)
+        if (name !== this.self.name) this.log.info(`cluster: node ${name} (${record.api}) is up`)
+        this.emit('up', record)
+      }
+    }
+    for (const name of [...this.nodes.keys()]) {
+      if (seen.has(name) || name === this.self.name) continue
+      this.nodes.delete(name)
+      this.log.warn(`cluster: node ${name} is down (its heartbeat stopped)`)
+      this.emit('down', name)
+    }
+  }
+
+  /** Leaves: the entry is deleted so the others see it at once. */
+  async leave (): Promise<void> {
+    this.stopped = true
+    clearInterval(this.timer)
+    await this.kv.delete(this.self.name).catch(() => {})
+  }
+}

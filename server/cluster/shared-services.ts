@@ -1,0 +1,189 @@
+import { EventEmitter } from 'node:events'
+import { RegistrationError } from '../registry.js'
+import { fromKeyPart, keyPart, openBucket } from './kv-bucket.js'
+import type { Logger } from '../../protocol/index.js'
+import type { PortPool } from '../port-pool.js'
+import type { KV } from '@nats-io/kv'
+import type { NatsConnection } from '@nats-io/transport-node'
+
+/** A session as the cluster knows it: enough for another node to forward to it and show it. No secret. */
+export interface SessionRecord {
+  node: string
+  id: string
+  service: string
+  instance: string
+  clientAddress: string
+  muxer: string
+  connectedAt: string
+  targetPort: number
+  targetAddresses: string[]
+}
+
+export interface SharedServicesEvents {
+  sessionUp: [SessionRecord]
+  sessionDown: [SessionRecord]
+}
+
+/** The registry is unreachable (NATS down): what needs it is refused, with this message. */
+export class RegistryUnavailableError extends RegistrationError {
+  readonly code = 'ERR_CLUSTER_REGISTRY_UNAVAILABLE'
+}
+
+const SVC = 'svc.'
+const PORT = 'port.'
+const SES = 'ses.'
+
+/**
+ * The cluster's service registry in one KV bucket: `svc.<name>` holds a service's frontend port,
+ * `port.<n>` the service that owns port n, `ses.<node>.<id>` each session. Ports are claimed with
+ * create() (compare-and-set on "no such key"), so two nodes racing for one port cannot both win,
+ * and a service's port, once written, is the one every node uses. A watch keeps a local copy,
+ * so a service known before NATS went away keeps its port while it is gone.
+ */
+export class SharedServices extends EventEmitter<SharedServicesEvents> {
+  /** Service name -> port, and sessions by key, as last seen. */
+  readonly ports = new Map<string, number>()
+  readonly sessions = new Map<string, SessionRecord>()
+  private available = true
+
+  private constructor (private readonly kv: KV, private readonly node: string, private readonly log: Logger) {
+    super()
+  }
+
+  static async open (nc: NatsConnection, cluster: string, node: string, log: Logger): Promise<SharedServices> {
+    const kv = await openBucket(nc, `reverselb-${cluster}-registry`, {}, log)
+    const s = new SharedServices(kv, node, log)
+    await s.watch()
+    return s
+  }
+
+  /** Whether NATS answers; set from the connection's status. */
+  setAvailable (available: boolean): void {
+    this.available = available
+  }
+
+  private async watch (): Promise<void> {
+    const iter = await this.kv.watch()
+    let initialDone = (): void => {}
+    const initial = new Promise<void>(resolve => { initialDone = resolve })
+    void (async () => {
+      for await (const e of iter) {
+        this.apply(e.key, e.operation === 'PUT' ? e.value : undefined)
+        if (e.delta === 0) initialDone()
+      }
+    })().catch((err: Error) => this.log.warn(`cluster registry watch ended: ${err.message}`))
+    // An empty bucket has no last entry to mark the end of the initial values.
+    const status = await this.kv.status()
+    if (status.values === 0) initialDone()
+    await initial
+  }
+
+  private apply (key: string, value: Uint8Array | undefined): void {
+    if (key.startsWith(SVC)) {
+      const name = fromKeyPart(key.slice(SVC.length))
+      if (value === undefined) this.ports.delete(name)
+      else this.ports.set(name, (JSON.parse(Buffer.from(value).toString()) as { port: number }).port)
+    } else if (key.startsWith(SES)) {
+      const known = this.sessions.get(key)
+      if (value === undefined) {
+        if (known !== undefined) { this.sessions.delete(key); this.emit('sessionDown', known) }
+        return
+      }
+      const record = JSON.parse(Buffer.from(value).toString()) as SessionRecord
+      this.sessions.set(key, record)
+      if (known === undefined) this.emit('sessionUp', record)
+    }
+  }
+
+  /**
+   * The port of service `name`: the one it has in the cluster, else `requested` when no other
+   * service owns it, else (0) the first free one of the dynamic pool.
+   */
+  async claimPort (name: string, requested: number, pool: PortPool): Promise<number> {
+    const known = this.ports.get(name)
+    if (known !== undefined) {
+      if (requested !== 0 && requested !== known) throw new RegistrationError(`service "${name}" already listens on port ${known} in the cluster; register it with port ${known} or 0`)
+      return known
+    }
+    if (!this.available) {
+      throw new RegistryUnavailableError(`the cluster registry (NATS) cannot be reached: new services are refused until it is back (known services still register)`)
+    }
+    const port = requested !== 0 ? await this.claimGiven(name, requested) : await this.claimFree(name, pool)
+    try {
+      await this.kv.create(SVC + keyPart(name), JSON.stringify({ port }))
+      this.ports.set(name, port)
+      return port
+    } catch (err) {
+      // Another node registered the service first: its port is the service's, ours goes back.
+      await this.kv.delete(PORT + String(port)).catch(() => {})
+      const entry = await this.kv.get(SVC + keyPart(name))
+      if (entry === null || entry.operation !== 'PUT') throw new RegistrationError(`cannot register service "${name}" in the cluster: ${(err as Error).message}`)
+      const theirs = entry.json<{ port: number }>().port
+      this.ports.set(name, theirs)
+      if (requested !== 0 && requested !== theirs) throw new RegistrationError(`service "${name}" already listens on port ${theirs} in the cluster`)
+      return theirs
+    }
+  }
+
+  private async claimGiven (name: string, port: number): Promise<number> {
+    if (await this.tryClaim(name, port)) return port
+    const owner = (await this.kv.get(PORT + String(port)))?.string()
+    if (owner === name) return port
+    throw new RegistrationError(`port ${port} is already used by service "${owner ?? '?'}" in the cluster`)
+  }
+
+  private async claimFree (name: string, pool: PortPool): Promise<number> {
+    const taken = new Set(this.ports.values())
+    for (let port = pool.first; port < pool.first + pool.count; port++) {
+      if (taken.has(port)) continue
+      if (await this.tryClaim(name, port)) return port
+    }
+    throw new RegistrationError(`no free port left in the cluster's dynamic pool ${pool.first}-${pool.first + pool.count - 1}`)
+  }
+
+  private async tryClaim (name: string, port: number): Promise<boolean> {
+    try {
+      await this.kv.create(PORT + String(port), name)
+      return true
+    } catch (err) {
+      if (/wrong last sequence|key exists/i.test((err as Error).message)) return false
+      throw new RegistryUnavailableError(`the cluster registry (NATS) failed: ${(err as Error).message}`)
+    }
+  }
+
+  /** Frees a service's port in the cluster once no node has a session of it. */
+  async releaseIfUnused (name: string): Promise<void> {
+    if ([...this.sessions.values()].some(s => s.service === name)) return
+    const port = this.ports.get(name)
+    if (port === undefined) return
+    await this.kv.delete(SVC + keyPart(name))
+    await this.kv.delete(PORT + String(port))
+    this.log.info(`cluster: service ${name} has no session left; port ${port} freed`)
+  }
+
+  async putSession (record: SessionRecord): Promise<void> {
+    await this.kv.put(sessionKey(record.node, record.id), JSON.stringify(record))
+  }
+
+  async deleteSession (node: string, id: string): Promise<void> {
+    await this.kv.delete(sessionKey(node, id))
+  }
+
+  /** Removes every session of a node that is gone. */
+  async purgeNode (node: string): Promise<void> {
+    for (const [key, record] of this.sessions) {
+      if (record.node === node) await this.kv.delete(key).catch(() => {})
+    }
+  }
+
+  /** Sessions of `node` the registry lists (ours, after NATS came back: checked against what we have). */
+  sessionsOf (node: string): SessionRecord[] {
+    return [...this.sessions.values()].filter(s => s.node === node)
+  }
+
+  get self (): string {
+    return this.node
+  }
+}
+
+const sessionKey = (node: string, id: string): string => `${SES}${keyPart(node)}.${id}`
