@@ -5,7 +5,8 @@ import { DEFAULT_LIMITS } from '../server/limits.js'
 import { PortRanges } from '../server/port-ranges.js'
 import type { TokenSpec } from '../server/auth.js'
 import { UsageError, checkPort, requireToken, env, envBool, envInt, onShutdown } from './env.js'
-import { createLogger } from '../protocol/index.js'
+import { createLogger, parseEndpoint } from '../protocol/index.js'
+import { readFileSync } from 'node:fs'
 import type { GlobalArgs } from './main.js'
 import type { Argv } from 'yargs'
 
@@ -21,8 +22,11 @@ export function builder (y: Argv<GlobalArgs>) {
     .option('natsport', { type: 'number', default: envInt('NATS_PORT') ?? 0, describe: 'port for the secure NATS endpoint (disabled if 0) [$NATS_PORT]' })
     .option('httptunnelport', { type: 'number', default: envInt('HTTP_TUNNEL_PORT'), describe: 'plain-HTTP port (no TLS) serving only the HTTP transport, for tunnel clients behind proxies that allow no CONNECT (-e http://host:PORT; the end-to-end layer secures it); off unless set [$HTTP_TUNNEL_PORT]' })
     .option('httpstls', { type: 'boolean', default: envBool('HTTPS_TLS') ?? false, describe: 'serve --httpport as HTTPS with the server certificate [$HTTPS_TLS]' })
-    .option('natsurl', { type: 'string', default: env('NATS_URL'), describe: 'publish events to this existing NATS server instead of running one: nats://[user:pass@|token@]host:port or tls://... [$NATS_URL]' })
+    .option('natsurl', { type: 'string', array: true, default: env('NATS_URL')?.split(','), describe: 'publish events to this existing NATS server instead of running one: nats://[user:pass@|token@]host:port or tls://...; with --cluster, the cluster\'s NATS servers (repeat it or separate with commas) [$NATS_URL]' })
     .option('natsca', { type: 'string', default: env('NATS_CA'), describe: 'PEM CA file for the --natsurl server certificate (default: system CAs) [$NATS_CA]' })
+    .option('cluster', { type: 'string', default: env('CLUSTER'), describe: 'join the cluster of this name: servers sharing its NATS JetStream (--natsurl) serve every service together (docs/cluster.md) [$CLUSTER]' })
+    .option('advertise', { type: 'string', default: env('ADVERTISE'), describe: 'with --cluster: host:port of this server\'s API port as clients and the other servers reach it (default: this host\'s name and --port) [$ADVERTISE]' })
+    .option('clustersecret', { type: 'string', default: env('CLUSTER_SECRET'), describe: 'with --cluster: secret shared by the servers of the cluster, authenticating their links to each other [$CLUSTER_SECRET]' })
     .option('dynport', { type: 'number', default: envInt('DYN_PORT') ?? 8000, describe: 'first port of the dynamic frontend pool [$DYN_PORT]' })
     .option('dynportcount', { type: 'number', default: envInt('DYN_PORT_COUNT') ?? 100, describe: 'number of ports in the dynamic pool [$DYN_PORT_COUNT]' })
     .option('host', { type: 'string', default: env('HOST'), describe: 'address the API endpoint binds (default: all) [$HOST]' })
@@ -64,6 +68,16 @@ export function builder (y: Argv<GlobalArgs>) {
       checkPort(argv.natsport, 'natsport')
       if (argv.natsport !== 0 && argv.natsurl !== undefined) throw new UsageError('--natsport and --natsurl exclude each other: run a NATS server or publish to one')
       if (argv.natsca !== undefined && argv.natsurl === undefined) throw new UsageError('--natsca goes with --natsurl')
+      if (argv.cluster !== undefined) {
+        if (!/^[A-Za-z0-9_-]{1,64}$/.test(argv.cluster)) throw new UsageError('--cluster must be 1-64 letters, digits, - or _')
+        if (argv.natsurl === undefined) throw new UsageError('--cluster needs --natsurl: the NATS servers (with JetStream) the cluster shares')
+        if (argv.clustersecret === undefined || argv.clustersecret.length < 16) throw new UsageError('--cluster needs --clustersecret (or $CLUSTER_SECRET) of at least 16 characters, the same on every server')
+        if (argv.advertise !== undefined) {
+          try { parseEndpoint(argv.advertise, argv.port) } catch (err) { throw new UsageError(`--advertise: ${(err as Error).message}`) }
+        }
+      } else if (argv.advertise !== undefined || argv.clustersecret !== undefined) {
+        throw new UsageError('--advertise and --clustersecret go with --cluster')
+      }
       checkPort(argv.dynport, 'dynport', false)
       if (!Number.isInteger(argv.dynportcount) || argv.dynportcount < 0 || argv.dynport + argv.dynportcount > 65536) {
         throw new UsageError('--dynportcount must be a whole number that keeps the pool below port 65536')
@@ -116,8 +130,17 @@ export async function handler (argv: Args): Promise<void> {
     httpTunnelPort: argv.httptunnelport,
     httpsTls: argv.httpstls,
     natsPort: argv.natsport,
-    natsUrl: argv.natsurl,
-    natsCa: argv.natsca,
+    ...(argv.cluster !== undefined
+      ? {
+          cluster: {
+            name: argv.cluster,
+            natsUrl: argv.natsurl ?? [],
+            natsCa: argv.natsca !== undefined ? readFileSync(argv.natsca, 'utf8') : undefined,
+            advertise: argv.advertise,
+            secret: argv.clustersecret ?? ''
+          }
+        }
+      : { natsUrl: argv.natsurl?.join(','), natsCa: argv.natsca }),
     logger: log
   })
   // Handlers first: a SIGTERM while the ports open (e.g. right after the fingerprint is logged)

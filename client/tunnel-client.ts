@@ -74,6 +74,8 @@ export class TunnelClient extends EventEmitter {
   private readonly loops: Array<Promise<void>> = []
   private readonly readyPromise: Promise<TunnelReady>
   private settleReady!: (value: TunnelReady | Error) => void
+  /** A cluster's API endpoints as its nodes last listed them (empty: not a cluster). */
+  private cluster: Endpoint[] = []
 
   constructor (apiEndpoint: string | string[], tunnelData: TunnelData, options: TunnelClientOptions = {}) {
     super()
@@ -95,7 +97,7 @@ export class TunnelClient extends EventEmitter {
       // All sessions to one server ask for the same port; after the first registration, the port
       // the server chose is requested again on every reconnect (e.g. after a server restart).
       const registration = { ...this.td, frontendData: { ...this.td.frontendData } }
-      for (let i = 0; i < count; i++) this.loops.push(this.run(endpoint, registration))
+      for (let i = 0; i < count; i++) this.loops.push(this.run(endpoint, registration, i))
     }
   }
 
@@ -128,12 +130,20 @@ export class TunnelClient extends EventEmitter {
     return this.sessions.size
   }
 
-  private async run (endpoint: Endpoint, registration: TunnelData): Promise<void> {
+  /**
+   * Keeps session `index` to `first`, or, once a cluster listed its nodes, to node `index` of
+   * them (sessions spread over the nodes); a lost or refused connection moves on to the next node.
+   */
+  private async run (first: Endpoint, registration: TunnelData, index: number): Promise<void> {
     const backoff = new Backoff(500, this.opts.maxBackoffMs ?? 30_000)
     const signal = this.abort.signal
-    const where = describeEndpoint(endpoint)
     const fallback = { http: false }
+    let endpoint = first
+    let moveOn = false
     while (!signal.aborted) {
+      if (moveOn && this.cluster.length > 0) endpoint = this.nextNode(endpoint)
+      moveOn = true
+      const where = describeEndpoint(endpoint)
       let delayFloor = 0
       try {
         const session = await ClientSession.open(endpoint, registration, {
@@ -155,8 +165,21 @@ export class TunnelClient extends EventEmitter {
         if (signal.aborted) { session.close(); break }
         backoff.reset()
         this.sessions.add(session)
-        const { id, frontendPort, frontendAddress } = session.response
+        const { id, frontendPort, frontendAddress, endpoints } = session.response
         registration.frontendData.port = frontendPort
+        if (endpoints !== undefined && endpoints.length > 0) {
+          this.cluster = endpoints.flatMap(e => { try { return [parseApiEndpoint(e)] } catch { return [] } })
+          const mine = index === 0 ? undefined : this.cluster[index % this.cluster.length]
+          if (mine !== undefined && describeEndpoint(mine) !== where) {
+            // This session's share is another node: it moves there (the first session stays).
+            this.log.info(`tunnel ${registration.serviceName}: cluster of ${this.cluster.length} nodes; session ${index + 1} moves to ${describeEndpoint(mine)}`)
+            session.close()
+            this.sessions.delete(session)
+            endpoint = mine
+            moveOn = false
+            continue
+          }
+        }
         this.log.info(`tunnel ${registration.serviceName} registered with ${where} as session ${id}: frontend ${frontendAddress !== '' ? frontendAddress : where.replace(/:\d+$/, '')}:${frontendPort}`)
         this.settleReady({ id, frontendPort, frontendAddress })
         this.emit('connected', session.response)
@@ -176,6 +199,12 @@ export class TunnelClient extends EventEmitter {
       this.log.debug(`reconnecting to ${where} in ${delay} ms`)
       await sleep(delay, undefined, { signal }).catch(() => {})
     }
+  }
+
+  /** The node after `current` in the cluster's list (the first when `current` is not in it). */
+  private nextNode (current: Endpoint): Endpoint {
+    const i = this.cluster.findIndex(e => describeEndpoint(e) === describeEndpoint(current))
+    return this.cluster[(i + 1) % this.cluster.length]
   }
 
   private trust (): TlsTrust {

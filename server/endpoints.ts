@@ -13,6 +13,7 @@ import type { ServerCertificate } from './certificate.js'
 import type { ServerEvents } from './events.js'
 import type { Limits } from './limits.js'
 import type { ServiceRegistry } from './registry.js'
+import type { ClusterNode } from './cluster/cluster-node.js'
 import type { Service } from './service.js'
 import type { EventJson } from './snapshot.js'
 import type { EventEmitter } from 'node:events'
@@ -44,6 +45,8 @@ export interface EndpointContext extends EndpointOptions {
   handshakeTimeoutMs?: number
   certificate: ServerCertificate
   registry: ServiceRegistry
+  /** This server's cluster node: events go to the cluster's NATS, and the API shows the cluster. */
+  cluster?: ClusterNode
   log: Logger
 }
 
@@ -63,7 +66,7 @@ export class ServerEndpoints {
     const httpPort = ctx.httpPort ?? 0
     const natsPort = ctx.natsPort ?? 0
     const natsUrl = ctx.natsUrl ?? ''
-    if (httpPort === 0 && natsPort === 0 && natsUrl === '') return undefined
+    if (httpPort === 0 && natsPort === 0 && natsUrl === '' && ctx.cluster === undefined) return undefined
     if (natsPort !== 0 && natsUrl !== '') throw new Error('natsPort and natsUrl exclude each other: run a NATS server or publish to one')
     const endpoints = new ServerEndpoints(events, ctx)
     try {
@@ -134,6 +137,8 @@ export class ServerEndpoints {
         fingerprint: ctx.certificate.fingerprint,
         log: ctx.log
       })
+    } else if (ctx.cluster !== undefined) {
+      this.nats = NatsPublisher.overCluster(ctx.cluster.natsConnection, ctx.cluster.name, ctx.log)
     } else if (natsUrl !== '') {
       const ca = ctx.natsCa !== undefined ? await readFile(ctx.natsCa, 'utf8') : undefined
       this.nats = await NatsPublisher.connect({ url: natsUrl, ca, log: ctx.log })

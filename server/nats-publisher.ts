@@ -6,12 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 
 export const SUBJECT_PREFIX = 'reverselb.'
 
-export type NatsPublisherOptions = Omit<NatsConnectionOptions, 'name'> & {
-  /** A connection to use instead of making one (the cluster's); the publisher then leaves it open. */
-  connection?: { nc: NatsConnection, where: string }
-  /** Added to every event as `node` (the cluster node's name). */
-  node?: string
-}
+export type NatsPublisherOptions = Omit<NatsConnectionOptions, 'name'>
 
 /** Publishes lifecycle events as JSON on `reverselb.<event>`; reconnects forever once connected. */
 export class NatsPublisher {
@@ -21,9 +16,15 @@ export class NatsPublisher {
 
   /** Connects (rejecting when the first attempt fails, so a wrong URL or token shows at start). */
   static async connect (opts: NatsPublisherOptions): Promise<NatsPublisher> {
-    const { nc, where } = opts.connection ?? await connectNats({ ...opts, name: 'reverselb-server' })
+    const { nc, where } = await connectNats({ ...opts, name: 'reverselb-server' })
     opts.log.info(`publishing events to NATS at ${where} on ${SUBJECT_PREFIX}>`)
-    return new NatsPublisher(nc, opts.log, where, opts.connection === undefined, opts.node)
+    return new NatsPublisher(nc, opts.log, where, true)
+  }
+
+  /** Publishes on a cluster node's connection (left open on close), every event naming the node. */
+  static overCluster (nc: NatsConnection, node: string, log: Logger): NatsPublisher {
+    log.info(`publishing events to the cluster's NATS on ${SUBJECT_PREFIX}> as node ${node}`)
+    return new NatsPublisher(nc, log, 'the cluster\'s NATS', false, node)
   }
 
   publish (event: EventJson): void {

@@ -20,6 +20,9 @@ import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
 import { ServerSession } from './session.js'
 import { UpgradeGate } from './upgrade-gate.js'
+import { ClusterNode } from './cluster/cluster-node.js'
+import { CLUSTER_PATH } from './cluster/peer-dial.js'
+import type { ClusterOptions } from './cluster/cluster-node.js'
 import type { Link, LinkOptions, Logger, MuxStream, TunnelDataResponse } from '../protocol/index.js'
 import type { HttpTunnelSession } from './http-tunnel-session.js'
 import type { LbPolicy } from './balancer.js'
@@ -75,6 +78,8 @@ export interface TunnelServerOptions extends EndpointOptions {
   sniffTimeoutMs?: number
   /** What clients are allowed; see Limits for the defaults. */
   limits?: Partial<Limits>
+  /** Join a cluster of servers that share services through NATS JetStream (docs/cluster.md). Default: alone. */
+  cluster?: ClusterOptions
   logger?: Logger
 }
 
@@ -87,7 +92,7 @@ export interface ServerAddress {
 /** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
 export class TunnelServer extends EventEmitter<ServerEvents> {
   readonly registry: ServiceRegistry
-  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | 'httpTunnelPort' | keyof EndpointOptions>> & TunnelServerOptions
+  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | 'httpTunnelPort' | 'cluster' | keyof EndpointOptions>> & TunnelServerOptions
   private readonly log: Logger
   private readonly auth: TokenAuth
   readonly limits: Limits
@@ -106,6 +111,8 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   private innerContext?: SecureContext
   /** REST API, dashboard, metrics and NATS (see endpoints.ts); undefined when none is configured. */
   private endpoints?: ServerEndpoints
+  /** This server's part of a cluster, with --cluster. */
+  private clusterNode?: ClusterNode
 
   constructor (options: TunnelServerOptions) {
     super()
@@ -143,6 +150,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       frontendHost: options.frontendHost,
       policy: this.opts.lbPolicy,
       portGraceMs: this.limits.portGraceMs,
+      ...(options.cluster !== undefined ? { claimPort: async (name, requested) => await this.cluster.shared.claimPort(name, requested, this.pool) } : {}),
       onServiceUp: (service) => this.emit('serviceUp', { service }),
       onServiceDown: (service) => this.emit('serviceDown', { service }),
       onConnection: (service, socket) => {
@@ -170,6 +178,12 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   get fingerprint (): string {
     if (this.certificate === undefined) throw new Error('server is not listening')
     return this.certificate.fingerprint
+  }
+
+  /** The cluster node, with the cluster option, once listening. */
+  get cluster (): ClusterNode {
+    if (this.clusterNode === undefined) throw new Error('server is not part of a cluster')
+    return this.clusterNode
   }
 
   get port (): number {
@@ -206,10 +220,24 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.https = https
     try {
       if (this.opts.httpTunnelPort !== undefined) this.plainHttp = await this.listenPlainHttp(this.opts.httpTunnelPort)
+      if (this.opts.cluster !== undefined) {
+        this.clusterNode = await ClusterNode.start(this.opts.cluster, {
+          apiPort: this.port,
+          certificate: this.certificate,
+          registry: this.registry,
+          pool: this.pool,
+          events: this,
+          keepaliveMs: this.opts.keepaliveMs,
+          maxQueuedBytes: this.limits.maxQueuedBytes,
+          dialTimeoutMs: this.opts.dialTimeoutMs,
+          portGraceMs: this.limits.portGraceMs,
+          log: this.log
+        })
+      }
       // NATS authenticates with the first token not restricted to some services or ports (the operator's own).
       const specs = (Array.isArray(this.opts.token) ? this.opts.token : [this.opts.token]).map(t => typeof t === 'string' ? { token: t } : t)
       const token = (specs.find(s => s.services === undefined && s.ports === undefined) ?? specs[0]).token
-      this.endpoints = await ServerEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, log: this.log })
+      this.endpoints = await ServerEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, cluster: this.clusterNode, log: this.log })
     } catch (err) {
       await this.close()
       throw err
@@ -257,6 +285,10 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
 
   private onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {})
+    if (this.clusterNode !== undefined && (req.url ?? '').split('?')[0] === CLUSTER_PATH) {
+      this.clusterNode.acceptPeer(req, socket, head, this.wss)
+      return
+    }
     const client = this.gate.check(req, socket)
     if (client === undefined) return
     this.wss.handleUpgrade(req, socket, head, (ws) => {
@@ -319,7 +351,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       })
       const { instance } = splitServiceName(td.serviceName, td.instanceName)
       const session = new ServerSession({
-        remoteAddress: from, muxerName, mux: link.mux, registration: td, instance,
+        remoteAddress: from, muxerName, mux: link.mux, registration: td, instance, node: this.clusterNode?.name,
         close: () => link.close(1001)
       })
       const service = await this.registry.register(session, td.frontendData.port)
@@ -331,6 +363,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       }
       void link.closed.then(cleanup)
       response = { id: session.id, serviceName: td.serviceName, frontendPort: service.port, frontendAddress: publicHost }
+      if (this.clusterNode !== undefined) response.endpoints = this.clusterNode.endpoints()
       this.log.info(`session ${session.id} from ${from} registered service ${td.serviceName} on port ${service.port} (${muxerName}${e2e ? ', end-to-end layer' : ''})`)
       this.emit('sessionOpened', { service, session, registrationMs: Date.now() - started })
     } catch (err) {
@@ -437,6 +470,9 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     for (const s of [...services, ...this.registry.services.values()]) s.frontend.destroyConnections()
     await Promise.all([httpsClosed, stopped])
     this.registry.close()
+    const cluster = this.clusterNode
+    this.clusterNode = undefined
+    await cluster?.close()
     const endpoints = this.endpoints
     this.endpoints = undefined
     await endpoints?.close()

@@ -1,0 +1,236 @@
+import { hostname } from 'node:os'
+import { formatEndpoint, parseEndpoint } from '../../protocol/index.js'
+import { closeNats, connectNats } from '../nats-connection.js'
+import { Membership } from './membership.js'
+import { PeerLinks } from './peer-links.js'
+import { RemoteSession } from './remote-session.js'
+import { SharedServices } from './shared-services.js'
+import { serveForwarded } from './forwarded.js'
+import type { Logger } from '../../protocol/index.js'
+import type { ServerCertificate } from '../certificate.js'
+import type { ServerEvents } from '../events.js'
+import type { PortPool } from '../port-pool.js'
+import type { ServiceRegistry } from '../registry.js'
+import type { ServerSession } from '../session.js'
+import type { LocalSession } from './forwarded.js'
+import type { NodeRecord } from './membership.js'
+import type { SessionRecord } from './shared-services.js'
+import type { NatsConnection } from '@nats-io/transport-node'
+import type { IncomingMessage } from 'node:http'
+import type { EventEmitter } from 'node:events'
+import type { Duplex } from 'node:stream'
+import type { WebSocketServer } from 'ws'
+
+/** The cluster part of TunnelServerOptions. */
+export interface ClusterOptions {
+  /** The cluster's name: nodes with the same name and NATS share services. */
+  name: string
+  /** NATS servers (with JetStream) of the cluster. */
+  natsUrl: string | string[]
+  /** PEM of the CA of the NATS servers' certificates, when they use TLS. */
+  natsCa?: string
+  /** host:port of this node's API port as clients and other nodes reach it. Default: this host's name and the API port. */
+  advertise?: string
+  /** Shared by the nodes: authenticates their node-to-node links. */
+  secret: string
+  /** This node's name; default the advertised endpoint. */
+  nodeName?: string
+  /** How long a node that stopped its heartbeat still counts as up. Default 3 s. */
+  heartbeatTtlMs?: number
+}
+
+export interface ClusterContext {
+  apiPort: number
+  certificate: ServerCertificate
+  registry: ServiceRegistry
+  pool: PortPool
+  events: EventEmitter<ServerEvents>
+  keepaliveMs: number
+  maxQueuedBytes: number
+  dialTimeoutMs: number
+  portGraceMs: number
+  log: Logger
+}
+
+/**
+ * One node of a cluster: announces itself, keeps a link to every other node, mirrors the other
+ * nodes' sessions into this node's registry as RemoteSessions (so every node opens every
+ * service's port and balances over every session), writes its own sessions to the shared
+ * registry, and serves the connections other nodes forward to its sessions.
+ */
+export class ClusterNode {
+  readonly name: string
+  readonly advertise: string
+  private readonly local = new Map<string, LocalSession>()
+  /** Other nodes' sessions registered here, by node then id. */
+  private readonly remote = new Map<string, Map<string, RemoteSession>>()
+  private readonly unsubscribe: Array<() => void> = []
+
+  private constructor (
+    private readonly opts: ClusterOptions,
+    private readonly ctx: ClusterContext,
+    private readonly nc: NatsConnection,
+    readonly shared: SharedServices,
+    readonly membership: Membership,
+    private readonly links: PeerLinks,
+    advertise: string
+  ) {
+    this.advertise = advertise
+    this.name = opts.nodeName ?? advertise
+  }
+
+  static async start (opts: ClusterOptions, ctx: ClusterContext): Promise<ClusterNode> {
+    const advertise = formatEndpoint(opts.advertise !== undefined ? parseEndpoint(opts.advertise, ctx.apiPort) : { host: hostname(), port: ctx.apiPort })
+    const name = opts.nodeName ?? advertise
+    const { nc, where } = await connectNats({ url: opts.natsUrl, ca: opts.natsCa, name: `reverselb-${name}`, log: ctx.log })
+    try {
+      const shared = await SharedServices.open(nc, opts.name, name, ctx.log)
+      const self: NodeRecord = { name, api: advertise, cert: ctx.certificate.cert, fingerprint: ctx.certificate.fingerprint, startedAt: new Date().toISOString() }
+      const links = new PeerLinks({
+        self: name,
+        secret: opts.secret,
+        keepaliveMs: ctx.keepaliveMs,
+        maxQueuedBytes: ctx.maxQueuedBytes,
+        dialTimeoutMs: ctx.dialTimeoutMs,
+        log: ctx.log,
+        onForwarded: (stream, from) => {
+          serveForwarded(stream, from, { lookup: id => node.local.get(id), ackTimeoutMs: ctx.dialTimeoutMs, node: name, log: ctx.log, events: ctx.events })
+            .catch((err: Error) => { ctx.log.error(`cluster: forwarded connection from ${from} failed: ${err.message}`); stream.reset(err) })
+        }
+      })
+      // Membership last: the others dial us once we are announced, and we are ready for them.
+      const membership = await Membership.join(nc, opts.name, self, opts.heartbeatTtlMs ?? 3000, ctx.log)
+      const node: ClusterNode = new ClusterNode(opts, ctx, nc, shared, membership, links, advertise)
+      node.wire()
+      ctx.log.info(`cluster ${opts.name}: node ${name} (${advertise}) joined through NATS at ${where}; ${membership.others().length} other node(s)`)
+      return node
+    } catch (err) {
+      await closeNats(nc)
+      throw new Error(`cannot join cluster ${opts.name}: ${(err as Error).message}`)
+    }
+  }
+
+  private wire (): void {
+    const { shared, membership, links, ctx } = this
+    membership.on('up', (record) => { if (record.name !== this.name) links.connect(record) })
+    membership.on('down', (name) => {
+      links.disconnect(name)
+      this.dropRemote(name)
+      shared.purgeNode(name).catch(() => {})
+    })
+    for (const record of membership.others()) links.connect(record)
+    links.on('up', (node) => { for (const record of shared.sessionsOf(node)) this.addRemote(record) })
+    links.on('down', (node) => this.dropRemote(node))
+    shared.on('sessionUp', (record) => this.addRemote(record))
+    shared.on('sessionDown', (record) => this.removeRemote(record.node, record.id))
+
+    const onOpened = ({ service, session }: ServerEvents['sessionOpened'][0]): void => {
+      this.local.set(session.id, { session, service })
+      shared.putSession(this.record(session, service.name)).catch((err: Error) => ctx.log.warn(`cluster: session ${session.id} not yet in the shared registry (${err.message}); written when NATS is back`))
+    }
+    const onClosed = ({ service, session }: ServerEvents['sessionClosed'][0]): void => {
+      this.local.delete(session.id)
+      shared.deleteSession(this.name, session.id).catch(() => {})
+      this.releaseLater(service.name)
+    }
+    ctx.events.on('sessionOpened', onOpened)
+    ctx.events.on('sessionClosed', onClosed)
+    this.unsubscribe.push(() => ctx.events.off('sessionOpened', onOpened), () => ctx.events.off('sessionClosed', onClosed))
+    void this.followNats()
+  }
+
+  /** NATS lost: only new services are refused. Back: our sessions are written again (catch-up). */
+  private async followNats (): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === 'disconnect') {
+        this.shared.setAvailable(false)
+        this.ctx.log.warn(`cluster ${this.opts.name}: NATS unreachable; relaying goes on for the services and sessions known, new services are refused until it is back`)
+      }
+      if (s.type === 'reconnect') {
+        this.shared.setAvailable(true)
+        this.ctx.log.info(`cluster ${this.opts.name}: NATS is back; writing this node's ${this.local.size} session(s) to the shared registry again`)
+        for (const { session, service } of this.local.values()) {
+          this.shared.putSession(this.record(session, service.name)).catch((err: Error) => this.ctx.log.warn(`cluster: session ${session.id}: ${err.message}`))
+        }
+      }
+    }
+  }
+
+  private record (session: ServerSession, service: string): SessionRecord {
+    const { registration } = session
+    return {
+      node: this.name,
+      id: session.id,
+      service,
+      instance: session.instance,
+      clientAddress: session.remoteAddress,
+      muxer: session.muxerName,
+      connectedAt: session.connectedAt.toISOString(),
+      targetPort: registration.targetPort,
+      targetAddresses: registration.targetAddresses
+    }
+  }
+
+  private addRemote (record: SessionRecord): void {
+    if (record.node === this.name) return
+    const link = this.links.mux(record.node)
+    const port = this.shared.ports.get(record.service)
+    if (link === undefined || port === undefined) return
+    const sessions = this.remote.get(record.node) ?? new Map<string, RemoteSession>()
+    if (sessions.has(record.id)) return
+    this.remote.set(record.node, sessions)
+    const remote = new RemoteSession(record, link)
+    sessions.set(record.id, remote)
+    this.ctx.registry.register(remote, port)
+      .catch((err: Error) => {
+        sessions.delete(record.id)
+        this.ctx.log.warn(`cluster: cannot serve service ${record.service} of node ${record.node} here: ${err.message}`)
+      })
+  }
+
+  private removeRemote (node: string, id: string): void {
+    const remote = this.remote.get(node)?.get(id)
+    if (remote === undefined) return
+    this.remote.get(node)?.delete(id)
+    remote.closing = true
+    this.ctx.registry.unregister(remote)
+      .then(() => this.releaseLater(remote.registration.serviceName))
+      .catch((err: Error) => this.ctx.log.error(`cluster: ${err.message}`))
+  }
+
+  private dropRemote (node: string): void {
+    for (const id of [...this.remote.get(node)?.keys() ?? []]) this.removeRemote(node, id)
+  }
+
+  /** After the grace period, a service no node has a session of gives its port back to the cluster. */
+  private releaseLater (service: string): void {
+    const timer = setTimeout(() => {
+      if (this.ctx.registry.services.has(service)) return
+      this.shared.releaseIfUnused(service).catch(() => {})
+    }, this.ctx.portGraceMs)
+    timer.unref()
+  }
+
+  /** The cluster's API endpoints, this node's first. */
+  endpoints (): string[] {
+    return [this.advertise, ...this.membership.others().map(n => n.api)]
+  }
+
+  acceptPeer (req: IncomingMessage, socket: Duplex, head: Buffer, wss: WebSocketServer): void {
+    this.links.accept(req, socket, head, wss)
+  }
+
+  /** The connection other parts (the event publisher) may share. */
+  get natsConnection (): NatsConnection {
+    return this.nc
+  }
+
+  /** Leaves: our sessions and membership entry are removed so the others stop at once. */
+  async close (): Promise<void> {
+    for (const u of this.unsubscribe) u()
+    this.links.close()
+    await Promise.all([...this.local.keys()].map(async id => await this.shared.deleteSession(this.name, id).catch(() => {})))
+    await this.membership.leave()
+    await closeNats(this.nc)
+  }
+}
