@@ -65,6 +65,7 @@ export class ClusterNode {
   /** Other nodes' sessions registered here, by node then id. */
   private readonly remote = new Map<string, Map<string, RemoteSession>>()
   private readonly unsubscribe: Array<() => void> = []
+  private closed = false
 
   private constructor (
     private readonly opts: ClusterOptions,
@@ -84,7 +85,7 @@ export class ClusterNode {
     const name = opts.nodeName ?? advertise
     const { nc, where } = await connectNats({ url: opts.natsUrl, ca: opts.natsCa, name: `reverselb-${name}`, log: ctx.log })
     try {
-      const shared = await SharedServices.open(nc, opts.name, name, ctx.log)
+      const shared = await SharedServices.open(nc, opts.name, ctx.log)
       const self: NodeRecord = { name, api: advertise, cert: ctx.certificate.cert, fingerprint: ctx.certificate.fingerprint, startedAt: new Date().toISOString() }
       const links = new PeerLinks({
         self: name,
@@ -116,7 +117,9 @@ export class ClusterNode {
     membership.on('down', (name) => {
       links.disconnect(name)
       this.dropRemote(name)
-      shared.purgeNode(name).catch(() => {})
+      shared.purgeNode(name)
+        .then(services => { for (const s of services) this.releaseLater(s) })
+        .catch(() => {})
     })
     for (const record of membership.others()) links.connect(record)
     links.on('up', (node) => { for (const record of shared.sessionsOf(node)) this.addRemote(record) })
@@ -194,7 +197,6 @@ export class ClusterNode {
     this.remote.get(node)?.delete(id)
     remote.closing = true
     this.ctx.registry.unregister(remote)
-      .then(() => this.releaseLater(remote.registration.serviceName))
       .catch((err: Error) => this.ctx.log.error(`cluster: ${err.message}`))
   }
 
@@ -202,10 +204,13 @@ export class ClusterNode {
     for (const id of [...this.remote.get(node)?.keys() ?? []]) this.removeRemote(node, id)
   }
 
-  /** After the grace period, a service no node has a session of gives its port back to the cluster. */
+  /**
+   * After the grace period, a service no node has a session of gives its port back to the
+   * cluster (asked by the node its last session left, or by those that saw that node die).
+   */
   private releaseLater (service: string): void {
     const timer = setTimeout(() => {
-      if (this.ctx.registry.services.has(service)) return
+      if (this.closed || this.ctx.registry.services.has(service)) return
       this.shared.releaseIfUnused(service).catch(() => {})
     }, this.ctx.portGraceMs)
     timer.unref()
@@ -227,6 +232,7 @@ export class ClusterNode {
 
   /** Leaves: our sessions and membership entry are removed so the others stop at once. */
   async close (): Promise<void> {
+    this.closed = true
     for (const u of this.unsubscribe) u()
     this.links.close()
     await Promise.all([...this.local.keys()].map(async id => await this.shared.deleteSession(this.name, id).catch(() => {})))

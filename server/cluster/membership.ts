@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { openBucket } from './kv-bucket.js'
+import { openBucket, whileJetStreamStarts } from './kv-bucket.js'
 import type { Logger } from '../../protocol/index.js'
 import type { KV } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -37,7 +37,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   static async join (nc: NatsConnection, cluster: string, self: NodeRecord, ttlMs: number, log: Logger): Promise<Membership> {
     const kv = await openBucket(nc, `reverselb-${cluster}-nodes`, { ttl: ttlMs }, log)
     const m = new Membership(kv, self, log)
-    await m.beat()
+    await whileJetStreamStarts(async () => await m.beat(), log)
     await m.sweep()
     m.timer = setInterval(() => { void m.tick() }, Math.max(200, Math.floor(ttlMs / 3)))
     m.timer.unref()

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { RegistrationError } from '../registry.js'
-import { fromKeyPart, keyPart, openBucket } from './kv-bucket.js'
+import { fromKeyPart, keyPart, openBucket, whileJetStreamStarts } from './kv-bucket.js'
 import type { Logger } from '../../protocol/index.js'
 import type { PortPool } from '../port-pool.js'
 import type { KV } from '@nats-io/kv'
@@ -46,14 +46,14 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
   readonly sessions = new Map<string, SessionRecord>()
   private available = true
 
-  private constructor (private readonly kv: KV, private readonly node: string, private readonly log: Logger) {
+  private constructor (private readonly kv: KV, private readonly log: Logger) {
     super()
   }
 
-  static async open (nc: NatsConnection, cluster: string, node: string, log: Logger): Promise<SharedServices> {
+  static async open (nc: NatsConnection, cluster: string, log: Logger): Promise<SharedServices> {
     const kv = await openBucket(nc, `reverselb-${cluster}-registry`, {}, log)
-    const s = new SharedServices(kv, node, log)
-    await s.watch()
+    const s = new SharedServices(kv, log)
+    await whileJetStreamStarts(async () => await s.watch(), log)
     return s
   }
 
@@ -169,20 +169,20 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
     await this.kv.delete(sessionKey(node, id))
   }
 
-  /** Removes every session of a node that is gone. */
-  async purgeNode (node: string): Promise<void> {
-    for (const [key, record] of this.sessions) {
-      if (record.node === node) await this.kv.delete(key).catch(() => {})
+  /** Removes every session of a node that is gone; resolves to the services they were of. */
+  async purgeNode (node: string): Promise<Set<string>> {
+    const services = new Set<string>()
+    for (const [key, record] of [...this.sessions]) {
+      if (record.node !== node) continue
+      services.add(record.service)
+      await this.kv.delete(key).catch(() => {})
     }
+    return services
   }
 
   /** Sessions of `node` the registry lists (ours, after NATS came back: checked against what we have). */
   sessionsOf (node: string): SessionRecord[] {
     return [...this.sessions.values()].filter(s => s.node === node)
-  }
-
-  get self (): string {
-    return this.node
   }
 }
 

@@ -1,0 +1,101 @@
+import { expect } from 'chai'
+import { startNatsCluster } from '../fixtures/nats-cluster.js'
+import { echoServer, eventually, exchange, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import { startClient, tunnelData } from '../fixtures/tunnel.js'
+import { certFiles } from '../endpoints/helpers.js'
+import { clusterSetup, frontendHostOf, startNode } from './helpers.js'
+import type { TunnelClient, TunnelServer } from '../../index.js'
+import type { NatsCluster } from '../fixtures/nats-cluster.js'
+import type { TcpServer } from '../fixtures/net.js'
+import type { CertFiles } from '../endpoints/helpers.js'
+import type { ClusterSetup } from './helpers.js'
+
+/** Sessions of `service` each node sees (its own and the other nodes'). */
+const sessionsOn = (node: TunnelServer, service: string): number => node.registry.services.get(service)?.sessions.length ?? 0
+
+describe('cluster: three servers on a three-server NATS JetStream cluster', function () {
+  this.timeout(120_000)
+  let nats: NatsCluster
+  let cert: CertFiles
+  let setup: ClusterSetup
+  let nodes: TunnelServer[] = []
+  const clients: TunnelClient[] = []
+  const backends: TcpServer[] = []
+
+  before(async function () {
+    cert = await certFiles()
+    nats = await startNatsCluster(3)
+    setup = await clusterSetup(nats.urls, cert)
+    nodes = await Promise.all([0, 1, 2].map(async i => await startNode(setup, i)))
+  })
+
+  after(async function () {
+    await Promise.all(clients.map(async c => await c.close()))
+    await Promise.all(nodes.map(async n => await n.close()))
+    await Promise.all(backends.map(async b => await b.close()))
+    await nats?.close()
+    await cert?.remove()
+  })
+
+  const attach = (node: TunnelServer, backendPort: number, serviceName: string, opts = {}): TunnelClient => {
+    const c = startClient(node, tunnelData(backendPort, { serviceName }), { maxBackoffMs: 1000, ...opts })
+    clients.push(c)
+    return c
+  }
+
+  it('every node sees the others', async function () {
+    for (const n of nodes) await eventually(() => expect(n.cluster.membership.nodes.size).to.equal(3), 10_000)
+  })
+
+  it('serves every service through every node, byte-exact, whichever node its client is on', async function () {
+    const echo = await echoServer()
+    backends.push(echo)
+    const ports = await Promise.all(['a', 'b', 'c'].map(async (name, i) => (await attach(nodes[i], echo.port, `svc-${name}`).ready()).frontendPort))
+    for (const name of ['a', 'b', 'c']) {
+      for (const n of nodes) await eventually(() => expect(sessionsOn(n, `svc-${name}`)).to.equal(1), 10_000)
+    }
+    const payload = randomPayload(1024 * 1024)
+    for (const [s, port] of ports.entries()) {
+      for (let i = 0; i < nodes.length; i++) {
+        const back = await exchange(port, payload, frontendHostOf(i))
+        expect(sha256(back), `service ${s} through node ${i + 1}`).to.equal(sha256(payload))
+      }
+    }
+  })
+
+  it('spreads connections evenly over clients of one service attached to different nodes', async function () {
+    const named = await Promise.all(['x', 'y', 'z'].map(async name => await tcpServer((s) => { s.on('data', () => {}); s.on('end', () => s.end(name)) })))
+    backends.push(...named)
+    const ports = await Promise.all(named.map(async (b, i) => (await attach(nodes[i], b.port, 'even').ready()).frontendPort))
+    expect(new Set(ports).size).to.equal(1)
+    for (const n of nodes) await eventually(() => expect(sessionsOn(n, 'even')).to.equal(3), 10_000)
+    for (let i = 0; i < nodes.length; i++) {
+      const counts = new Map<string, number>()
+      for (let k = 0; k < 60; k++) {
+        const who = (await exchange(ports[0], Buffer.from('hi'), frontendHostOf(i))).toString()
+        counts.set(who, (counts.get(who) ?? 0) + 1)
+      }
+      // eslint-disable-next-line no-console
+      console.log(`      through node ${i + 1}: ${['x', 'y', 'z'].map(n => `${n}=${counts.get(n) ?? 0}`).join(' ')}`)
+      for (const name of ['x', 'y', 'z']) expect(counts.get(name) ?? 0, `${name} through node ${i + 1}`).to.be.within(15, 25)
+    }
+  })
+
+  it('never gives one port twice when many clients register dynamic ports on every node at once', async function () {
+    const echo = await echoServer()
+    backends.push(echo)
+    const perNode = 8
+    const racing = nodes.flatMap((n, i) => Array.from({ length: perNode }, (_, k) => attach(n, echo.port, `race-${i}-${k}`)))
+    const ports = await Promise.all(racing.map(async c => (await c.ready()).frontendPort))
+    expect(new Set(ports).size, `ports ${ports.join(',')}`).to.equal(ports.length)
+    // And each service has the same port on every node.
+    for (const n of nodes) {
+      await eventually(() => {
+        for (const [j, port] of ports.entries()) {
+          const name = `race-${Math.floor(j / perNode)}-${j % perNode}`
+          expect(n.registry.services.get(name)?.port, name).to.equal(port)
+        }
+      }, 15_000)
+    }
+  })
+})
