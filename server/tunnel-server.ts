@@ -464,15 +464,16 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       const t = setTimeout(() => { c.terminate(); resolve() }, 2000)
       void c.closed.then(() => { clearTimeout(t); resolve() })
     })))
+    // The other nodes' links to us hold the API port open until they are closed too.
+    const cluster = this.clusterNode
+    this.clusterNode = undefined
+    await cluster?.close()
     this.httpTunnel.close()
     https?.closeAllConnections()
     plainHttp?.closeAllConnections()
     for (const s of [...services, ...this.registry.services.values()]) s.frontend.destroyConnections()
     await Promise.all([httpsClosed, stopped])
     this.registry.close()
-    const cluster = this.clusterNode
-    this.clusterNode = undefined
-    await cluster?.close()
     const endpoints = this.endpoints
     this.endpoints = undefined
     await endpoints?.close()

@@ -3,6 +3,8 @@ import { RegistrationError } from '../registry.js'
 import { fromKeyPart, keyPart, openBucket, whileJetStreamStarts } from './kv-bucket.js'
 import type { Logger } from '../../protocol/index.js'
 import type { PortPool } from '../port-pool.js'
+import { jetstreamManager } from '@nats-io/jetstream'
+import type { JetStreamManager } from '@nats-io/jetstream'
 import type { KV } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
 
@@ -46,13 +48,14 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
   readonly sessions = new Map<string, SessionRecord>()
   private available = true
 
-  private constructor (private readonly kv: KV, private readonly log: Logger) {
+  private constructor (private readonly kv: KV, private readonly jsm: JetStreamManager, private readonly bucket: string, private readonly log: Logger) {
     super()
   }
 
   static async open (nc: NatsConnection, cluster: string, log: Logger): Promise<SharedServices> {
-    const kv = await openBucket(nc, `reverselb-${cluster}-registry`, {}, log)
-    const s = new SharedServices(kv, log)
+    const bucket = `reverselb-${cluster}-registry`
+    const kv = await openBucket(nc, bucket, {}, log)
+    const s = new SharedServices(kv, await jetstreamManager(nc), bucket, log)
     await whileJetStreamStarts(async () => await s.watch(), log)
     return s
   }
@@ -103,7 +106,15 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
     const known = this.ports.get(name)
     if (known !== undefined) {
       if (requested !== 0 && requested !== known) throw new RegistrationError(`service "${name}" already listens on port ${known} in the cluster; register it with port ${known} or 0`)
-      return known
+      if (!this.available) return known
+      // Freed meanwhile by the node its last session left (erasures send no watch event)?
+      // Claimed again, or confirmed as still this service's.
+      try {
+        return await this.claimGiven(name, known)
+      } catch (err) {
+        if (err instanceof RegistryUnavailableError) return known
+        this.ports.delete(name)
+      }
     }
     if (!this.available) {
       throw new RegistryUnavailableError(`the cluster registry (NATS) cannot be reached: new services are refused until it is back (known services still register)`)
@@ -115,7 +126,7 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
       return port
     } catch (err) {
       // Another node registered the service first: its port is the service's, ours goes back.
-      await this.kv.delete(PORT + String(port)).catch(() => {})
+      await this.erase(PORT + String(port)).catch(() => {})
       const entry = await this.kv.get(SVC + keyPart(name))
       if (entry === null || entry.operation !== 'PUT') throw new RegistrationError(`cannot register service "${name}" in the cluster: ${(err as Error).message}`)
       const theirs = entry.json<{ port: number }>().port
@@ -156,9 +167,19 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
     if ([...this.sessions.values()].some(s => s.service === name)) return
     const port = this.ports.get(name)
     if (port === undefined) return
-    await this.kv.delete(SVC + keyPart(name))
-    await this.kv.delete(PORT + String(port))
+    this.ports.delete(name)
+    await this.erase(SVC + keyPart(name))
+    await this.erase(PORT + String(port))
     this.log.info(`cluster: service ${name} has no session left; port ${port} freed`)
+  }
+
+  /**
+   * Removes every message of a key, leaving no delete marker: a create() over a marker is an
+   * update of the marker's revision, which concurrent writers could both pass on a NATS 2.9
+   * cluster (seen here: one port given twice); a create() of a key without messages cannot.
+   */
+  private async erase (key: string): Promise<void> {
+    await this.jsm.streams.purge(`KV_${this.bucket}`, { filter: `$KV.${this.bucket}.${key}` })
   }
 
   async putSession (record: SessionRecord): Promise<void> {
