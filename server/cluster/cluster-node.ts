@@ -5,6 +5,7 @@ import { Membership } from './membership.js'
 import { PeerLinks } from './peer-links.js'
 import { RemoteSession } from './remote-session.js'
 import { SharedServices } from './shared-services.js'
+import { whileJetStreamStarts } from './kv-bucket.js'
 import { serveForwarded } from './forwarded.js'
 import type { Logger } from '../../protocol/index.js'
 import type { ServerCertificate } from '../certificate.js'
@@ -113,6 +114,9 @@ export class ClusterNode {
 
   private wire (): void {
     const { shared, membership, links, ctx } = this
+    // A status 'disconnect' may come without its 'reconnect' (a server of the list failing at
+    // start): a heartbeat that went through says NATS answers.
+    membership.on('beat', () => shared.setAvailable(true))
     membership.on('up', (record) => { if (record.name !== this.name) links.connect(record) })
     membership.on('down', (name) => {
       links.disconnect(name)
@@ -151,12 +155,19 @@ export class ClusterNode {
       }
       if (s.type === 'reconnect') {
         this.shared.setAvailable(true)
-        this.ctx.log.info(`cluster ${this.opts.name}: NATS is back; writing this node's ${this.local.size} session(s) to the shared registry again`)
-        for (const { session, service } of this.local.values()) {
-          this.shared.putSession(this.record(session, service.name)).catch((err: Error) => this.ctx.log.warn(`cluster: session ${session.id}: ${err.message}`))
-        }
+        this.catchUp().catch((err: Error) => this.ctx.log.warn(`cluster ${this.opts.name}: catching up with NATS failed: ${err.message}`))
       }
     }
+  }
+
+  /** After NATS came back: this node's sessions written again, the others' read again. */
+  private async catchUp (): Promise<void> {
+    this.ctx.log.info(`cluster ${this.opts.name}: NATS is back; writing this node's ${this.local.size} session(s) to the shared registry again`)
+    await whileJetStreamStarts(async () => {
+      for (const { session, service } of this.local.values()) await this.shared.putSession(this.record(session, service.name))
+      await this.shared.watch()
+    }, this.ctx.log)
+    for (const node of this.membership.others()) for (const record of this.shared.sessionsOf(node.name)) this.addRemote(record)
   }
 
   private record (session: ServerSession, service: string): SessionRecord {

@@ -1,3 +1,4 @@
+import { jetstream } from '@nats-io/jetstream'
 import { Kvm } from '@nats-io/kv'
 import type { Logger } from '../../protocol/index.js'
 import type { KV, KvOptions } from '@nats-io/kv'
@@ -16,23 +17,28 @@ export async function openBucket (nc: NatsConnection, name: string, opts: Partia
  * StatefulSet) answers before JetStream has a leader, and a bucket just created (by another
  * node) takes a moment to elect one of its own.
  */
-export async function whileJetStreamStarts<T> (fn: () => Promise<T>, log: Logger): Promise<T> {
-  const deadline = Date.now() + JETSTREAM_WAIT_MS
+export async function whileJetStreamStarts<T> (fn: () => Promise<T>, log: Logger, waitMs = JETSTREAM_WAIT_MS): Promise<T> {
+  const deadline = Date.now() + waitMs
   for (;;) {
     try {
       return await fn()
     } catch (err) {
-      if (!/not enabled|no responders|timeout|leader/i.test((err as Error).message) || Date.now() > deadline) throw err
-      log.info(`NATS JetStream not ready yet (${(err as Error).message}); retrying`)
-      await new Promise(resolve => setTimeout(resolve, 200))
+      if (!jetStreamUnready(err) || Date.now() > deadline) throw err
+      log.info(`NATS JetStream not ready (${(err as Error).message}); retrying`)
+      await new Promise(resolve => setTimeout(resolve, 100))
     }
   }
 }
 
 const JETSTREAM_WAIT_MS = 30_000
+export const JETSTREAM_TIMEOUT_MS = 1500
+
+/** What a JetStream without a leader (starting, or electing one after a server was lost) answers. */
+export const jetStreamUnready = (err: unknown): boolean => /not enabled|no responders|timeout|leader|503/i.test((err as Error).message)
 
 async function createBucket (nc: NatsConnection, name: string, opts: Partial<KvOptions>, log: Logger): Promise<KV> {
-  const kvm = new Kvm(nc)
+  // Answers come in milliseconds; a request lost with a NATS server is retried after 1.5 s, not 5.
+  const kvm = new Kvm(jetstream(nc, { timeout: JETSTREAM_TIMEOUT_MS }))
   try {
     return await kvm.create(name, { history: 1, replicas: 3, ...opts })
   } catch (err) {

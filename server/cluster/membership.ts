@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { openBucket, whileJetStreamStarts } from './kv-bucket.js'
+import { keyPart, openBucket, whileJetStreamStarts } from './kv-bucket.js'
 import type { Logger } from '../../protocol/index.js'
 import type { KV } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -18,6 +18,8 @@ export interface NodeRecord {
 export interface MembershipEvents {
   up: [NodeRecord]
   down: [string]
+  /** A heartbeat went through: NATS and JetStream answer. */
+  beat: []
 }
 
 /**
@@ -52,6 +54,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private async tick (): Promise<void> {
     try {
       await this.beat()
+      this.emit('beat')
       await this.sweep()
     } catch (err) {
       this.log.debug(`cluster membership: ${(err as Error).message}`)
@@ -59,7 +62,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   private async beat (): Promise<void> {
-    await this.kv.put(this.self.name, JSON.stringify(this.self))
+    await this.kv.put(keyPart(this.self.name), JSON.stringify(this.self))
   }
 
   /** Reads every live entry: new ones are up, missing ones down. */
@@ -68,7 +71,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
     for await (const key of await this.kv.keys()) {
       const entry = await this.kv.get(key)
       if (entry === null || entry.operation !== 'PUT') continue
-      try { seen.set(key, entry.json<NodeRecord>()) } catch { this.log.warn(`cluster membership: unreadable entry ${key} ignored`) }
+      try {
+        const record = entry.json<NodeRecord>()
+        seen.set(record.name, record)
+      } catch { this.log.warn(`cluster membership: unreadable entry ${key} ignored`) }
     }
     if (this.stopped) return
     for (const [name, record] of seen) {
@@ -92,6 +98,6 @@ export class Membership extends EventEmitter<MembershipEvents> {
   async leave (): Promise<void> {
     this.stopped = true
     clearInterval(this.timer)
-    await this.kv.delete(this.self.name).catch(() => {})
+    await this.kv.delete(keyPart(this.self.name)).catch(() => {})
   }
 }

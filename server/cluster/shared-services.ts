@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { RegistrationError } from '../registry.js'
-import { fromKeyPart, keyPart, openBucket, whileJetStreamStarts } from './kv-bucket.js'
+import { JETSTREAM_TIMEOUT_MS, fromKeyPart, jetStreamUnready, keyPart, openBucket, whileJetStreamStarts } from './kv-bucket.js'
 import type { Logger } from '../../protocol/index.js'
 import type { PortPool } from '../port-pool.js'
 import { jetstreamManager } from '@nats-io/jetstream'
@@ -31,6 +31,9 @@ export class RegistryUnavailableError extends RegistrationError {
   readonly code = 'ERR_CLUSTER_REGISTRY_UNAVAILABLE'
 }
 
+/** How long a registration waits for the registry's stream to have a leader again. */
+const CLAIM_WAIT_MS = 10_000
+
 const SVC = 'svc.'
 const PORT = 'port.'
 const SES = 'ses.'
@@ -47,6 +50,7 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
   readonly ports = new Map<string, number>()
   readonly sessions = new Map<string, SessionRecord>()
   private available = true
+  private iter?: { stop: () => void }
 
   private constructor (private readonly kv: KV, private readonly jsm: JetStreamManager, private readonly bucket: string, private readonly log: Logger) {
     super()
@@ -55,7 +59,7 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
   static async open (nc: NatsConnection, cluster: string, log: Logger): Promise<SharedServices> {
     const bucket = `reverselb-${cluster}-registry`
     const kv = await openBucket(nc, bucket, {}, log)
-    const s = new SharedServices(kv, await jetstreamManager(nc), bucket, log)
+    const s = new SharedServices(kv, await jetstreamManager(nc, { timeout: JETSTREAM_TIMEOUT_MS }), bucket, log)
     await whileJetStreamStarts(async () => await s.watch(), log)
     return s
   }
@@ -65,21 +69,38 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
     this.available = available
   }
 
-  private async watch (): Promise<void> {
+  /**
+   * Follows the bucket: its current values, then every change. Run again after NATS came back
+   * (a watch does not outlive the loss of every server): keys gone meanwhile are dropped then.
+   */
+  async watch (): Promise<void> {
+    this.iter?.stop()
     const iter = await this.kv.watch()
+    this.iter = iter
+    const seen = new Set<string>()
+    let initial = true
     let initialDone = (): void => {}
-    const initial = new Promise<void>(resolve => { initialDone = resolve })
+    const done = new Promise<void>(resolve => { initialDone = resolve })
+    const endInitial = (): void => {
+      if (!initial) return
+      initial = false
+      for (const key of [...this.sessions.keys()]) if (!seen.has(key)) this.apply(key, undefined)
+      for (const name of [...this.ports.keys()]) if (!seen.has(SVC + keyPart(name))) this.ports.delete(name)
+      initialDone()
+    }
     void (async () => {
       for await (const e of iter) {
+        if (initial) seen.add(e.key)
         this.apply(e.key, e.operation === 'PUT' ? e.value : undefined)
-        if (e.delta === 0) initialDone()
+        if (e.delta === 0) endInitial()
       }
     })().catch((err: Error) => this.log.warn(`cluster registry watch ended: ${err.message}`))
     // An empty bucket has no last entry to mark the end of the initial values.
     const status = await this.kv.status()
-    if (status.values === 0) initialDone()
-    await initial
+    if (status.values === 0) endInitial()
+    await done
   }
+
 
   private apply (key: string, value: Uint8Array | undefined): void {
     if (key.startsWith(SVC)) {
@@ -119,6 +140,11 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
     if (!this.available) {
       throw new RegistryUnavailableError(`the cluster registry (NATS) cannot be reached: new services are refused until it is back (known services still register)`)
     }
+    // A NATS server lost may have led the registry's stream: a new leader is elected in seconds.
+    return await whileJetStreamStarts(async () => await this.claimNew(name, requested, pool), this.log, CLAIM_WAIT_MS)
+  }
+
+  private async claimNew (name: string, requested: number, pool: PortPool): Promise<number> {
     const port = requested !== 0 ? await this.claimGiven(name, requested) : await this.claimFree(name, pool)
     try {
       await this.kv.create(SVC + keyPart(name), JSON.stringify({ port }))
@@ -158,6 +184,7 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
       return true
     } catch (err) {
       if (/wrong last sequence|key exists/i.test((err as Error).message)) return false
+      if (jetStreamUnready(err)) throw err
       throw new RegistryUnavailableError(`the cluster registry (NATS) failed: ${(err as Error).message}`)
     }
   }

@@ -1,6 +1,9 @@
-import { freePortRange } from '../fixtures/net.js'
-import { startServer } from '../fixtures/tunnel.js'
+import { runCli } from '../fixtures/cli.js'
+import { freePort, freePortRange, tcpServer } from '../fixtures/net.js'
+import { TOKEN, startServer } from '../fixtures/tunnel.js'
 import type { TunnelServer, TunnelServerOptions } from '../../index.js'
+import type { CliProcess } from '../fixtures/cli.js'
+import type { TcpServer } from '../fixtures/net.js'
 import type { CertFiles } from '../endpoints/helpers.js'
 
 export const CLUSTER_SECRET = 'cluster-secret-0123456789'
@@ -37,3 +40,23 @@ export async function startNode (setup: ClusterSetup, i: number, opts: Partial<T
 }
 
 export const frontendHostOf = (i: number): string => `127.0.0.${i + 1}`
+
+/** Node `i` as a `reverselb server` process of its own (to be killed with SIGKILL). */
+export async function startNodeProcess (setup: ClusterSetup, i: number): Promise<{ proc: CliProcess, port: number }> {
+  const port = await freePort()
+  const proc = runCli([
+    'server', '--port', String(port), '--host', '127.0.0.1', '--frontendhost', frontendHostOf(i),
+    '--dynport', String(setup.dynPort), '--dynportcount', String(setup.dynPortCount), '--portgrace', '0',
+    '--tls-cert', setup.cert.certFile, '--tls-key', setup.cert.keyFile,
+    '--cluster', setup.name, '--natsurl', setup.natsUrls, '--advertise', `127.0.0.1:${port}`
+  ], { TOKEN, CLUSTER_SECRET })
+  await proc.waitFor(/joined through NATS/, 30_000)
+  return { proc, port }
+}
+
+/** A backend that first says its name (a line), then echoes: the frontend knows who served it. */
+export async function namedEcho (name: string): Promise<TcpServer & { connections: () => number }> {
+  let n = 0
+  const server = await tcpServer((s) => { n++; s.write(`${name}\n`); s.pipe(s) })
+  return { ...server, connections: () => n }
+}
