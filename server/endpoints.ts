@@ -14,6 +14,7 @@ import type { ServerEvents } from './events.js'
 import type { Limits } from './limits.js'
 import type { ServiceRegistry } from './registry.js'
 import type { ClusterNode } from './cluster/cluster-node.js'
+import { clusterJson } from './cluster/cluster-json.js'
 import type { Service } from './service.js'
 import type { EventJson } from './snapshot.js'
 import type { EventEmitter } from 'node:events'
@@ -100,7 +101,8 @@ export class ServerEndpoints {
     if (httpPort !== 0) {
       this.listen('connectionOpened', this.traffic.connectionOpened)
       this.listen('connectionClosed', this.traffic.connectionClosed)
-      this.metrics = new ServerMetrics(this.events, ctx.registry)
+      this.metrics = new ServerMetrics(this.events, ctx.registry, ctx.cluster !== undefined)
+      const cluster = ctx.cluster
       this.http = new HttpApi({
         port: httpPort,
         host: ctx.host,
@@ -112,6 +114,7 @@ export class ServerEndpoints {
         log: ctx.log,
         requestTimeoutMs: ctx.handshakeTimeoutMs,
         maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+        ...(cluster !== undefined ? { cluster: () => clusterJson(cluster, ctx.registry) } : {}),
         onAuthFailure: (remoteAddress) => {
           ctx.log.warn(`HTTP API: authorization failed for ${remoteAddress}`)
           this.metrics?.httpAuthFailure()

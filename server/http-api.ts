@@ -8,6 +8,7 @@ import type { Logger } from '../protocol/index.js'
 import type { AuthFailureLimiter } from './auth-limiter.js'
 import type { TokenAuth } from './auth.js'
 import type { ServerMetrics } from './metrics.js'
+import type { ClusterJson } from './cluster/cluster-json.js'
 import type { EventJson, SnapshotContext } from './snapshot.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -31,9 +32,15 @@ export interface HttpApiOptions {
   requestTimeoutMs?: number
   /** Connections one address may hold open. Default 128. */
   maxConnectionsPerAddress?: number
+  /** The cluster's nodes, with --cluster. */
+  cluster?: () => ClusterJson
 }
 
 type Params = Record<string, string>
+
+function clusterRoute (describe: () => ClusterJson): Route {
+  return { method: 'GET', path: '/cluster', auth: true, description: 'the cluster: its nodes, and the sessions each holds', handle: (_q, res) => json(res, 200, describe()) }
+}
 
 interface Route {
   method: 'GET' | 'DELETE'
@@ -74,6 +81,7 @@ export class HttpApi {
       { method: 'GET', path: '/services', auth: true, description: 'every service with its sessions and counters', handle: (_q, res) => json(res, 200, servicesJson(opts.snapshot)) },
       { method: 'GET', path: '/services/:name', auth: true, description: 'one service', handle: (_q, res, p) => this.service(res, p) },
       { method: 'DELETE', path: '/services/:name/sessions/:id', auth: true, description: 'disconnect one tunnel client session', handle: (_q, res, p) => this.disconnect(res, p) },
+      ...(opts.cluster !== undefined ? [clusterRoute(opts.cluster)] : []),
       { method: 'GET', path: '/events', auth: true, description: 'Server-Sent Events: recent and new lifecycle events, a snapshot every second', handle: (req, res) => this.stream(req, res) },
       { method: 'GET', path: '/metrics', auth: true, description: 'Prometheus metrics (text exposition format)', handle: async (_q, res) => await this.metrics(res) }
     ]

@@ -24,6 +24,8 @@ export interface SessionJson {
   /** Backend -> frontend. */
   bytesOut: number
   target: { port: number, addresses: string[] }
+  /** The cluster node its client is connected to (with --cluster). */
+  node?: string
 }
 
 export interface ServiceJson {
@@ -62,7 +64,8 @@ export function sessionJson (ctx: SnapshotContext, service: Service, session: Se
     totalConnections: session.totalConnections,
     bytesIn: bytes.bytesIn,
     bytesOut: bytes.bytesOut,
-    target: { port: session.registration.targetPort, addresses: [...session.registration.targetAddresses] }
+    target: { port: session.registration.targetPort, addresses: [...session.registration.targetAddresses] },
+    ...(session.node !== undefined ? { node: session.node } : {})
   }
 }
 

@@ -227,6 +227,15 @@ export class ClusterNode {
     timer.unref()
   }
 
+  get clusterName (): string {
+    return this.opts.name
+  }
+
+  /** Whether the link to node `name` is open. */
+  linked (name: string): boolean {
+    return this.links.mux(name) !== undefined
+  }
+
   /** The cluster's API endpoints, this node's first. */
   endpoints (): string[] {
     return [this.advertise, ...this.membership.others().map(n => n.api)]

@@ -49,7 +49,7 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
   /** Service name -> port, and sessions by key, as last seen. */
   readonly ports = new Map<string, number>()
   readonly sessions = new Map<string, SessionRecord>()
-  private available = true
+  private reachable = true
   private iter?: { stop: () => void }
 
   private constructor (private readonly kv: KV, private readonly jsm: JetStreamManager, private readonly bucket: string, private readonly log: Logger) {
@@ -66,7 +66,11 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
 
   /** Whether NATS answers; set from the connection's status. */
   setAvailable (available: boolean): void {
-    this.available = available
+    this.reachable = available
+  }
+
+  get available (): boolean {
+    return this.reachable
   }
 
   /**

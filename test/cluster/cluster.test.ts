@@ -1,8 +1,9 @@
 import { expect } from 'chai'
 import { startNatsCluster } from '../fixtures/nats-cluster.js'
-import { echoServer, eventually, exchange, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
-import { startClient, tunnelData } from '../fixtures/tunnel.js'
-import { certFiles } from '../endpoints/helpers.js'
+import { connect } from '@nats-io/transport-node'
+import { echoServer, eventually, exchange, freePort, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
+import { TOKEN, startClient, tunnelData } from '../fixtures/tunnel.js'
+import { api, certFiles, parseMetrics, sample } from '../endpoints/helpers.js'
 import { clusterSetup, frontendHostOf, startNode } from './helpers.js'
 import type { TunnelClient, TunnelServer } from '../../index.js'
 import type { NatsCluster } from '../fixtures/nats-cluster.js'
@@ -19,6 +20,7 @@ describe('cluster: three servers on a three-server NATS JetStream cluster', func
   let cert: CertFiles
   let setup: ClusterSetup
   let nodes: TunnelServer[] = []
+  let httpPorts: number[] = []
   const clients: TunnelClient[] = []
   const backends: TcpServer[] = []
 
@@ -26,7 +28,8 @@ describe('cluster: three servers on a three-server NATS JetStream cluster', func
     cert = await certFiles()
     nats = await startNatsCluster(3)
     setup = await clusterSetup(nats.urls, cert)
-    nodes = await Promise.all([0, 1, 2].map(async i => await startNode(setup, i)))
+    httpPorts = await Promise.all([0, 1, 2].map(async () => await freePort()))
+    nodes = await Promise.all([0, 1, 2].map(async i => await startNode(setup, i, { httpPort: httpPorts[i] })))
   })
 
   after(async function () {
@@ -60,6 +63,35 @@ describe('cluster: three servers on a three-server NATS JetStream cluster', func
         const back = await exchange(port, payload, frontendHostOf(i))
         expect(sha256(back), `service ${s} through node ${i + 1}`).to.equal(sha256(payload))
       }
+    }
+  })
+
+  it('REST, /metrics and NATS events of any node show the whole cluster', async function () {
+    for (const [i, httpPort] of httpPorts.entries()) {
+      const base = `http://127.0.0.1:${httpPort}`
+      const cluster = await api(base, '/cluster', { token: TOKEN })
+      expect(cluster.status).to.equal(200)
+      expect(cluster.body.node).to.equal(`node${i + 1}`)
+      expect(cluster.body.registryReachable).to.equal(true)
+      expect(cluster.body.nodes.map((x: { name: string }) => x.name).sort()).to.deep.equal(['node1', 'node2', 'node3'])
+      for (const x of cluster.body.nodes) expect(x.linked, x.name).to.equal(true)
+      const services = await api(base, '/services', { token: TOKEN })
+      const byName = new Map<string, any>(services.body.services.map((x: { name: string }) => [x.name, x]))
+      for (const [k, name] of ['a', 'b', 'c'].entries()) expect(byName.get(`svc-${name}`)?.sessions[0].node).to.equal(`node${k + 1}`)
+      const metrics = parseMetrics((await api(base, '/metrics', { token: TOKEN })).text)
+      for (const [k, name] of ['a', 'b', 'c'].entries()) expect(sample(metrics, 'reverselb_cluster_sessions', { node: `node${k + 1}`, service: `svc-${name}` })).to.equal(1)
+    }
+    const nc = await connect({ servers: nats.nodes[1].url })
+    try {
+      const events: any[] = []
+      nc.subscribe('reverselb.>', { callback: (_e, m) => { events.push(m.json()) } })
+      await nc.flush()
+      const echo = await echoServer()
+      backends.push(echo)
+      await attach(nodes[2], echo.port, 'evented').ready()
+      await eventually(() => expect(events.find(e => e.event === 'session.join' && e.service?.name === 'evented')?.node).to.equal('node3'), 10_000)
+    } finally {
+      await nc.close()
     }
   })
 
