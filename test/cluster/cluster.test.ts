@@ -5,7 +5,7 @@ import { echoServer, eventually, exchange, freePort, randomPayload, sha256, tcpS
 import { TOKEN, startClient, tunnelData } from '../fixtures/tunnel.js'
 import { api, certFiles, parseMetrics, sample } from '../endpoints/helpers.js'
 import { clusterSetup, frontendHostOf, startNode } from './helpers.js'
-import type { TunnelClient, TunnelServer } from '../../index.js'
+import type { TunnelClient, TunnelData, TunnelServer } from '../../index.js'
 import type { NatsCluster } from '../fixtures/nats-cluster.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { CertFiles } from '../endpoints/helpers.js'
@@ -40,8 +40,8 @@ describe('cluster: three servers on a three-server NATS JetStream cluster', func
     await cert?.remove()
   })
 
-  const attach = (node: TunnelServer, backendPort: number, serviceName: string, opts = {}): TunnelClient => {
-    const c = startClient(node, tunnelData(backendPort, { serviceName }), { maxBackoffMs: 1000, ...opts })
+  const attach = (node: TunnelServer, backendPort: number, serviceName: string, over: Partial<TunnelData> = {}): TunnelClient => {
+    const c = startClient(node, tunnelData(backendPort, { serviceName, ...over }), { maxBackoffMs: 1000 })
     clients.push(c)
     return c
   }
@@ -111,6 +111,16 @@ describe('cluster: three servers on a three-server NATS JetStream cluster', func
       console.log(`      through node ${i + 1}: ${['x', 'y', 'z'].map(n => `${n}=${counts.get(n) ?? 0}`).join(' ')}`)
       for (const name of ['x', 'y', 'z']) expect(counts.get(name) ?? 0, `${name} through node ${i + 1}`).to.be.within(15, 25)
     }
+  })
+
+  it('spreads the sessions of one client (--connections 3) over the nodes, from the one address it was given', async function () {
+    const echo = await echoServer()
+    backends.push(echo)
+    await attach(nodes[0], echo.port, 'spread', { backendAcceptBacklog: 3 }).ready()
+    await eventually(() => {
+      const nodesOfSessions = nodes[0].registry.services.get('spread')?.sessions.map(s => s.node).sort()
+      expect(nodesOfSessions).to.deep.equal(['node1', 'node2', 'node3'])
+    }, 15_000)
   })
 
   it('never gives one port twice when many clients register dynamic ports on every node at once', async function () {
