@@ -141,7 +141,7 @@ export class TunnelClient extends EventEmitter {
     let endpoint = first
     let moveOn = false
     while (!signal.aborted) {
-      if (moveOn && this.cluster.length > 0) endpoint = this.nextNode(endpoint)
+      if (moveOn && this.cluster.length > 0) endpoint = this.nextNode(endpoint, first)
       moveOn = true
       const where = describeEndpoint(endpoint)
       let delayFloor = 0
@@ -201,10 +201,15 @@ export class TunnelClient extends EventEmitter {
     }
   }
 
-  /** The node after `current` in the cluster's list (the first when `current` is not in it). */
-  private nextNode (current: Endpoint): Endpoint {
-    const i = this.cluster.findIndex(e => describeEndpoint(e) === describeEndpoint(current))
-    return this.cluster[(i + 1) % this.cluster.length]
+  /**
+   * The node after `current` in the cluster's list, which ends with the address the client was
+   * given (a balancer in front of the nodes) when the nodes did not list it themselves.
+   */
+  private nextNode (current: Endpoint, first: Endpoint): Endpoint {
+    const names = this.cluster.map(describeEndpoint)
+    const ring = names.includes(describeEndpoint(first)) ? this.cluster : [...this.cluster, first]
+    const i = ring.findIndex(e => describeEndpoint(e) === describeEndpoint(current))
+    return ring[(i + 1) % ring.length]
   }
 
   private trust (): TlsTrust {
