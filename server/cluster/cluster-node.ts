@@ -164,6 +164,8 @@ export class ClusterNode {
   private async catchUp (): Promise<void> {
     this.ctx.log.info(`cluster ${this.opts.name}: NATS is back; writing this node's ${this.local.size} session(s) to the shared registry again`)
     await whileJetStreamStarts(async () => {
+      const services = new Map([...this.local.values()].map(({ service }) => [service.name, service.port]))
+      for (const [name, port] of services) await this.shared.reassert(name, port)
       for (const { session, service } of this.local.values()) await this.shared.putSession(this.record(session, service.name))
       await this.shared.watch()
     }, this.ctx.log)

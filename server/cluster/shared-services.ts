@@ -193,6 +193,23 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
     }
   }
 
+  /**
+   * Writes a service this node serves back into the registry after NATS came back: what NATS
+   * lost when all its servers died (their last writes) must not let another service take the port.
+   */
+  async reassert (name: string, port: number): Promise<void> {
+    if (!await this.tryClaim(name, port)) {
+      const owner = (await this.kv.get(PORT + String(port)))?.string()
+      if (owner !== name) { this.log.warn(`cluster: port ${port} of service ${name} is held by service "${owner ?? '?'}" in the registry`); return }
+    }
+    try {
+      await this.kv.create(SVC + keyPart(name), JSON.stringify({ port }))
+    } catch (err) {
+      if (!/wrong last sequence|key exists/i.test((err as Error).message)) throw err
+    }
+    this.ports.set(name, port)
+  }
+
   /** Frees a service's port in the cluster once no node has a session of it. */
   async releaseIfUnused (name: string): Promise<void> {
     if ([...this.sessions.values()].some(s => s.service === name)) return

@@ -1,54 +1,27 @@
 import { expect } from 'chai'
-import { startNatsCluster } from '../fixtures/nats-cluster.js'
 import { echoServer, eventually, exchange, randomPayload, sha256 } from '../fixtures/net.js'
 import { loggedClient, startClient, testLogger, tunnelData } from '../fixtures/tunnel.js'
-import { certFiles } from '../endpoints/helpers.js'
 import { TunnelClient } from '../../index.js'
-import { clusterSetup, frontendHostOf, namedEcho, startNode, startNodeProcess } from './helpers.js'
+import { frontendHostOf, namedEcho, startNodeProcess, useCluster } from './helpers.js'
 import { LiveConnection } from './live-connection.js'
-import type { TunnelServer } from '../../index.js'
-import type { NatsCluster } from '../fixtures/nats-cluster.js'
-import type { TcpServer } from '../fixtures/net.js'
-import type { CertFiles } from '../endpoints/helpers.js'
-import type { ClusterSetup } from './helpers.js'
 
 const say = (line: string): void => console.log(`      ${line}`) // eslint-disable-line no-console
 
 describe('cluster: failures (kill -9 of a node, loss of NATS servers)', function () {
   this.timeout(180_000)
-  let nats: NatsCluster
-  let cert: CertFiles
-  let setup: ClusterSetup
-  let nodes: TunnelServer[] = []
-  const clients: TunnelClient[] = []
-  const backends: TcpServer[] = []
-
-  before(async function () {
-    cert = await certFiles()
-    nats = await startNatsCluster(3)
-    setup = await clusterSetup(nats.urls, cert)
-    nodes = await Promise.all([0, 1].map(async i => await startNode(setup, i)))
-  })
-
-  after(async function () {
-    await Promise.all(clients.map(async c => await c.close()))
-    await Promise.all(nodes.map(async n => await n.close()))
-    await Promise.all(backends.map(async b => await b.close()))
-    await nats?.close()
-    await cert?.remove()
-  })
+  const f = useCluster(2)
 
   it('kill -9 of a node: connections through it are reset at once, its client is back through another node within seconds, the others lose nothing', async function () {
-    const { proc, port: apiPort } = await startNodeProcess(setup, 2)
+    const { proc, port: apiPort } = await startNodeProcess(f.setup, 2)
     try {
       const [onDead, onLive] = await Promise.all([namedEcho('dead'), namedEcho('live')])
-      backends.push(onDead, onLive)
+      f.backends.push(onDead, onLive)
       // One client on the node that dies, one on node 1; one service.
-      const doomed = new TunnelClient(`127.0.0.1:${apiPort}`, tunnelData(onDead.port, { serviceName: 'kill' }), { fingerprint: cert.fingerprint, logger: testLogger, proxy: 'none', maxBackoffMs: 1000 })
-      clients.push(doomed, startClient(nodes[0], tunnelData(onLive.port, { serviceName: 'kill' }), { maxBackoffMs: 1000 }))
+      const doomed = new TunnelClient(`127.0.0.1:${apiPort}`, tunnelData(onDead.port, { serviceName: 'kill' }), { fingerprint: f.cert.fingerprint, logger: testLogger, proxy: 'none', maxBackoffMs: 1000 })
+      f.clients.push(doomed, startClient(f.nodes[0], tunnelData(onLive.port, { serviceName: 'kill' }), { maxBackoffMs: 1000 }))
       const port = (await doomed.ready()).frontendPort
-      expect((await clients[clients.length - 1].ready()).frontendPort).to.equal(port)
-      for (const n of nodes) await eventually(() => expect(n.registry.services.get('kill')?.sessions.length).to.equal(2), 10_000)
+      expect((await f.clients[f.clients.length - 1].ready()).frontendPort).to.equal(port)
+      for (const n of f.nodes) await eventually(() => expect(n.registry.services.get('kill')?.sessions.length).to.equal(2), 10_000)
 
       // Load through the two surviving nodes: round robin sends half to each session.
       const live = await Promise.all(Array.from({ length: 12 }, async (_, k) => await LiveConnection.open(port, frontendHostOf(k % 2))))
@@ -92,22 +65,22 @@ describe('cluster: failures (kill -9 of a node, loss of NATS servers)', function
 
   it('loss of one NATS server changes nothing: relaying goes on and new services register', async function () {
     const echo = await echoServer()
-    backends.push(echo)
-    const first = startClient(nodes[0], tunnelData(echo.port, { serviceName: 'before-nats-loss' }))
-    clients.push(first)
+    f.backends.push(echo)
+    const first = startClient(f.nodes[0], tunnelData(echo.port, { serviceName: 'before-nats-loss' }))
+    f.clients.push(first)
     const port = (await first.ready()).frontendPort
     const payload = randomPayload(256 * 1024)
-    const victim = nats.nodes[0]
+    const victim = f.nats.nodes[0]
     const killedAt = Date.now()
     await victim.stop('SIGKILL')
     // Registration right after the loss (the registry's stream may have had its leader there).
     const started = Date.now()
-    const next = startClient(nodes[1], tunnelData(echo.port, { serviceName: 'after-nats-loss' }))
-    clients.push(next)
+    const next = startClient(f.nodes[1], tunnelData(echo.port, { serviceName: 'after-nats-loss' }))
+    f.clients.push(next)
     const newPort = (await next.ready()).frontendPort
     say(`one NATS server killed: a new dynamic registration took ${Date.now() - started} ms (${Date.now() - killedAt} ms after the kill)`)
     expect(newPort).to.not.equal(port)
-    for (const n of nodes) await eventually(() => expect(n.registry.services.get('after-nats-loss')?.port).to.equal(newPort), 10_000)
+    for (const n of f.nodes) await eventually(() => expect(n.registry.services.get('after-nats-loss')?.port).to.equal(newPort), 10_000)
     for (let i = 0; i < 2; i++) {
       expect(sha256(await exchange(port, payload, frontendHostOf(i)))).to.equal(sha256(payload))
       expect(sha256(await exchange(newPort, payload, frontendHostOf(i)))).to.equal(sha256(payload))
@@ -117,19 +90,19 @@ describe('cluster: failures (kill -9 of a node, loss of NATS servers)', function
 
   it('loss of all of NATS: known services keep relaying and registering, new ones are refused with a clear message, and it catches up when NATS is back', async function () {
     const echo = await echoServer()
-    backends.push(echo)
-    const known = startClient(nodes[0], tunnelData(echo.port, { serviceName: 'known' }))
-    clients.push(known)
+    f.backends.push(echo)
+    const known = startClient(f.nodes[0], tunnelData(echo.port, { serviceName: 'known' }))
+    f.clients.push(known)
     const port = (await known.ready()).frontendPort
-    await eventually(() => expect(nodes[1].registry.services.get('known')?.sessions.length).to.equal(1), 10_000)
+    await eventually(() => expect(f.nodes[1].registry.services.get('known')?.sessions.length).to.equal(1), 10_000)
 
-    await Promise.all(nats.nodes.map(async n => await n.stop('SIGKILL')))
+    await Promise.all(f.nats.nodes.map(async n => await n.stop('SIGKILL')))
     const payload = randomPayload(64 * 1024)
     for (let i = 0; i < 2; i++) expect(sha256(await exchange(port, payload, frontendHostOf(i)))).to.equal(sha256(payload))
 
     // A new service needs the registry: refused, saying why.
-    const { c: refused, lines } = loggedClient(`127.0.0.1:${nodes[1].port}`, tunnelData(echo.port, { serviceName: 'new-while-down' }), { fingerprint: cert.fingerprint })
-    clients.push(refused)
+    const { c: refused, lines } = loggedClient(`127.0.0.1:${f.nodes[1].port}`, tunnelData(echo.port, { serviceName: 'new-while-down' }), { fingerprint: f.cert.fingerprint })
+    f.clients.push(refused)
     let message = ''
     await eventually(async () => {
       message = await refused.ready().then(() => 'registered', (err: Error) => err.message)
@@ -138,22 +111,22 @@ describe('cluster: failures (kill -9 of a node, loss of NATS servers)', function
     expect(lines.join('\n')).to.match(/NATS\) cannot be reached/)
     await refused.close()
     // A known service still takes new sessions, on the port it has.
-    const second = startClient(nodes[1], tunnelData(echo.port, { serviceName: 'known' }))
-    clients.push(second)
+    const second = startClient(f.nodes[1], tunnelData(echo.port, { serviceName: 'known' }))
+    f.clients.push(second)
     expect((await second.ready()).frontendPort).to.equal(port)
 
     const back = Date.now()
-    await Promise.all(nats.nodes.map(async n => await n.start()))
+    await Promise.all(f.nats.nodes.map(async n => await n.start()))
     // Refused (a clear message, as above) until the node has NATS again.
     const laterPort = await eventually(async () => {
-      const later = startClient(nodes[1], tunnelData(echo.port, { serviceName: 'after-nats-back' }))
-      clients.push(later)
+      const later = startClient(f.nodes[1], tunnelData(echo.port, { serviceName: 'after-nats-back' }))
+      f.clients.push(later)
       try { return (await later.ready()).frontendPort } catch (err) { await later.close(); throw err }
     }, 30_000, 100)
-    for (const n of nodes) await eventually(() => expect(n.registry.services.get('after-nats-back')?.port).to.equal(laterPort), 10_000)
+    for (const n of f.nodes) await eventually(() => expect(n.registry.services.get('after-nats-back')?.port).to.equal(laterPort), 10_000)
     say(`all of NATS back: a new service registered ${Date.now() - back} ms after the restart`)
     // Caught up: both nodes list both sessions of the known service, and serve the new one.
-    for (const n of nodes) await eventually(() => expect(n.registry.services.get('known')?.sessions.length).to.equal(2), 20_000)
+    for (const n of f.nodes) await eventually(() => expect(n.registry.services.get('known')?.sessions.length).to.equal(2), 20_000)
     for (let i = 0; i < 2; i++) expect(sha256(await exchange(laterPort, payload, frontendHostOf(i)))).to.equal(sha256(payload))
   })
 })

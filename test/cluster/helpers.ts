@@ -1,7 +1,10 @@
 import { runCli } from '../fixtures/cli.js'
 import { freePort, freePortRange, tcpServer } from '../fixtures/net.js'
 import { TOKEN, startServer } from '../fixtures/tunnel.js'
-import type { TunnelServer, TunnelServerOptions } from '../../index.js'
+import { startNatsCluster } from '../fixtures/nats-cluster.js'
+import { certFiles } from '../endpoints/helpers.js'
+import type { TunnelClient, TunnelServer, TunnelServerOptions } from '../../index.js'
+import type { NatsCluster } from '../fixtures/nats-cluster.js'
 import type { CliProcess } from '../fixtures/cli.js'
 import type { TcpServer } from '../fixtures/net.js'
 import type { CertFiles } from '../endpoints/helpers.js'
@@ -59,4 +62,40 @@ export async function namedEcho (name: string): Promise<TcpServer & { connection
   let n = 0
   const server = await tcpServer((s) => { n++; s.write(`${name}\n`); s.pipe(s) })
   return { ...server, connections: () => n }
+}
+
+/** What useCluster() starts; filled in by its before() hook. */
+export class ClusterFixture {
+  nats!: NatsCluster
+  cert!: CertFiles
+  setup!: ClusterSetup
+  nodes: TunnelServer[] = []
+  /** Each node's REST API port. */
+  httpPorts: number[] = []
+  /** Closed by the after() hook. */
+  clients: TunnelClient[] = []
+  backends: TcpServer[] = []
+}
+
+/**
+ * In a describe(): a three-server NATS cluster and `size` in-process nodes before the tests,
+ * everything (and whatever the tests put in clients and backends) closed after them.
+ */
+export function useCluster (size: number): ClusterFixture {
+  const f = new ClusterFixture()
+  before(async function () {
+    f.cert = await certFiles()
+    f.nats = await startNatsCluster(3)
+    f.setup = await clusterSetup(f.nats.urls, f.cert)
+    f.httpPorts = await Promise.all(Array.from({ length: size }, async () => await freePort()))
+    f.nodes = await Promise.all(f.httpPorts.map(async (httpPort, i) => await startNode(f.setup, i, { httpPort })))
+  })
+  after(async function () {
+    await Promise.all(f.clients.map(async c => await c.close()))
+    await Promise.all(f.nodes.map(async n => await n.close()))
+    await Promise.all(f.backends.map(async b => await b.close()))
+    await f.nats?.close()
+    await f.cert?.remove()
+  })
+  return f
 }
