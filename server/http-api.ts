@@ -4,6 +4,7 @@ import { bearerToken } from './auth.js'
 import { guardConnections, requestTimeouts } from './conn-guard.js'
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js'
 import { serviceJson, servicesJson } from './snapshot.js'
+import { RemoteSession } from './cluster/remote-session.js'
 import type { Logger } from '../protocol/index.js'
 import type { AuthFailureLimiter } from './auth-limiter.js'
 import type { TokenAuth } from './auth.js'
@@ -202,6 +203,7 @@ export class HttpApi {
     if (service === undefined) { json(res, 404, { error: `no service named "${p.name}"` }); return }
     const session = service.sessions.find(s => s.id === p.id)
     if (session === undefined) { json(res, 404, { error: `service "${p.name}" has no session ${p.id}` }); return }
+    if (session instanceof RemoteSession) { json(res, 409, { error: `session ${session.id} is connected to node ${String(session.node)}: ask that node's API` }); return }
     this.opts.log.info(`HTTP API: disconnecting session ${session.id} of service ${service.name} (${session.remoteAddress})`)
     session.close()
     json(res, 202, { service: service.name, session: session.id, status: 'closing' })

@@ -189,7 +189,8 @@ function fillService (card, s) {
     if (tr !== before) tbody.insertBefore(tr, before); else before = before.nextSibling
     const cells = tr.children
     cells[1].textContent = x.instance === '' ? 'default' : x.instance
-    cells[2].textContent = x.clientAddress
+    // In a cluster, the node the client is connected to.
+    cells[2].textContent = x.node ? x.clientAddress + ' @ ' + x.node : x.clientAddress
     cells[3].textContent = fmtAge(x.connectedSince)
     cells[3].title = x.connectedSince
     cells[4].textContent = String(x.activeConnections)
