@@ -66,11 +66,12 @@ export function builder (y: Argv<GlobalArgs>) {
       checkPort(argv.httpport, 'httpport')
       if (argv.httptunnelport !== undefined) checkPort(argv.httptunnelport, 'httptunnelport')
       checkPort(argv.natsport, 'natsport')
-      if (argv.natsport !== 0 && argv.natsurl !== undefined) throw new UsageError('--natsport and --natsurl exclude each other: run a NATS server or publish to one')
-      if (argv.natsca !== undefined && argv.natsurl === undefined) throw new UsageError('--natsca goes with --natsurl')
+      const natsUrls = natsUrlsOf(argv.natsurl)
+      if (argv.natsport !== 0 && natsUrls !== undefined) throw new UsageError('--natsport and --natsurl exclude each other: run a NATS server or publish to one')
+      if (argv.natsca !== undefined && natsUrls === undefined) throw new UsageError('--natsca goes with --natsurl')
       if (argv.cluster !== undefined) {
         if (!/^[A-Za-z0-9_-]{1,64}$/.test(argv.cluster)) throw new UsageError('--cluster must be 1-64 letters, digits, - or _')
-        if (argv.natsurl === undefined) throw new UsageError('--cluster needs --natsurl: the NATS servers (with JetStream) the cluster shares')
+        if (natsUrls === undefined) throw new UsageError('--cluster needs --natsurl: the NATS servers (with JetStream) the cluster shares')
         if (argv.clustersecret === undefined || argv.clustersecret.length < 16) throw new UsageError('--cluster needs --clustersecret (or $CLUSTER_SECRET) of at least 16 characters, the same on every server')
         if (argv.advertise !== undefined) {
           try { parseEndpoint(argv.advertise, argv.port) } catch (err) { throw new UsageError(`--advertise: ${(err as Error).message}`) }
@@ -87,6 +88,13 @@ export function builder (y: Argv<GlobalArgs>) {
       if (!(argv.keepalive > 0)) throw new UsageError('--keepalive must be a positive number of seconds')
       return true
     })
+}
+
+/** The --natsurl URLs (repeated and/or comma-separated), or undefined when none was given. */
+function natsUrlsOf (given: string[] | undefined): string[] | undefined {
+  // yargs hands an array option without a value or default over as [undefined].
+  const urls = (given ?? []).filter(u => typeof u === 'string').flatMap(u => u.split(',')).map(u => u.trim()).filter(u => u !== '')
+  return urls.length > 0 ? urls : undefined
 }
 
 type Args = Awaited<ReturnType<typeof builder>['argv']>
@@ -134,13 +142,13 @@ export async function handler (argv: Args): Promise<void> {
       ? {
           cluster: {
             name: argv.cluster,
-            natsUrl: argv.natsurl ?? [],
+            natsUrl: natsUrlsOf(argv.natsurl) ?? [],
             natsCa: argv.natsca !== undefined ? readFileSync(argv.natsca, 'utf8') : undefined,
             advertise: argv.advertise,
             secret: argv.clustersecret ?? ''
           }
         }
-      : { natsUrl: argv.natsurl?.join(','), natsCa: argv.natsca }),
+      : { natsUrl: natsUrlsOf(argv.natsurl)?.join(','), natsCa: argv.natsca }),
     logger: log
   })
   // Handlers first: a SIGTERM while the ports open (e.g. right after the fingerprint is logged)
