@@ -7,5 +7,6 @@ export type { TunnelClientOptions, TunnelReady } from './client/tunnel-client.js
 export { AuthorizationError, TlsVerificationError, UpgradeBlockedError, UpgradeRefusedError, RegistrationRefusedError } from './client/errors.js'
 export { ProxyError, ProxyAuthError, ProxyRefusedError } from './client/proxy.js'
 export type { TunnelData, TunnelDataResponse, MuxerName, Logger, LogLevel } from './protocol/index.js'
-export { createLogger, PROTOCOL_VERSION } from './protocol/index.js'
+export { createLogger, PROTOCOL_VERSION, ReverselbError, InvalidOptionError, ERROR_CODES, MuxProtocolError, StreamResetError } from './protocol/index.js'
+export type { ErrorCode } from './protocol/index.js'
 export type { E2eMode } from './client/dial.js'

@@ -12,6 +12,7 @@ import { cpus, hostname, release, totalmem, userInfo } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
 import {
   comm, cpuSeconds, descendants, isListening, killAllSync, log, median, peakSampler, procs, rss, run,
   setPgidFile, start, stop, stopAll, tlsFingerprint, waitListen
@@ -34,13 +35,11 @@ const int = (name: string, d: number): number => {
 const list = (name: string, d: string): string[] => (env[name] ?? d).split(/[\s,]+/).filter(s => s !== '')
 /** `--node PATH` on the command line (`npm run bench -- --node PATH`), else BENCH_NODE, else this Node. */
 const argNode = ((): string | undefined => {
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--node') { if (argv[i + 1] === undefined) throw new Error('--node needs a PATH'); return argv[i + 1] }
-    if (argv[i].startsWith('--node=')) return argv[i].slice('--node='.length)
-    throw new Error(`unknown argument ${argv[i]} (known: --node PATH; everything else is set by environment, see bench/README.md)`)
+  try {
+    return parseArgs({ options: { node: { type: 'string' } } }).values.node
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (known: --node PATH; everything else is set by environment, see bench/README.md)`)
   }
-  return undefined
 })()
 
 const DEFAULT_CONFIGS = ['raw', 'ssh', 'ssh_nodelay', 'node_proxy', 'yamux', 'mplex']

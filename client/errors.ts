@@ -1,16 +1,21 @@
+import { ReverselbError } from '../protocol/index.js'
+
 /** The server refused our token (HTTP 401 at the upgrade). */
-export class AuthorizationError extends Error {
+export class AuthorizationError extends ReverselbError {
   override name = 'AuthorizationError'
+  constructor (message: string) { super('ERR_REVERSELB_AUTHORIZATION', message) }
 }
 
 /** The server's certificate could not be trusted, or its pin did not match. */
-export class TlsVerificationError extends Error {
+export class TlsVerificationError extends ReverselbError {
   override name = 'TlsVerificationError'
+  constructor (message: string) { super('ERR_REVERSELB_TLS_VERIFICATION', message) }
 }
 
 /** The server refused the upgrade for another reason (version, path); the message is the server's. */
-export class UpgradeRefusedError extends Error {
+export class UpgradeRefusedError extends ReverselbError {
   override name = 'UpgradeRefusedError'
+  constructor (message: string) { super('ERR_REVERSELB_UPGRADE_REFUSED', message) }
 }
 
 /**
@@ -18,16 +23,16 @@ export class UpgradeRefusedError extends Error {
  * stripped or refused it, or held it back without an answer. `--transport auto` then falls back
  * to the HTTP transport; with `--transport websocket` it stays an error.
  */
-export class UpgradeBlockedError extends Error {
+export class UpgradeBlockedError extends ReverselbError {
   override name = 'UpgradeBlockedError'
-  readonly code = 'ERR_UPGRADE_BLOCKED'
   /** `permanent`: the answer was the proxy's policy (4xx), which retrying will not change. */
-  constructor (message: string, readonly permanent = false) { super(message) }
+  constructor (message: string, readonly permanent = false) { super('ERR_REVERSELB_UPGRADE_BLOCKED', message) }
 }
 
 /** The server answered the registration with an error (port taken, service not allowed...). */
-export class RegistrationRefusedError extends Error {
+export class RegistrationRefusedError extends ReverselbError {
   override name = 'RegistrationRefusedError'
+  constructor (message: string) { super('ERR_REVERSELB_REGISTRATION_REFUSED', message) }
 }
 
 /** Errors a retry will not fix without a change on one side; ready() rejects with these. */

@@ -1,4 +1,5 @@
-import { connectDirect, viaOf } from './proxy-route.js'
+import { viaOf } from './proxy-route.js'
+import { forwardHeaders } from './proxy-connector.js'
 import {
   HTTP_TUNNEL_HEADERS, HTTP_TUNNEL_PATHS, PROTOCOL_VERSION, REFUSAL_HEADER, subprotocolFor
 } from '../protocol/index.js'
@@ -7,7 +8,6 @@ import { formatEndpoint } from './endpoint.js'
 import { AuthorizationError, UpgradeRefusedError } from './errors.js'
 import { HttpCarrier } from './http-carrier.js'
 import { httpRoute, send, smallBody } from './http-route.js'
-import { proxiesFor, proxyAddress, proxyEndpoint } from './proxy.js'
 import type { DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
 import type { HttpRoute } from './http-route.js'
@@ -24,19 +24,24 @@ export interface DialedHttpTunnel {
   inner?: TLSSocket
 }
 
-/** The route to a plain endpoint: straight to it, or through the proxy (absolute-form requests, Basic credentials from its URL). */
-function plainRoute (endpoint: Endpoint, opts: DialOptions): { route: HttpRoute, via: string } {
+/**
+ * The route to a plain endpoint: absolute-form requests (which the server takes as well as a
+ * proxy does) on connections opened for forwarding: straight to the server, or through the proxy
+ * the options or the PAC file choose, each connection authenticated with it (NTLM and Negotiate
+ * bind to the connection; Basic goes on every request). The first is opened here, so that the
+ * first request already carries what its connection needs.
+ */
+async function plainRoute (endpoint: Endpoint, opts: DialOptions): Promise<{ route: HttpRoute, via: string }> {
   const where = formatEndpoint(endpoint)
-  const proxy = proxiesFor(endpoint, opts.proxy)[0]
-  if (proxy === undefined) return { route: httpRoute(async () => await connectDirect(endpoint, opts.timeoutMs), { host: where }), via: '' }
-  const headers: Record<string, string> = {}
-  if (proxy.username !== '') {
-    headers['proxy-authorization'] = 'Basic ' + Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')
-  }
-  return {
-    route: httpRoute(async () => await connectDirect(proxyEndpoint(proxy), opts.timeoutMs), { host: where, prefix: `http://${where}`, headers }),
-    via: ` through proxy ${proxyAddress(proxy)}`
-  }
+  const connect = connectorFor(opts)
+  const first = await connect(endpoint, opts.timeoutMs, 'forward')
+  const route: HttpRoute = httpRoute(first, async () => {
+    const next = await connect(endpoint, opts.timeoutMs, 'forward')
+    // Requests created from now on carry what this connection's proxy took.
+    route.headers = forwardHeaders(next)
+    return next
+  }, { host: where, prefix: `http://${where}`, headers: forwardHeaders(first) })
+  return { route, via: viaOf(first) }
 }
 
 /**
@@ -54,7 +59,7 @@ export async function dialHttpTunnel (endpoint: Endpoint, opts: HttpDialOptions)
     if (opts.e2e === 'never') {
       throw new UpgradeRefusedError(`http://${where} is plain HTTP: the token and every byte would cross the network readable; it needs the end-to-end layer (--e2e auto or always)`)
     }
-    ({ route, via } = plainRoute(endpoint, opts))
+    ({ route, via } = await plainRoute(endpoint, opts))
     e2e = true
     reason = 'plain http:// endpoint'
   } else {
@@ -65,11 +70,7 @@ export async function dialHttpTunnel (endpoint: Endpoint, opts: HttpDialOptions)
     e2e = first.e2e
     reason = first.reason
     // The first connection decided; the next ones (the route keeps two) are checked the same way.
-    let spare: TLSSocket | undefined = first.socket
-    route = httpRoute(async () => {
-      const s = spare
-      spare = undefined
-      if (s !== undefined && !s.destroyed) return s
+    route = httpRoute(first.socket, async () => {
       const next = await connector(endpoint, opts.timeoutMs)
       return (await secure(next, endpoint, opts, viaOf(next))).socket
     }, { host: where })

@@ -24,12 +24,25 @@ class OpeningAgent extends Agent {
   }
 
   override createConnection (_options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): undefined {
-    this.opener().then(s => callback?.(null, s), (err: Error) => callback?.(err, undefined as unknown as Duplex))
+    // A connection left paused by an exchange with a proxy must flow for the HTTP parser, which
+    // attaches its listeners before the next I/O turn. With an error, Node's agent does not look
+    // at the stream argument.
+    this.opener().then(s => { s.resume(); callback?.(null, s) }, (err: Error) => callback?.(err, null as never))
     return undefined
   }
 }
 
-export function httpRoute (open: () => Promise<Duplex>, o: { host: string, prefix?: string, headers?: Record<string, string> }): HttpRoute {
+/**
+ * A route whose first connection is `first` (opened by the caller, which learnt from it how to
+ * talk: the end-to-end choice, the proxy's credentials) and whose later ones come from `next`.
+ */
+export function httpRoute (first: Duplex, next: () => Promise<Duplex>, o: { host: string, prefix?: string, headers?: Record<string, string> }): HttpRoute {
+  let spare: Duplex | undefined = first
+  const open = async (): Promise<Duplex> => {
+    const s = spare
+    spare = undefined
+    return s !== undefined && !s.destroyed ? s : await next()
+  }
   return { agent: new OpeningAgent(open), prefix: o.prefix ?? '', host: o.host, headers: o.headers ?? {} }
 }
 

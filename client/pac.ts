@@ -1,3 +1,4 @@
+import { ReverselbError } from '../protocol/index.js'
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { createPacResolver } from 'pac-resolver'
@@ -10,8 +11,9 @@ import type { QuickJSOptions } from 'quickjs-wasi'
  */
 
 /** The PAC could not be fetched, or its script failed; retried with backoff (the file may be fixed). */
-export class PacError extends Error {
+export class PacError extends ReverselbError {
   override name = 'PacError'
+  constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_PAC', message, options) }
 }
 
 /** One element of a PAC answer: a proxy URL (http:// or https://), or direct. */

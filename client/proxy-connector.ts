@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto'
+import { HTTP_TUNNEL_PATHS } from '../protocol/index.js'
 import { once } from 'node:events'
 import { isIP, connect as netConnect } from 'node:net'
 import { connect as tlsConnect, rootCertificates } from 'node:tls'
-import { ProxyClosedError, connectExchange } from './connect-tunnel.js'
+import { ProxyClosedError, proxyExchange } from './proxy-exchange.js'
 import { formatEndpoint } from './endpoint.js'
 import { TlsVerificationError } from './errors.js'
 import { credentialsFor } from './proxy-auth/credentials.js'
@@ -10,10 +11,10 @@ import { NegotiateContext, NegotiateUnavailableError } from './proxy-auth/negoti
 import { ntlmAuthenticate, ntlmNegotiate } from './proxy-auth/ntlm.js'
 import { AUTH_SCHEMES, SCHEME_NAME, offeredSchemes, schemesToTry } from './proxy-auth/schemes.js'
 import { ProxyAuthError, ProxyError, ProxyRefusedError, proxyAddress, proxyEndpoint } from './proxy.js'
-import type { ConnectAnswer } from './connect-tunnel.js'
+import type { ConnectAnswer, ProxyAsk } from './proxy-exchange.js'
 import type { Credentials } from './proxy-auth/credentials.js'
 import type { AuthScheme } from './proxy-auth/schemes.js'
-import type { Connector } from './proxy.js'
+import type { Connector, ConnectUse } from './proxy.js'
 import type { Socket } from 'node:net'
 
 export interface ProxyConnectorOptions {
@@ -49,17 +50,34 @@ const rejected = new Map<string, number>()
 const rejectionKey = (where: string, scheme: AuthScheme, c: Credentials): string =>
   createHash('sha256').update(`${where}\0${scheme}\0${c.user}\0${c.password}`).digest('hex')
 
+/** Basic credentials a forwarding connection's requests must each carry (Basic is not bound to the connection). */
+const forwardAuth = new WeakMap<Socket, string>()
+
 /**
- * A Connector that opens a CONNECT tunnel through `proxy` and returns the raw socket: TLS to the
- * server, and its verification, stay with the caller, so the token is only ever sent after the
- * server's certificate was checked. Authenticates with the strongest scheme both sides allow.
+ * Headers every request on a connection opened for forwarding must carry: Proxy-Authorization
+ * when the proxy took Basic; none after NTLM or Negotiate, which authenticated the connection.
+ */
+export const forwardHeaders = (socket: Socket): Record<string, string> => {
+  const basic = forwardAuth.get(socket)
+  return basic !== undefined ? { 'proxy-authorization': basic } : {}
+}
+
+/**
+ * A Connector through `proxy`. For a tunnel it opens a CONNECT tunnel and returns the raw socket:
+ * TLS to the server, and its verification, stay with the caller, so the token is only ever sent
+ * after the server's certificate was checked. For forwarding (a plain http:// endpoint) it asks no
+ * CONNECT: it authenticates the connection with one GET of the server's probe path and returns it
+ * for absolute-form requests. Authenticates with the strongest scheme both sides allow.
  */
 export function proxyConnector (proxy: URL, opts: ProxyConnectorOptions = {}): Connector {
   const where = proxyAddress(proxy)
   const creds = credentialsFor(proxy, opts.credentials)
   const allowed = opts.schemes ?? AUTH_SCHEMES
-  return async (endpoint, timeoutMs) => {
+  return async (endpoint, timeoutMs, use: ConnectUse = 'tunnel') => {
     const target = formatEndpoint(endpoint)
+    const request: ProxyAsk = use === 'forward' ? { get: new URL(`http://${target}${HTTP_TUNNEL_PATHS.probe}`) } : { connect: target }
+    const asked = 'get' in request ? `GET ${request.get.href}` : `CONNECT to ${target}`
+    let basic: string | undefined
     const abort = new AbortController()
     const timer = setTimeout(() => abort.abort(), timeoutMs)
     let socket: Socket | undefined
@@ -68,18 +86,22 @@ export function proxyConnector (proxy: URL, opts: ProxyConnectorOptions = {}): C
       socket = await openProxySocket(proxy, opts.ca, abort.signal)
       return socket
     }
-    const ask = async (auth?: string): Promise<ConnectAnswer> => await connectExchange(socket ?? await open(), target, {
+    const ask = async (auth?: string): Promise<ConnectAnswer> => await proxyExchange(socket ?? await open(), request, {
       'User-Agent': opts.userAgent ?? 'reverselb',
       ...(auth !== undefined ? { 'Proxy-Authorization': auth } : {})
     })
     try {
       let answer = await ask()
       if (answer.statusCode === 407) answer = await authenticate(answer)
-      if (answer.statusCode !== 200) throw refusal(answer, { where, target, port: endpoint.port })
+      if (use === 'forward') {
+        if (answer.statusCode < 200 || answer.statusCode > 299) throw refusal(answer, { where, target, asked, port: endpoint.port })
+        if (!answer.reusable) throw new ProxyError(`proxy ${where} closed the connection after forwarding ${asked}; plain-HTTP requests need a kept-alive connection`)
+        if (basic !== undefined) forwardAuth.set(socket as Socket, basic)
+      } else if (answer.statusCode !== 200) throw refusal(answer, { where, target, asked, port: endpoint.port })
       return socket as Socket
     } catch (err) {
       socket?.destroy()
-      throw connectFailure(err as NodeJS.ErrnoException, { proxy, where, target, timedOut: abort.signal.aborted, timeoutMs })
+      throw connectFailure(err as NodeJS.ErrnoException, { proxy, where, target, asked, timedOut: abort.signal.aborted, timeoutMs })
     } finally {
       clearTimeout(timer)
     }
@@ -133,7 +155,8 @@ export function proxyConnector (proxy: URL, opts: ProxyConnectorOptions = {}): C
           }
         }
       }
-      return { first: `Basic ${Buffer.from(`${creds.user}:${creds.password}`).toString('base64')}` }
+      basic = `Basic ${Buffer.from(`${creds.user}:${creds.password}`).toString('base64')}`
+      return { first: basic }
     }
 
     async function run (scheme: AuthScheme, exchange: AuthExchange, reusable: boolean): Promise<ConnectAnswer> {
@@ -224,9 +247,12 @@ function statusOf (answer: ConnectAnswer): string {
   return squid !== undefined ? `${status} (${squid})` : status
 }
 
-function connectFailure (err: NodeJS.ErrnoException, ctx: { proxy: URL, where: string, target: string, timedOut: boolean, timeoutMs: number }): Error {
+function connectFailure (err: NodeJS.ErrnoException, ctx: { proxy: URL, where: string, target: string, asked: string, timedOut: boolean, timeoutMs: number }): Error {
   if (err instanceof ProxyError || err instanceof ProxyAuthError || err instanceof ProxyRefusedError) return err
-  if (ctx.timedOut) return new ProxyError(`proxy ${ctx.where} did not open a tunnel to ${ctx.target} within ${ctx.timeoutMs} ms`)
+  if (ctx.timedOut) {
+    const what = ctx.asked.startsWith('GET') ? `answer ${ctx.asked}` : `open a tunnel to ${ctx.target}`
+    return new ProxyError(`proxy ${ctx.where} did not ${what} within ${ctx.timeoutMs} ms`)
+  }
   switch (err.code) {
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
@@ -243,14 +269,17 @@ function connectFailure (err: NodeJS.ErrnoException, ctx: { proxy: URL, where: s
       'if the proxy has a private CA, pass it with --ca FILE')
   }
   if (err instanceof ProxyClosedError) {
-    return new ProxyError(`proxy ${ctx.where} closed the connection without answering CONNECT to ${ctx.target} (is it an HTTP proxy?)`)
+    return new ProxyError(`proxy ${ctx.where} closed the connection without answering ${ctx.asked} (is it an HTTP proxy?)`)
   }
-  return new ProxyError(`proxy ${ctx.where}: CONNECT to ${ctx.target} failed: ${err.message}`)
+  return new ProxyError(`proxy ${ctx.where}: ${ctx.asked} failed: ${err.message}`)
 }
 
-function refusal (answer: ConnectAnswer, ctx: { where: string, target: string, port: number }): Error {
-  let message = `proxy ${ctx.where} refused CONNECT to ${ctx.target}: ${statusOf(answer)}`
-  if (answer.statusCode === 403 && ctx.port !== 443) message += '; many proxies allow CONNECT only to port 443: run the server there (reverselb server --port 443)'
+function refusal (answer: ConnectAnswer, ctx: { where: string, target: string, asked: string, port: number }): Error {
+  let message = `proxy ${ctx.where} refused ${ctx.asked}: ${statusOf(answer)}`
+  if (ctx.asked.startsWith('GET')) {
+    message = `${ctx.asked} through proxy ${ctx.where} was answered ${statusOf(answer)}: the proxy refused to forward it, ` +
+      `or ${ctx.target} is not a reverselb server's --httptunnelport`
+  } else if (answer.statusCode === 403 && ctx.port !== 443) message += '; many proxies allow CONNECT only to port 443: run the server there (reverselb server --port 443)'
   const policy = answer.statusCode >= 400 && answer.statusCode < 500 && answer.statusCode !== 408 && answer.statusCode !== 429
   return policy ? new ProxyRefusedError(message) : new ProxyError(message)
 }

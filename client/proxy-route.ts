@@ -7,7 +7,7 @@ import { ProxyError, proxiesFor, proxyAddress, redactProxy } from './proxy.js'
 import { proxyConnector } from './proxy-connector.js'
 import type { Endpoint } from './endpoint.js'
 import type { PacRoute } from './pac.js'
-import type { Connector } from './proxy.js'
+import type { ConnectUse, Connector } from './proxy.js'
 import type { Credentials } from './proxy-auth/credentials.js'
 import type { AuthScheme } from './proxy-auth/schemes.js'
 import type { Logger } from '../protocol/index.js'
@@ -19,7 +19,7 @@ import type { Socket } from 'node:net'
  * next route when one is refused, times out or fails; the log names the route that carried it.
  */
 
-export interface RouteOptions {
+export interface ProxyRouteOptions {
   /** --proxy: 'none', one proxy URL or several comma-separated. Unset: the *_PROXY variables. */
   proxy?: string
   /** --proxy-pac: a URL (fetched again on every reconnect) or a file. Wins over `proxy`. */
@@ -65,7 +65,7 @@ export async function connectDirect (endpoint: Endpoint, timeoutMs: number): Pro
 }
 
 /** A Connector trying each route for the server in order. */
-export function routeConnector (opts: RouteOptions): Connector {
+export function routeConnector (opts: ProxyRouteOptions): Connector {
   const connectorOpts = { ca: opts.ca, userAgent: opts.userAgent, credentials: opts.credentials, schemes: opts.schemes, debug: (m: string) => opts.log?.debug(m) }
   const connectors = new Map<string, Connector>()
   const through = (proxy: URL): Connector => {
@@ -77,7 +77,7 @@ export function routeConnector (opts: RouteOptions): Connector {
   // changed PAC takes effect without a restart.
   let localPac: Promise<string> | undefined
 
-  const routesFor = async (endpoint: Endpoint, timeoutMs: number): Promise<{ routes: PacRoute[], source: string }> => {
+  const routesFor = async (endpoint: Endpoint, timeoutMs: number, use: ConnectUse): Promise<{ routes: PacRoute[], source: string }> => {
     if (opts.pac === undefined) {
       return { routes: proxiesFor(endpoint, opts.proxy).map(proxy => ({ direct: false, proxy })), source: '' }
     }
@@ -88,23 +88,23 @@ export function routeConnector (opts: RouteOptions): Connector {
       localPac ??= loadPac(opts.pac, timeoutMs)
       script = await localPac.catch((err: Error) => { localPac = undefined; throw err })
     }
-    // PAC files are written for browsers: they see the URL the tunnel is, https://host:port/.
-    const answer = await findProxyForUrl(script, `https://${formatEndpoint(endpoint)}/`, name)
+    // PAC files are written for browsers: they see the URL the tunnel is, https://host:port/ (http:// for plain requests).
+    const answer = await findProxyForUrl(script, `${use === 'forward' ? 'http' : 'https'}://${formatEndpoint(endpoint)}/`, name)
     const routes = parsePacAnswer(answer, entry => opts.log?.debug(`PAC ${name}: skipping "${entry}" (only PROXY, HTTPS and DIRECT are supported)`))
     if (routes.length === 0) throw new PacError(`PAC file ${name} answered "${answer}" for ${formatEndpoint(endpoint)}: no PROXY, HTTPS or DIRECT entry to use`)
     opts.log?.debug(`PAC ${name} answered "${answer}" for ${formatEndpoint(endpoint)}`)
     return { routes, source: ` (PAC ${name})` }
   }
 
-  return async (endpoint, timeoutMs) => {
-    const { routes, source } = await routesFor(endpoint, timeoutMs)
+  return async (endpoint, timeoutMs, use = 'tunnel') => {
+    const { routes, source } = await routesFor(endpoint, timeoutMs, use)
     const target = formatEndpoint(endpoint)
     if (routes.length === 0) return await connectDirect(endpoint, timeoutMs)
     const failures: Error[] = []
     for (const route of routes) {
       const label = route.direct ? 'DIRECT' : `proxy ${redactProxy(route.proxy)}`
       try {
-        const socket = route.direct ? await connectDirect(endpoint, timeoutMs) : await through(route.proxy)(endpoint, timeoutMs)
+        const socket = route.direct ? await connectDirect(endpoint, timeoutMs) : await through(route.proxy)(endpoint, timeoutMs, use)
         carriedBy.set(socket, route.direct ? '' : ` through proxy ${proxyAddress(route.proxy)}`)
         // Only worth a line at info when there was a choice to make.
         const line = `connection to ${target} carried by ${label}${source}`

@@ -1,26 +1,37 @@
 import { BlockList, isIP } from 'node:net'
 import { getProxyForUrl } from 'proxy-from-env'
+import { ReverselbError, InvalidOptionError } from '../protocol/index.js'
 import { formatEndpoint } from './endpoint.js'
 import { AuthorizationError, UpgradeRefusedError } from './errors.js'
 import type { Endpoint } from './endpoint.js'
 import type { Socket } from 'node:net'
 
-/** Opens a raw TCP path to a tunnel endpoint: directly, or a CONNECT tunnel through a proxy. */
-export type Connector = (endpoint: Endpoint, timeoutMs: number) => Promise<Socket>
+/**
+ * What a connection to an endpoint is for: 'tunnel', bytes straight to the server (a CONNECT
+ * tunnel through a proxy); 'forward', plain HTTP requests for an http:// endpoint, which a proxy
+ * forwards (absolute-form, no CONNECT: some proxies forbid it).
+ */
+export type ConnectUse = 'tunnel' | 'forward'
+
+/** Opens a raw TCP path to a tunnel endpoint: directly, or through a proxy. */
+export type Connector = (endpoint: Endpoint, timeoutMs: number, use?: ConnectUse) => Promise<Socket>
 
 /** The proxy could not be reached or did not open the tunnel (5xx, timeout); retried with backoff. */
-export class ProxyError extends Error {
+export class ProxyError extends ReverselbError {
   override name = 'ProxyError'
+  constructor (message: string) { super('ERR_REVERSELB_PROXY', message) }
 }
 
 /** 407 from the proxy: missing or wrong credentials. Permanent, like a wrong token. */
 export class ProxyAuthError extends AuthorizationError {
   override name = 'ProxyAuthError'
+  override readonly code = 'ERR_REVERSELB_PROXY_AUTH'
 }
 
 /** The proxy refuses the CONNECT by policy (4xx, e.g. a port other than 443). Permanent. */
 export class ProxyRefusedError extends UpgradeRefusedError {
   override name = 'ProxyRefusedError'
+  override readonly code = 'ERR_REVERSELB_PROXY_REFUSED'
 }
 
 // curl's order for an https target is https_proxy, then all_proxy; http_proxy comes last because
@@ -90,12 +101,12 @@ export function parseProxyUrl (text: string, source = 'proxy'): URL {
   try {
     url = new URL(withScheme)
   } catch {
-    throw new Error(`${source}: not a valid proxy URL; expected http://[USER:PASSWORD@]HOST:PORT (percent-encode special characters)`)
+    throw new InvalidOptionError(`${source}: not a valid proxy URL; expected http://[USER:PASSWORD@]HOST:PORT (percent-encode special characters)`)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new Error(`${source}: proxy scheme "${url.protocol}" is not supported; use an http:// or https:// proxy (HTTP CONNECT)`)
+    throw new InvalidOptionError(`${source}: proxy scheme "${url.protocol}" is not supported; use an http:// or https:// proxy (HTTP CONNECT)`)
   }
-  if (url.hostname === '') throw new Error(`${source}: the proxy URL has no host`)
+  if (url.hostname === '') throw new InvalidOptionError(`${source}: the proxy URL has no host`)
   return url
 }
 

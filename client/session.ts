@@ -6,7 +6,7 @@ import { dialHttpTunnel } from './http-dial.js'
 import { formatEndpoint } from './endpoint.js'
 import { AuthorizationError, RegistrationRefusedError, UpgradeBlockedError } from './errors.js'
 import { proxyHeader } from './proxy-header.js'
-import type { DialOptions } from './dial.js'
+import type { DialedTunnel, DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
 import type { Targets } from './targets.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
@@ -31,7 +31,6 @@ export class ClientSession {
   readonly closed: Promise<void>
   private readonly link: Link
   private readonly opts: SessionOptions
-  active = 0
 
   private constructor (link: Link, response: TunnelDataResponse, opts: SessionOptions) {
     this.link = link
@@ -77,7 +76,7 @@ export class ClientSession {
   private async relayStream (stream: MuxStream): Promise<void> {
     const frame = await readFrame(stream, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.timeoutMs, what: 'stream header' })
     const header = validateStreamHeader(frame.message)
-    let socket
+    let socket: Socket
     try {
       socket = await this.opts.targets.dial(this.opts.backendDialTimeoutMs)
     } catch (err) {
@@ -95,10 +94,8 @@ export class ClientSession {
   }
 
   private relayBackend (stream: MuxStream, socket: Socket, sourceAddress: string, head: Buffer): Promise<void> {
-    this.active++
     return relay(socket, stream, { head }).then(stats => {
-      this.active--
-      if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesIn} bytes from backend, ${stats.bytesOut} to it`)
+      if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesFromSocket} bytes from backend, ${stats.bytesToSocket} to it`)
     })
   }
 
@@ -144,7 +141,7 @@ async function carry (endpoint: Endpoint, opts: SessionOptions): Promise<Carried
     return { open: (o) => openStreamLink(carrier, { ...o, inner }), e2e: inner !== undefined, terminate: () => carrier.destroy() }
   }
   if (endpoint.plain === true || mode === 'http' || opts.fallback?.http === true) return await http()
-  let dialed
+  let dialed: DialedTunnel
   try {
     dialed = await dialTunnel(endpoint, opts)
   } catch (err) {

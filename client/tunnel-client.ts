@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { defaultLogger } from '../protocol/index.js'
+import { defaultLogger, InvalidOptionError, ReverselbError } from '../protocol/index.js'
 import { Backoff } from './backoff.js'
 import { describeEndpoint, parseApiEndpoint } from './endpoint.js'
 import { AuthorizationError, isPermanent } from './errors.js'
@@ -80,9 +80,9 @@ export class TunnelClient extends EventEmitter {
   constructor (apiEndpoint: string | string[], tunnelData: TunnelData, options: TunnelClientOptions = {}) {
     super()
     const list = (Array.isArray(apiEndpoint) ? apiEndpoint : [apiEndpoint]).flatMap(e => e.split(',')).map(e => e.trim()).filter(e => e !== '')
-    if (list.length === 0) throw new Error('apiEndpoint is required')
+    if (list.length === 0) throw new InvalidOptionError('apiEndpoint is required')
     this.endpoints = list.map(e => parseApiEndpoint(e))
-    if (tunnelData.token === undefined || tunnelData.token === '') throw new Error('token is required')
+    if (tunnelData.token === undefined || tunnelData.token === '') throw new InvalidOptionError('token is required')
     this.td = { ...tunnelData, frontendData: { ...tunnelData.frontendData }, targetAddresses: [...tunnelData.targetAddresses] }
     this.opts = options
     this.log = options.logger ?? defaultLogger('tunnel')
@@ -219,7 +219,7 @@ export class TunnelClient extends EventEmitter {
   /** Closes every session and stops reconnecting. */
   async close (): Promise<void> {
     this.abort.abort()
-    this.settleReady(new Error('tunnel client closed'))
+    this.settleReady(new ReverselbError('ERR_REVERSELB_CLIENT_CLOSED', 'tunnel client closed'))
     for (const s of this.sessions) s.close()
     await Promise.all(this.loops)
   }

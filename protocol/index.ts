@@ -1,3 +1,4 @@
+export * from './errors.js'
 export * from './version.js'
 export * from './limits.js'
 export * from './messages.js'

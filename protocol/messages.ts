@@ -1,4 +1,5 @@
 import { parseEndpoint } from './host-port.js'
+import { ReverselbError } from './errors.js'
 import { MAX_BACKEND_ACCEPT_BACKLOG, MAX_HOST_LENGTH, MAX_NAME_LENGTH, MAX_TARGET_ADDRESSES } from './limits.js'
 
 /** Registration sent by the client on the control stream (the seed's TunnelData). */
@@ -40,8 +41,9 @@ export interface StreamAck {
   error?: string
 }
 
-export class ProtocolError extends Error {
+export class ProtocolError extends ReverselbError {
   override name = 'ProtocolError'
+  constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_PROTOCOL', message, options) }
 }
 
 type Obj = Record<string, unknown>

@@ -3,9 +3,9 @@ import type { MuxStream } from './mux/index.js'
 
 export interface RelayStats {
   /** Bytes read from the socket and sent into the stream. */
-  bytesIn: number
+  bytesFromSocket: number
   /** Bytes received from the stream and written to the socket. */
-  bytesOut: number
+  bytesToSocket: number
   /** Why it ended badly, if it did. */
   error?: Error
 }
@@ -28,7 +28,7 @@ export interface RelayOptions {
  * open for hours, and a suspended async function keeps its whole frame alive.
  */
 export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions = {}): Promise<RelayStats> {
-  const stats: RelayStats = { bytesIn: 0, bytesOut: 0 }
+  const stats: RelayStats = { bytesFromSocket: 0, bytesToSocket: 0 }
   let socketPaused = false
 
   // libuv refuses a reset once end() was called; a plain destroy then still closes the handle.
@@ -50,11 +50,11 @@ export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions = {
   const streamPausedBySocket = (): boolean => socket.writableNeedDrain
   const writeToSocket = (chunk: Buffer): void => {
     if (socket.destroyed || socket.writableEnded) return
-    stats.bytesOut += chunk.byteLength
+    stats.bytesToSocket += chunk.byteLength
     if (!socket.write(chunk)) stream.pause()
   }
   const sendToStream = (chunk: Buffer): void => {
-    stats.bytesIn += chunk.byteLength
+    stats.bytesFromSocket += chunk.byteLength
     if (!stream.write(chunk) && !socketPaused) { socketPaused = true; socket.pause() }
   }
 

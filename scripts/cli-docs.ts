@@ -8,7 +8,7 @@ export const CLI_DOC = fileURLToPath(new URL('../../docs/cli.md', import.meta.ur
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url))
 
 /** `<!-- generated: reverselb ARGS -->`, a fenced block, `<!-- end generated -->`. */
-const BLOCK = /(<!-- generated: reverselb ([^>]*?) -->\n```\n)[^]*?(```\n<!-- end generated -->)/g
+const BLOCK = /(<!-- generated: reverselb ([^>]*?) -->\n```\n)[\s\S]*?(```\n<!-- end generated -->)/g
 
 /**
  * What `reverselb ...args` prints. Defaults are read from the environment (PORT, TOKEN, ...), so

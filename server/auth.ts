@@ -1,3 +1,4 @@
+import { InvalidOptionError } from '../protocol/index.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { PortRanges } from './port-ranges.js'
@@ -38,18 +39,18 @@ export function parseTokensFile (path: string): TokenSpec[] {
     const line = raw.replace(/#.*$/, '').trim()
     if (line === '') continue
     const [token, ...words] = line.split(/\s+/)
-    if (token.length < 1) throw new Error(`${path}:${i + 1}: empty token`)
+    if (token.length < 1) throw new InvalidOptionError(`${path}:${i + 1}: empty token`)
     const ports = words.filter(w => w.startsWith('ports='))
     const services = words.filter(w => !w.startsWith('ports='))
-    if (ports.length > 1) throw new Error(`${path}:${i + 1}: ports= given ${ports.length} times; list every range in one (ports=8000-8010,9000)`)
+    if (ports.length > 1) throw new InvalidOptionError(`${path}:${i + 1}: ports= given ${ports.length} times; list every range in one (ports=8000-8010,9000)`)
     const spec: TokenSpec = { token }
     if (services.length > 0) spec.services = services
     if (ports.length === 1) {
-      try { spec.ports = PortRanges.parse(ports[0].slice('ports='.length)).toString() } catch (err) { throw new Error(`${path}:${i + 1}: ${ports[0]}: ${(err as Error).message}`) }
+      try { spec.ports = PortRanges.parse(ports[0].slice('ports='.length)).toString() } catch (err) { throw new InvalidOptionError(`${path}:${i + 1}: ${ports[0]}: ${(err as Error).message}`) }
     }
     specs.push(spec)
   }
-  if (specs.length === 0) throw new Error(`${path}: no tokens`)
+  if (specs.length === 0) throw new InvalidOptionError(`${path}: no tokens`)
   return specs
 }
 
@@ -61,11 +62,11 @@ export class TokenAuth {
 
   constructor (specs: Array<string | TokenSpec>) {
     const list = specs.map(s => typeof s === 'string' ? { token: s } : s)
-    if (list.length === 0 || list.some(s => s.token.length === 0)) throw new Error('a non-empty token is required')
+    if (list.length === 0 || list.some(s => s.token.length === 0)) throw new InvalidOptionError('a non-empty token is required')
     this.entries = list.map((s, index) => {
       let ports: PortRanges | undefined
       // The error names the token by its position, never by its value.
-      try { ports = s.ports !== undefined ? PortRanges.parse(s.ports) : undefined } catch (err) { throw new Error(`token #${index + 1}: ports: ${(err as Error).message}`) }
+      try { ports = s.ports !== undefined ? PortRanges.parse(s.ports) : undefined } catch (err) { throw new InvalidOptionError(`token #${index + 1}: ports: ${(err as Error).message}`) }
       const grant: TokenGrant = { index }
       if (s.services !== undefined) grant.services = s.services
       if (ports !== undefined) grant.ports = ports.toString()
@@ -80,10 +81,6 @@ export class TokenAuth {
     let found: TokenGrant | undefined
     for (const e of this.entries) if (timingSafeEqual(e.digest, d)) found ??= e.grant
     return found
-  }
-
-  check (presented: string | undefined): boolean {
-    return this.identify(presented) !== undefined
   }
 
   /** True when the token behind `grant` may register `service`. */

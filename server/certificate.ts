@@ -1,3 +1,4 @@
+import { InvalidOptionError } from '../protocol/index.js'
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
@@ -81,16 +82,16 @@ export async function storedSelfSignedCertificate (dir: string, subjectName: str
   }
   const fix = 'remove both cert.pem and key.pem to generate a new certificate (its fingerprint changes: pinned clients need the new one)'
   if (cert === undefined || key === undefined) {
-    throw new Error(`${where} holds ${cert === undefined ? 'key.pem but no cert.pem' : 'cert.pem but no key.pem'}: restore it, or ${fix}`)
+    throw new InvalidOptionError(`${where} holds ${cert === undefined ? 'key.pem but no cert.pem' : 'cert.pem but no key.pem'}: restore it, or ${fix}`)
   }
   let x509: X509Certificate
-  try { x509 = new X509Certificate(cert) } catch (err) { throw new Error(`${certFile} is not a PEM certificate (${(err as Error).message}): ${fix}`) }
+  try { x509 = new X509Certificate(cert) } catch (err) { throw new InvalidOptionError(`${certFile} is not a PEM certificate (${(err as Error).message}): ${fix}`) }
   let privateKey: ReturnType<typeof createPrivateKey>
-  try { privateKey = createPrivateKey(key) } catch (err) { throw new Error(`${keyFile} is not a PEM private key (${(err as Error).message}): ${fix}`) }
-  if (!x509.checkPrivateKey(privateKey)) throw new Error(`${keyFile} is not the key of ${certFile} (they do not match): ${fix}`)
+  try { privateKey = createPrivateKey(key) } catch (err) { throw new InvalidOptionError(`${keyFile} is not a PEM private key (${(err as Error).message}): ${fix}`) }
+  if (!x509.checkPrivateKey(privateKey)) throw new InvalidOptionError(`${keyFile} is not the key of ${certFile} (they do not match): ${fix}`)
   const covers = isIP(subjectName) !== 0 ? x509.checkIP(subjectName) !== undefined : x509.checkHost(subjectName) !== undefined
   if (!covers) {
-    throw new Error(`${certFile} was made for ${x509.subject.replace(/\n/g, ', ')}, not for the subject name "${subjectName}": ` +
+    throw new InvalidOptionError(`${certFile} was made for ${x509.subject.replace(/\n/g, ', ')}, not for the subject name "${subjectName}": ` +
       `give the subject name it was made for, or ${fix}`)
   }
   const warnings: string[] = []

@@ -57,7 +57,7 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
   const pick = (): ServerSession | undefined => service.pick(route.instance, tried, maxStreamsPerSession)
   for (let session = pick(); session !== undefined; session = pick()) {
     tried.add(session)
-    let opened
+    let opened: OpenedStream
     try {
       opened = await session.openStream({ serviceName: service.name, sourceAddress: source, destinationAddress: service.frontend.destinationOf(socket) }, opts.ackTimeoutMs)
     } catch (err) {
@@ -87,10 +87,13 @@ function relayConnection (service: Service, session: ServerSession, socket: Sock
   const { log, events } = opts
   return relay(socket, opened.stream, { head: opened.rest, socketHead }).then(stats => {
     session.activeConnections--
-    session.bytesIn += stats.bytesIn
-    session.bytesOut += stats.bytesOut
-    log.debug(`service ${service.name}: connection from ${source} closed, ${stats.bytesIn} bytes in, ${stats.bytesOut} out${stats.error !== undefined ? `, ${stats.error.message}` : ''}`)
-    events.emit('connectionClosed', { service, session, sourceAddress: source, bytesIn: stats.bytesIn, bytesOut: stats.bytesOut, error: stats.error?.message })
+    // The frontend is the socket here: what it sent goes in (to the backend), what it got goes out.
+    const bytesIn = stats.bytesFromSocket
+    const bytesOut = stats.bytesToSocket
+    session.bytesIn += bytesIn
+    session.bytesOut += bytesOut
+    log.debug(`service ${service.name}: connection from ${source} closed, ${bytesIn} bytes in, ${bytesOut} out${stats.error !== undefined ? `, ${stats.error.message}` : ''}`)
+    events.emit('connectionClosed', { service, session, sourceAddress: source, bytesIn, bytesOut, error: stats.error?.message })
   })
 }
 

@@ -1,3 +1,4 @@
+import { ReverselbError } from '../protocol/index.js'
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { bearerToken } from './auth.js'
@@ -39,11 +40,11 @@ export interface HttpApiOptions {
 
 type Params = Record<string, string>
 
-function clusterRoute (describe: () => ClusterJson): Route {
+function clusterRoute (describe: () => ClusterJson): ApiRoute {
   return { method: 'GET', path: '/cluster', auth: true, description: 'the cluster: its nodes, and the sessions each holds', handle: (_q, res) => json(res, 200, describe()) }
 }
 
-interface Route {
+interface ApiRoute {
   method: 'GET' | 'DELETE'
   /** Literal segments and `:name` parameters. */
   path: string
@@ -67,7 +68,7 @@ const MAX_STREAM_BACKLOG = 1 << 20
 export class HttpApi {
   private readonly opts: HttpApiOptions
   private readonly server: Server
-  private readonly routes: Route[]
+  private readonly routes: ApiRoute[]
   private readonly streams = new Set<ServerResponse>()
   private readonly recent: EventJson[] = []
   private streamTimer?: NodeJS.Timeout
@@ -106,7 +107,7 @@ export class HttpApi {
 
   async listen (): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => reject(new Error(`cannot listen on HTTP port ${this.opts.port}: ${err.code ?? err.message}`))
+      const onError = (err: NodeJS.ErrnoException): void => reject(new ReverselbError('ERR_REVERSELB_LISTEN', `cannot listen on HTTP port ${this.opts.port}: ${err.code ?? err.message}`))
       this.server.once('error', onError)
       this.server.listen({ port: this.opts.port, host: this.opts.host }, () => { this.server.off('error', onError); resolve() })
     })

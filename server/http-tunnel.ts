@@ -61,6 +61,10 @@ export class HttpTunnel {
 
   private async serve (route: string, url: URL, req: IncomingMessage, res: ServerResponse, plain: boolean): Promise<void> {
     if (route === HTTP_TUNNEL_PATHS.open) return this.open(req, res, plain)
+    if (route === HTTP_TUNNEL_PATHS.probe) {
+      res.writeHead(204, { 'cache-control': 'no-store' }).end()
+      return
+    }
     const id = req.headers[HTTP_TUNNEL_HEADERS.session]
     const session = typeof id === 'string' ? this.sessions.get(id) : undefined
     // A session without the layer is not served over plain HTTP, where its bytes would be readable.

@@ -1,4 +1,4 @@
-import { MAX_CONTROL_MESSAGE_BYTES } from '../protocol/index.js'
+import { InvalidOptionError, MAX_CONTROL_MESSAGE_BYTES } from '../protocol/index.js'
 
 /** What the operator allows; every field has a safe default (documented in docs/cli.md and docs/deploy.md). */
 export interface Limits {
@@ -56,8 +56,8 @@ export const DEFAULT_LIMITS: Limits = {
 
 /** Throws a clear error for limits that would silently disable a protection (NaN, negative). */
 export function checkLimits (l: Limits): void {
-  if (!(l.portGraceMs >= 0)) throw new Error(`limits.portGraceMs must be 0 or more, got ${String(l.portGraceMs)}`)
+  if (!(l.portGraceMs >= 0)) throw new InvalidOptionError(`limits.portGraceMs must be 0 or more, got ${String(l.portGraceMs)}`)
   if (!Number.isInteger(l.maxConnectionsPerAddress) || l.maxConnectionsPerAddress < 1) {
-    throw new Error(`limits.maxConnectionsPerAddress must be a whole number above 0, got ${String(l.maxConnectionsPerAddress)}`)
+    throw new InvalidOptionError(`limits.maxConnectionsPerAddress must be a whole number above 0, got ${String(l.maxConnectionsPerAddress)}`)
   }
 }

@@ -1,5 +1,6 @@
 import { rootCertificates } from 'node:tls'
 import { connect } from '@nats-io/transport-node'
+import { InvalidOptionError, ReverselbError } from '../protocol/index.js'
 import type { Logger } from '../protocol/index.js'
 import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node'
 import type { PeerCertificate } from 'node:tls'
@@ -41,11 +42,11 @@ export function parseNatsUrl (url: string): ParsedNatsUrl {
   try {
     u = new URL(withScheme)
   } catch {
-    throw new Error('--natsurl must look like nats://host:4222 or tls://host:4222')
+    throw new InvalidOptionError('--natsurl must look like nats://host:4222 or tls://host:4222')
   }
   const scheme = u.protocol.replace(/:$/, '')
-  if (!['nats', 'tls'].includes(scheme)) throw new Error(`--natsurl scheme must be nats:// or tls://, got ${scheme}://`)
-  if (u.hostname === '') throw new Error('--natsurl needs a host')
+  if (!['nats', 'tls'].includes(scheme)) throw new InvalidOptionError(`--natsurl scheme must be nats:// or tls://, got ${scheme}://`)
+  if (u.hostname === '') throw new InvalidOptionError('--natsurl needs a host')
   const user = u.username !== '' ? decodeURIComponent(u.username) : undefined
   const pass = u.password !== '' ? decodeURIComponent(u.password) : undefined
   const hostPort = `${u.hostname}:${u.port !== '' ? u.port : '4222'}`
@@ -69,7 +70,7 @@ export function splitNatsUrls (url: string | string[]): string[] {
  */
 export async function connectNats (opts: NatsConnectionOptions): Promise<{ nc: NatsConnection, where: string }> {
   const parsed = splitNatsUrls(opts.url).map(parseNatsUrl)
-  if (parsed.length === 0) throw new Error('--natsurl is empty')
+  if (parsed.length === 0) throw new InvalidOptionError('--natsurl is empty')
   const where = parsed.map(p => p.redacted).join(',')
   const anyTls = parsed.some(p => p.tls)
   const creds = parsed.find(p => p.token !== undefined || p.user !== undefined)
@@ -101,7 +102,7 @@ export async function connectNats (opts: NatsConnectionOptions): Promise<{ nc: N
   try {
     nc = await connect(options)
   } catch (err) {
-    throw new Error(`cannot connect to NATS at ${where}: ${(err as Error).message}`)
+    throw new ReverselbError('ERR_REVERSELB_LISTEN', `cannot connect to NATS at ${where}: ${(err as Error).message}`)
   }
   void logStatus(nc, where, opts.log)
   return { nc, where }

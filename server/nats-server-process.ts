@@ -1,3 +1,4 @@
+import { ReverselbError } from '../protocol/index.js'
 import { execFile, spawn } from 'node:child_process'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -124,7 +125,7 @@ export class NatsServerProcess {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL')
-        reject(new Error(`nats-server did not start within ${this.opts.startTimeoutMs} ms: ${tail.join(' | ')}`))
+        reject(new ReverselbError('ERR_REVERSELB_LISTEN', `nats-server did not start within ${this.opts.startTimeoutMs} ms: ${tail.join(' | ')}`))
       }, this.opts.startTimeoutMs)
       let buffered = ''
       child.stderr?.setEncoding('utf8')
@@ -146,10 +147,10 @@ export class NatsServerProcess {
           }
         }
       })
-      const notOnPath = new Error(`--natsport needs the nats-server binary, which is not on PATH: ${NATS_INSTALL_HINT}`)
+      const notOnPath = new ReverselbError('ERR_REVERSELB_LISTEN', `--natsport needs the nats-server binary, which is not on PATH: ${NATS_INSTALL_HINT}`)
       child.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer)
-        reject(err.code === 'ENOENT' ? notOnPath : new Error(`cannot run nats-server: ${err.message}`))
+        reject(err.code === 'ENOENT' ? notOnPath : new ReverselbError('ERR_REVERSELB_LISTEN', `cannot run nats-server: ${err.message}`))
       })
       child.once('exit', (code, signal) => {
         if (ready) { this.onExit(child, code, signal); return }
@@ -157,7 +158,7 @@ export class NatsServerProcess {
         // 127: setpriv could not find the command it was to execute.
         reject(prefix.length > 0 && code === 127
           ? notOnPath
-          : new Error(`nats-server exited at start (${signal ?? `code ${String(code)}`}): ${tail.join(' | ')}`))
+          : new ReverselbError('ERR_REVERSELB_LISTEN', `nats-server exited at start (${signal ?? `code ${String(code)}`}): ${tail.join(' | ')}`))
       })
     })
     this.opts.log.info(`NATS endpoint listening on tls://${this.opts.host ?? '0.0.0.0'}:${this.opts.port} (nats-server pid ${String(child.pid)})`)

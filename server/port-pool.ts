@@ -32,8 +32,4 @@ export class PortPool {
   release (port: number): void {
     if (this.contains(port)) this.free.add(port)
   }
-
-  get available (): number {
-    return this.free.size
-  }
 }

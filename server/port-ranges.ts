@@ -1,3 +1,4 @@
+import { InvalidOptionError } from '../protocol/index.js'
 /** A set of ports given as `8000-8099,8888,9000-9010`. */
 export class PortRanges {
   readonly ranges: ReadonlyArray<readonly [number, number]>
@@ -11,10 +12,10 @@ export class PortRanges {
       const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(part)
       const lo = Number(m?.[1])
       const hi = m?.[2] !== undefined ? Number(m[2]) : lo
-      if (m === null || lo < 1 || hi > 65535 || lo > hi) throw new Error(`"${part}" is not a port or port range (e.g. 8000-8099)`)
+      if (m === null || lo < 1 || hi > 65535 || lo > hi) throw new InvalidOptionError(`"${part}" is not a port or port range (e.g. 8000-8099)`)
       return [lo, hi] as const
     })
-    if (ranges.length === 0) throw new Error('no ports given')
+    if (ranges.length === 0) throw new InvalidOptionError('no ports given')
     return new PortRanges(ranges)
   }
 

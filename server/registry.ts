@@ -1,4 +1,4 @@
-import { splitServiceName } from '../protocol/index.js'
+import { ReverselbError, splitServiceName } from '../protocol/index.js'
 import { Frontend } from './frontend.js'
 import { PortHolds } from './port-holds.js'
 import { Service } from './service.js'
@@ -8,8 +8,9 @@ import type { ServerSession } from './session.js'
 import type { Socket } from 'node:net'
 
 /** A registration the operator's rules or the current state do not allow; sent to the client verbatim. */
-export class RegistrationError extends Error {
+export class RegistrationError extends ReverselbError {
   override name = 'RegistrationError'
+  constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_REGISTRATION', message, options) }
 }
 
 export interface RegistryOptions {

@@ -10,7 +10,7 @@ export interface SniffLimits {
   timeoutMs: number
 }
 
-export interface Route {
+export interface InstanceRoute {
   instance: string
   /** Bytes already read from the frontend, to relay first (after any stripped prefix). */
   head?: Buffer
@@ -20,7 +20,7 @@ export interface Route {
   rejected?: string
 }
 
-export type Routing = { route: Route } | { refuse: string, reply?: string }
+export type Routing = { route: InstanceRoute } | { refuse: string, reply?: string }
 
 const httpReply = (status: string, text: string): string =>
   `HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text) + 1}\r\nConnection: close\r\n\r\n${text}\n`

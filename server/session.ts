@@ -1,3 +1,4 @@
+import { ReverselbError } from '../protocol/index.js'
 import { randomUUID } from 'node:crypto'
 import {
   MAX_CONTROL_MESSAGE_BYTES, readFrame, validateStreamAck, writeFrame
@@ -15,8 +16,9 @@ const BASE_SIT_OUT_MS = 2_000
 const MAX_SIT_OUT_MS = 60_000
 
 /** The client refused a stream: its backend could not be dialled. */
-export class BackendDialError extends Error {
+export class BackendDialError extends ReverselbError {
   override name = 'BackendDialError'
+  constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_BACKEND_DIAL', message, options) }
 }
 
 /** One connected tunnel client: a WebSocket with a muxer, registered to one service instance. */

@@ -1,3 +1,4 @@
+import { ReverselbError } from '../protocol/index.js'
 import { EventEmitter } from 'node:events'
 import { createServer } from 'node:https'
 import { createServer as createHttpServer } from 'node:http'
@@ -13,7 +14,7 @@ import { loadCertificate, selfSignedCertificate, storedSelfSignedCertificate } f
 import { guardConnections, requestTimeouts } from './conn-guard.js'
 import { HttpTunnel } from './http-tunnel.js'
 import { dispatch } from './dispatch.js'
-import { ServerEndpoints } from './endpoints.js'
+import { OperatorEndpoints } from './operator-endpoints.js'
 import { DEFAULT_LIMITS, checkLimits } from './limits.js'
 import { PortPool } from './port-pool.js'
 import { PortRanges } from './port-ranges.js'
@@ -30,7 +31,7 @@ import type { TokenSpec } from './auth.js'
 import type { ServerCertificate } from './certificate.js'
 import type { Limits } from './limits.js'
 import type { AdmittedClient } from './upgrade-gate.js'
-import type { EndpointOptions } from './endpoints.js'
+import type { OperatorEndpointOptions } from './operator-endpoints.js'
 import type { ServerEvents } from './events.js'
 import type { IncomingMessage } from 'node:http'
 import type { Server } from 'node:https'
@@ -39,7 +40,7 @@ import type { Duplex } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import type { WebSocket } from 'ws'
 
-export interface TunnelServerOptions extends EndpointOptions {
+export interface TunnelServerOptions extends OperatorEndpointOptions {
   /** API (WSS) port; 0 picks a free one. Default 9999. */
   port?: number
   /** Address the API port binds; default all interfaces. */
@@ -92,7 +93,7 @@ export interface ServerAddress {
 /** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
 export class TunnelServer extends EventEmitter<ServerEvents> {
   readonly registry: ServiceRegistry
-  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | 'httpTunnelPort' | 'cluster' | keyof EndpointOptions>> & TunnelServerOptions
+  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | 'httpTunnelPort' | 'cluster' | keyof OperatorEndpointOptions>> & TunnelServerOptions
   private readonly log: Logger
   private readonly auth: TokenAuth
   readonly limits: Limits
@@ -110,7 +111,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   /** The same certificate for the end-to-end layer's inner TLS (1.3 only). */
   private innerContext?: SecureContext
   /** REST API, dashboard, metrics and NATS (see endpoints.ts); undefined when none is configured. */
-  private endpoints?: ServerEndpoints
+  private endpoints?: OperatorEndpoints
   /** This server's part of a cluster, with --cluster. */
   private clusterNode?: ClusterNode
 
@@ -176,19 +177,19 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   }
 
   get fingerprint (): string {
-    if (this.certificate === undefined) throw new Error('server is not listening')
+    if (this.certificate === undefined) throw new ReverselbError('ERR_REVERSELB_NOT_LISTENING', 'server is not listening')
     return this.certificate.fingerprint
   }
 
   /** The cluster node, with the cluster option, once listening. */
   get cluster (): ClusterNode {
-    if (this.clusterNode === undefined) throw new Error('server is not part of a cluster')
+    if (this.clusterNode === undefined) throw new ReverselbError('ERR_REVERSELB_NOT_LISTENING', 'server is not part of a cluster, or not listening')
     return this.clusterNode
   }
 
   get port (): number {
     const addr = this.https?.address()
-    if (addr == null || typeof addr === 'string') throw new Error('server is not listening')
+    if (addr == null || typeof addr === 'string') throw new ReverselbError('ERR_REVERSELB_NOT_LISTENING', 'server is not listening')
     return addr.port
   }
 
@@ -237,7 +238,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       // NATS authenticates with the first token not restricted to some services or ports (the operator's own).
       const specs = (Array.isArray(this.opts.token) ? this.opts.token : [this.opts.token]).map(t => typeof t === 'string' ? { token: t } : t)
       const token = (specs.find(s => s.services === undefined && s.ports === undefined) ?? specs[0]).token
-      this.endpoints = await ServerEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, cluster: this.clusterNode, log: this.log })
+      this.endpoints = await OperatorEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, cluster: this.clusterNode, log: this.log })
     } catch (err) {
       await this.close()
       throw err

@@ -1,3 +1,4 @@
+import { ReverselbError } from '../../protocol/index.js'
 /**
  * Negotiate (SPNEGO over Kerberos) with the ticket in the user's cache (kinit). The native
  * `kerberos` package is an optional dependency: it is imported only here, only when a proxy asks
@@ -5,8 +6,9 @@
  */
 
 /** Kerberos cannot produce a token for this proxy: no module, no ticket, unknown SPN... */
-export class NegotiateUnavailableError extends Error {
+export class NegotiateUnavailableError extends ReverselbError {
   override name = 'NegotiateUnavailableError'
+  constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_NEGOTIATE_UNAVAILABLE', message, options) }
 }
 
 // The part of the `kerberos` package used here, declared locally so the build needs no types

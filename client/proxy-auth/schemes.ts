@@ -1,3 +1,4 @@
+import { InvalidOptionError } from '../../protocol/index.js'
 /** Proxy authentication schemes we speak, strongest first: the order we pick them in. */
 export const AUTH_SCHEMES = ['negotiate', 'ntlm', 'basic'] as const
 export type AuthScheme = typeof AUTH_SCHEMES[number]
@@ -9,9 +10,9 @@ export const SCHEME_NAME: Record<AuthScheme, string> = { negotiate: 'Negotiate',
 export function parseAuthSchemes (text: string): AuthScheme[] {
   const names = text.split(',').map(s => s.trim().toLowerCase()).filter(s => s !== '')
   for (const n of names) {
-    if (!(AUTH_SCHEMES as readonly string[]).includes(n)) throw new Error(`--proxy-auth: unknown scheme "${n}"; use any of ${AUTH_SCHEMES.join(', ')}`)
+    if (!(AUTH_SCHEMES as readonly string[]).includes(n)) throw new InvalidOptionError(`--proxy-auth: unknown scheme "${n}"; use any of ${AUTH_SCHEMES.join(', ')}`)
   }
-  if (names.length === 0) throw new Error(`--proxy-auth: name at least one of ${AUTH_SCHEMES.join(', ')}`)
+  if (names.length === 0) throw new InvalidOptionError(`--proxy-auth: name at least one of ${AUTH_SCHEMES.join(', ')}`)
   return names as AuthScheme[]
 }
 

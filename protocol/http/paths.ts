@@ -13,7 +13,9 @@ export const HTTP_TUNNEL_PATHS = {
   /** POST ?seq=OFFSET: the client's bytes at OFFSET. */
   up: '/tunnel/http/up',
   /** POST: the client is done with the session. */
-  close: '/tunnel/http/close'
+  close: '/tunnel/http/close',
+  /** GET: 204, nothing else; what a client sends first through a proxy to authenticate its connection with it. */
+  probe: '/tunnel/http/probe'
 } as const
 
 export const HTTP_TUNNEL_HEADERS = {

@@ -1,7 +1,8 @@
+import { ReverselbError } from '../errors.js'
 /** A sequence number (byte offset) that does not fit what one side has: the request is refused. */
-export class SequenceError extends Error {
+export class SequenceError extends ReverselbError {
   override name = 'SequenceError'
-  readonly code = 'ERR_HTTP_TUNNEL_SEQUENCE'
+  constructor (message: string) { super('ERR_REVERSELB_HTTP_TUNNEL_SEQUENCE', message) }
 }
 
 /**

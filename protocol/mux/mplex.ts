@@ -1,3 +1,4 @@
+import { ReverselbError } from '../errors.js'
 import { MuxProtocolError, resetByPeer } from './errors.js'
 import { MuxSession } from './session.js'
 import { MuxStream, piece } from './stream.js'
@@ -64,7 +65,7 @@ export class MplexSession extends MuxSession {
   }
 
   open (): MuxStream {
-    if (this.isClosed) throw new Error('muxed connection is closed')
+    if (this.isClosed) throw new ReverselbError('ERR_REVERSELB_MUX_CLOSED', 'muxed connection is closed')
     const s = new MplexStream(this.nextId++, this, true)
     this.local.set(s.id, s)
     this.frame(s.id, MplexFlag.NewStream, Buffer.from(String(s.id)))
@@ -107,7 +108,7 @@ export class MplexSession extends MuxSession {
     if (stream.queuedBytes > this.opts.maxStreamBufferBytes || this.buffered > this.opts.maxSessionBufferBytes) {
       const bytes = stream.queuedBytes
       this.opts.onStreamOverflow(stream, bytes)
-      stream.reset(new MuxProtocolError('ERR_MUX_WINDOW_EXCEEDED', `reader fell ${bytes} bytes behind (mplex has no flow control)`))
+      stream.reset(new MuxProtocolError('ERR_REVERSELB_MUX_WINDOW_EXCEEDED', `reader fell ${bytes} bytes behind (mplex has no flow control)`))
     }
   }
 
@@ -145,7 +146,7 @@ export class MplexSession extends MuxSession {
         }
       }
     } catch (err) {
-      this.fail(new MuxProtocolError('ERR_MUX_FRAME_TOO_LARGE', `malformed mplex header: ${(err as Error).message}`))
+      this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FRAME_TOO_LARGE', `malformed mplex header: ${(err as Error).message}`))
     }
   }
 
@@ -155,7 +156,8 @@ export class MplexSession extends MuxSession {
     const flag = this.frameFlag
     this.state = State.Header
     if (length > MPLEX_MAX_MESSAGE) {
-      return this.fail(new MuxProtocolError('ERR_MUX_FRAME_TOO_LARGE', `mplex message of ${length} bytes exceeds ${MPLEX_MAX_MESSAGE}`))
+      this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FRAME_TOO_LARGE', `mplex message of ${length} bytes exceeds ${MPLEX_MAX_MESSAGE}`))
+      return
     }
     let target: MplexStream | undefined
     switch (flag) {
@@ -181,7 +183,8 @@ export class MplexSession extends MuxSession {
         this.local.get(id)?.finish(resetByPeer())
         break
       default:
-        return this.fail(new MuxProtocolError('ERR_MUX_FLAGS', `unknown mplex flag ${flag}`))
+        this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FLAGS', `unknown mplex flag ${flag}`))
+        return
     }
     if (length > 0) {
       this.state = State.Data
@@ -191,7 +194,7 @@ export class MplexSession extends MuxSession {
   }
 
   private incoming (id: number): void {
-    if (this.remote.has(id)) return this.fail(new MuxProtocolError('ERR_MUX_STREAM_ID', `peer reused stream id ${id}`))
+    if (this.remote.has(id)) { this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', `peer reused stream id ${id}`)); return }
     if (this.remote.size >= this.opts.maxInboundStreams) {
       this.frame(id, MplexFlag.ResetReceiver)
       return

@@ -104,7 +104,7 @@ export abstract class MuxSession implements MuxSink, StreamOwner {
   /** Refuses a stream the peer opened; past the limit the peer is treated as hostile. */
   protected countRefusal (): void {
     if (++this.refused > this.opts.maxRefusedStreams) {
-      this.fail(new MuxProtocolError('ERR_MUX_TOO_MANY_REFUSED', `peer opened ${this.refused} streams it may not open`))
+      this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_TOO_MANY_REFUSED', `peer opened ${this.refused} streams it may not open`))
     }
   }
 

@@ -1,3 +1,4 @@
+import { ReverselbError } from '../errors.js'
 import { StreamResetError } from './errors.js'
 
 /**
@@ -83,7 +84,7 @@ export class MuxStream {
 
   write (chunk: Buffer): boolean {
     if (this.closed) return true
-    if (this.localEnded) throw new Error(`stream ${this.id}: write after end`)
+    if (this.localEnded) throw new ReverselbError('ERR_REVERSELB_STREAM_WRITE_AFTER_END', `stream ${this.id}: write after end`)
     if (chunk.byteLength === 0) return !this.needDrain
     return this.owner.writeData(this, chunk)
   }
@@ -99,7 +100,7 @@ export class MuxStream {
   reset (err?: Error): void {
     if (this.closed) return
     this.owner.writeReset(this)
-    this.finish(err ?? new StreamResetError('ERR_STREAM_RESET', 'stream reset'))
+    this.finish(err ?? new StreamResetError('ERR_REVERSELB_STREAM_RESET', 'stream reset'))
   }
 
   pause (): void {
@@ -128,7 +129,8 @@ export class MuxStream {
       this.owner.consumed(this, chunk.byteLength)
       return
     }
-    (this.queue ??= []).push(chunk)
+    this.queue ??= []
+    this.queue.push(chunk)
     this.queuedBytes += chunk.byteLength
     this.owner.queued(this, chunk.byteLength)
   }

@@ -1,3 +1,4 @@
+import { ReverselbError } from '../errors.js'
 import { MuxProtocolError, resetByPeer } from './errors.js'
 import { MuxSession } from './session.js'
 import { MuxStream, piece } from './stream.js'
@@ -70,8 +71,8 @@ export class YamuxSession extends MuxSession {
   }
 
   open (): MuxStream {
-    if (this.isClosed) throw new Error('muxed connection is closed')
-    if (this.nextId > MAX_WINDOW) throw new Error('stream ids exhausted on this connection')
+    if (this.isClosed) throw new ReverselbError('ERR_REVERSELB_MUX_CLOSED', 'muxed connection is closed')
+    if (this.nextId > MAX_WINDOW) throw new ReverselbError('ERR_REVERSELB_MUX_IDS_EXHAUSTED', 'stream ids exhausted on this connection')
     const stream = new YamuxStream(this.nextId, this, false)
     this.nextId += 2
     this.streams.set(stream.id, stream)
@@ -171,7 +172,7 @@ export class YamuxSession extends MuxSession {
     this.buffered += delta
     if (delta > 0 && this.buffered > this.opts.maxSessionBufferBytes) {
       this.opts.onStreamOverflow(stream, stream.queuedBytes)
-      stream.reset(new MuxProtocolError('ERR_MUX_WINDOW_EXCEEDED', `streams of this connection hold more than ${this.opts.maxSessionBufferBytes} bytes for readers that do not take them`))
+      stream.reset(new MuxProtocolError('ERR_REVERSELB_MUX_WINDOW_EXCEEDED', `streams of this connection hold more than ${this.opts.maxSessionBufferBytes} bytes for readers that do not take them`))
     }
   }
 
@@ -219,9 +220,9 @@ export class YamuxSession extends MuxSession {
     const flags = b.readUInt16BE(o + 2)
     const id = b.readUInt32BE(o + 4)
     const length = b.readUInt32BE(o + 8)
-    if (version !== 0) return this.fail(new MuxProtocolError('ERR_MUX_VERSION', `yamux version ${version} (only 0 exists)`))
+    if (version !== 0) { this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_VERSION', `yamux version ${version} (only 0 exists)`)); return }
     if (type === Type.Data || type === Type.WindowUpdate) {
-      if (id === 0) return this.fail(new MuxProtocolError('ERR_MUX_STREAM_ID', 'data or window update on stream 0'))
+      if (id === 0) { this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', 'data or window update on stream 0')); return }
       let s = this.streams.get(id)
       if ((flags & Flag.SYN) !== 0) {
         if (!this.checkNewId(id)) return
@@ -230,7 +231,8 @@ export class YamuxSession extends MuxSession {
       if (type === Type.WindowUpdate) {
         if (s !== undefined && length > 0) {
           if (s.sendWindow + length > MAX_WINDOW) {
-            return this.fail(new MuxProtocolError('ERR_MUX_WINDOW_OVERFLOW', `window update of ${length} on stream ${id} overflows 2^32-1`))
+            this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_WINDOW_OVERFLOW', `window update of ${length} on stream ${id} overflows 2^32-1`))
+            return
           }
           s.sendWindow += length
           this.flushPending(s)
@@ -240,12 +242,14 @@ export class YamuxSession extends MuxSession {
       }
       if (s !== undefined) {
         if (length > s.recvCredit) {
-          return this.fail(new MuxProtocolError('ERR_MUX_WINDOW_EXCEEDED', `data frame of ${length} bytes on stream ${id} exceeds its window of ${s.recvCredit}`))
+          this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_WINDOW_EXCEEDED', `data frame of ${length} bytes on stream ${id} exceeds its window of ${s.recvCredit}`))
+          return
         }
         s.recvCredit -= length
       } else if (length > this.opts.maxStreamWindowBytes) {
         // A stream we closed may still get what was in flight, never more than a window.
-        return this.fail(new MuxProtocolError('ERR_MUX_FRAME_TOO_LARGE', `data frame of ${length} bytes on unknown stream ${id}`))
+        this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FRAME_TOO_LARGE', `data frame of ${length} bytes on unknown stream ${id}`))
+        return
       }
       if (length === 0) { this.applyFlags(s, flags); return }
       this.dataLeft = length
@@ -254,25 +258,25 @@ export class YamuxSession extends MuxSession {
       return
     }
     if (type === Type.Ping) {
-      if (id !== 0) return this.fail(new MuxProtocolError('ERR_MUX_STREAM_ID', `ping on stream ${id}`))
+      if (id !== 0) { this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', `ping on stream ${id}`)); return }
       if ((flags & Flag.SYN) !== 0 && this.pingAllowed()) this.frame(Type.Ping, Flag.ACK, 0, length)
       return
     }
     if (type === Type.GoAway) {
       this.transport.close()
-      this.closed(length === 0 ? undefined : new MuxProtocolError('ERR_MUX_GOAWAY', `peer closed the connection with GoAway code ${length}`))
+      this.closed(length === 0 ? undefined : new MuxProtocolError('ERR_REVERSELB_MUX_GOAWAY', `peer closed the connection with GoAway code ${length}`))
       return
     }
-    this.fail(new MuxProtocolError('ERR_MUX_FRAME_TYPE', `unknown yamux frame type ${type}`))
+    this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_FRAME_TYPE', `unknown yamux frame type ${type}`))
   }
 
   private checkNewId (id: number): boolean {
     if ((id % 2 === 1) === this.opts.client) {
-      this.fail(new MuxProtocolError('ERR_MUX_STREAM_ID', `peer opened stream ${id}, which has our parity`))
+      this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', `peer opened stream ${id}, which has our parity`))
       return false
     }
     if (id <= this.lastInbound || this.streams.has(id)) {
-      this.fail(new MuxProtocolError('ERR_MUX_STREAM_ID', `peer reused stream id ${id}`))
+      this.fail(new MuxProtocolError('ERR_REVERSELB_MUX_STREAM_ID', `peer reused stream id ${id}`))
       return false
     }
     this.lastInbound = id

@@ -5,7 +5,7 @@ import { BackendDialError } from '../session.js'
 import type { Logger, MuxStream, StreamAck } from '../../protocol/index.js'
 import type { ServerEvents } from '../events.js'
 import type { Service } from '../service.js'
-import type { ServerSession } from '../session.js'
+import type { OpenedStream, ServerSession } from '../session.js'
 import type { ForwardRequest } from './remote-session.js'
 import type { EventEmitter } from 'node:events'
 
@@ -55,7 +55,7 @@ export async function serveForwarded (stream: MuxStream, from: string, opts: For
   const target = opts.lookup(request.session)
   if (target === undefined || target.session.closing) { refuse(`session ${request.session} is not on node ${opts.node} any more`); return }
   const { session, service } = target
-  let opened
+  let opened: OpenedStream
   try {
     opened = await session.openStream(request.header, opts.ackTimeoutMs)
   } catch (err) {

@@ -28,7 +28,7 @@ export interface SharedServicesEvents {
 
 /** The registry is unreachable (NATS down): what needs it is refused, with this message. */
 export class RegistryUnavailableError extends RegistrationError {
-  readonly code = 'ERR_CLUSTER_REGISTRY_UNAVAILABLE'
+  override name = 'RegistryUnavailableError'
 }
 
 /** How long a registration waits for the registry's stream to have a leader again. */

@@ -1,6 +1,7 @@
 'use strict'
 const $ = (id) => document.getElementById(id)
 const KEY = 'reverselb.token'
+const tokenInput = () => /** @type {HTMLInputElement} */ ($('token'))
 const WINDOW_MS = 120000
 const COLORS = ['#2563eb', '#16a34a', '#ea580c', '#9333ea', '#0891b2', '#db2777', '#ca8a04', '#4b5563']
 let token = sessionStorage.getItem(KEY) || ''
@@ -74,11 +75,10 @@ async function connect () {
       const { value, done } = await reader.read()
       if (done) break
       buf += value.replace(/\r\n?/g, '\n')
-      let i
-      while ((i = buf.indexOf('\n\n')) >= 0) { onBlock(buf.slice(0, i)); buf = buf.slice(i + 2) }
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) { onBlock(buf.slice(0, i)); buf = buf.slice(i + 2) }
     }
     throw new Error('stream ended')
-  } catch (err) {
+  } catch {
     if (ctrl !== abort || ctrl.signal.aborted) return
     setStatus('down', 'disconnected, retrying in ' + Math.round(retryMs / 1000) + ' s')
     setTimeout(() => { if (ctrl === abort && token) connect() }, retryMs)
@@ -129,7 +129,7 @@ function onSnapshot (snap) {
 
 function currentRate (name) {
   const h = series.get(name)
-  return h && h.length ? h[h.length - 1] : { rate: 0, rateIn: 0, rateOut: 0 }
+  return h?.length ? h[h.length - 1] : { rate: 0, rateIn: 0, rateOut: 0 }
 }
 
 function render (snap, t) {
@@ -142,7 +142,7 @@ function render (snap, t) {
   $('stat-rate').textContent = fmtRate(rate)
   $('empty').hidden = snap.services.length > 0
   const box = $('services')
-  const cards = new Map([...box.children].map(c => [c.dataset.service, c]))
+  const cards = new Map([...box.children].map(c => [/** @type {HTMLElement} */ (c).dataset.service, c]))
   let before = box.firstChild
   for (const s of snap.services) {
     let card = cards.get(s.name)
@@ -206,7 +206,7 @@ function sessionRow (service, id) {
   const labels = ['Session', 'Instance', 'Client', 'Connected', 'Active', 'Total', 'In', 'Out']
   const tr = el('tr')
   tr.dataset.session = id
-  labels.forEach((l, i) => tr.append(el('td', { 'data-label': l, class: i === 0 || i === 2 ? 'mono' : i >= 4 ? 'num' : '' })))
+  labels.forEach((l, i) => { tr.append(el('td', { 'data-label': l, class: i === 0 || i === 2 ? 'mono' : i >= 4 ? 'num' : '' })) })
   tr.children[0].textContent = id.slice(0, 8)
   tr.children[0].title = id
   const btn = el('button', { class: 'danger', type: 'button', text: 'Disconnect', onclick: () => disconnect(service, id, btn) })
@@ -224,7 +224,7 @@ async function disconnect (service, id, btn) {
 function describe (e) {
   const parts = []
   if (e.service) parts.push(e.service.name + (e.service.port ? ' :' + e.service.port : ''))
-  if (e.session && e.session.clientAddress) parts.push('from ' + e.session.clientAddress)
+  if (e.session?.clientAddress) parts.push('from ' + e.session.clientAddress)
   if (e.remoteAddress) parts.push('from ' + e.remoteAddress + (e.endpoint ? ' (' + e.endpoint + ')' : ''))
   if (e.reason) parts.push(e.reason)
   return parts.join(' ')
@@ -239,7 +239,7 @@ function onEvent (e) {
 }
 
 function drawChart (now) {
-  const canvas = $('chart')
+  const canvas = /** @type {HTMLCanvasElement} */ ($('chart'))
   const dpr = window.devicePixelRatio || 1
   const w = canvas.clientWidth, h = canvas.clientHeight
   if (w === 0) return
@@ -251,7 +251,7 @@ function drawChart (now) {
   const muted = styles.getPropertyValue('--muted').trim(), line = styles.getPropertyValue('--line').trim()
   let max = 1024 // the scale never goes below 1 KiB/s
   for (const pts of series.values()) for (const p of pts) max = Math.max(max, p.rate)
-  const step = Math.pow(2, Math.ceil(Math.log2(max)))
+  const step = 2 ** Math.ceil(Math.log2(max))
   const left = 70, bottom = h - 18, top = 8, right = w - 8
   ctx.font = '11px system-ui, sans-serif'
   ctx.fillStyle = muted
@@ -282,10 +282,10 @@ function drawChart (now) {
 
 $('login-form').addEventListener('submit', (ev) => {
   ev.preventDefault()
-  token = $('token').value.trim()
+  token = tokenInput().value.trim()
   if (!token) return
   sessionStorage.setItem(KEY, token)
-  $('token').value = ''
+  tokenInput().value = ''
   connect()
 })
 $('logout').addEventListener('click', () => {
@@ -297,7 +297,7 @@ window.addEventListener('resize', () => { if (latest) drawChart(Date.parse(lates
 setInterval(() => {
   if (!latest) return
   for (const card of $('services').children) {
-    for (const tr of card.querySelectorAll('tbody tr')) { const c = tr.children[3]; if (c.title) c.textContent = fmtAge(c.title) }
+    for (const tr of card.querySelectorAll('tbody tr')) { const c = /** @type {HTMLElement} */ (tr.children[3]); if (c.title) c.textContent = fmtAge(c.title) }
   }
 }, 1000)
 if (token) connect(); else showLogin('')

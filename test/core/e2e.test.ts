@@ -56,7 +56,7 @@ describe('end-to-end layer: inner TLS, token inside it', function () {
       const { frontendPort } = await c.ready()
       const payloads = Array.from({ length: 24 }, () => randomPayload(256 * 1024))
       const answers = await Promise.all(payloads.map(async p => await exchange(frontendPort, p)))
-      answers.forEach((a, i) => expect(sha256(a)).to.equal(sha256(payloads[i])))
+      expect(answers.map(sha256)).to.deep.equal(payloads.map(sha256))
     } finally {
       await echo.close()
     }

@@ -187,8 +187,7 @@ describe('endpoints: REST API', function () {
         let buf = ''
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           buf += Buffer.from(chunk).toString('utf8')
-          let i: number
-          while ((i = buf.indexOf('\n\n')) >= 0) {
+          for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
             const block = buf.slice(0, i)
             buf = buf.slice(i + 2)
             const event = /^event: (.*)$/m.exec(block)?.[1]

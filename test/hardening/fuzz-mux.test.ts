@@ -12,7 +12,7 @@ const KiB = 1024
 const WINDOW_MAX = 512 * KiB
 const SESSION_MAX = 768 * KiB
 const MAX_INBOUND = 6
-const CODES: MuxErrorCode[] = ['ERR_MUX_VERSION', 'ERR_MUX_FRAME_TYPE', 'ERR_MUX_FLAGS', 'ERR_MUX_STREAM_ID', 'ERR_MUX_WINDOW_EXCEEDED', 'ERR_MUX_WINDOW_OVERFLOW', 'ERR_MUX_FRAME_TOO_LARGE', 'ERR_MUX_TOO_MANY_REFUSED']
+const CODES: MuxErrorCode[] = ['ERR_REVERSELB_MUX_VERSION', 'ERR_REVERSELB_MUX_FRAME_TYPE', 'ERR_REVERSELB_MUX_FLAGS', 'ERR_REVERSELB_MUX_STREAM_ID', 'ERR_REVERSELB_MUX_WINDOW_EXCEEDED', 'ERR_REVERSELB_MUX_WINDOW_OVERFLOW', 'ERR_REVERSELB_MUX_FRAME_TOO_LARGE', 'ERR_REVERSELB_MUX_TOO_MANY_REFUSED']
 
 /** What one stream's reader saw, checked against TCP semantics as it happens. */
 interface Seen { data: Buffer[], ended: boolean, closed: boolean, violations: string[] }
@@ -257,7 +257,7 @@ describe('fuzz: mux decoders (yamux, mplex)', function () {
   it('a 4 GiB data frame is refused at its header, before any payload is held', function () {
     const h = new Harness('yamux', false)
     h.feed(yamuxFrame(0, 1, 1, 0xffffffff), [])
-    expect(h.errors.map(e => e.code)).to.deep.equal(['ERR_MUX_WINDOW_EXCEEDED'])
+    expect(h.errors.map(e => e.code)).to.deep.equal(['ERR_REVERSELB_MUX_WINDOW_EXCEEDED'])
   })
 
   it('data after the peer\'s FIN never reaches the reader after onEnd (yamux and mplex)', function () {

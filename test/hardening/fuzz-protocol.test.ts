@@ -7,6 +7,7 @@ import {
 } from '../../protocol/index.js'
 import { CONTROL, PRINTABLE_ASCII, bytesOf, fuzzParams, loadCorpus } from './fuzz.js'
 import type { ByteCase } from './fuzz.js'
+import type { DecodedFrame } from '../../protocol/index.js'
 
 // ---- What a validator may return: checked independently of the implementation ----------------
 
@@ -92,7 +93,7 @@ function contractOnBytes (kind: Kind, body: Uint8Array): void {
   const framed = Buffer.alloc(4 + body.length)
   framed.writeUInt32BE(body.length, 0)
   framed.set(body, 4)
-  let decoded
+  let decoded: DecodedFrame | undefined
   try {
     decoded = decodeFrame(framed, MAX_CONTROL_MESSAGE_BYTES, kind)
   } catch (err) {
@@ -229,7 +230,7 @@ describe('fuzz: framing (4-byte length + JSON)', function () {
     const input = fc.oneof(fc.uint8Array({ maxLength: 100 }), lengthPrefixed, fc.uint8Array({ minLength: 4, maxLength: 4 }))
     fc.assert(fc.property(input, fc.uint8Array({ maxLength: 20 }), fc.integer({ min: 2, max: 64 }), (bytes, more, maxBytes) => {
       const b = Buffer.from(bytes)
-      let d
+      let d: DecodedFrame | undefined
       try {
         d = decodeFrame(b, maxBytes, 'frame')
       } catch (err) {

@@ -23,7 +23,7 @@ describe('interop: our mplex with @libp2p/mplex 12', function () {
         const sending = t.send(randomBytes(2 * bound), 16 * 1024).catch(() => {})
         const ours = await paused
         const err = await ours.closed
-        expect((err as MuxProtocolError).code).to.equal('ERR_MUX_WINDOW_EXCEEDED')
+        expect((err as MuxProtocolError).code).to.equal('ERR_REVERSELB_MUX_WINDOW_EXCEEDED')
         expect(p.ours.events.overflows).to.have.length(1)
         expect(p.ours.events.overflows[0].bytes).to.be.above(bound)
         expect(ours.received()).to.equal(0)

@@ -44,7 +44,7 @@ export function expectReset (err: Error | undefined, who: Who): void {
   expect(err, 'the stream closed without an error').to.be.instanceOf(Error)
   if (who === 'ours') {
     expect(err).to.be.instanceOf(StreamResetError)
-    expect((err as StreamResetError).code).to.equal('ERR_STREAM_RESET_BY_PEER')
+    expect((err as StreamResetError).code).to.equal('ERR_REVERSELB_STREAM_RESET_BY_PEER')
   } else {
     expect(err?.name).to.equal('StreamResetError')
   }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { GoAwayCode, type yamux } from '@chainsafe/libp2p-yamux'
+import type { yamux } from '@chainsafe/libp2p-yamux'
+import { GoAwayCode, } from '@chainsafe/libp2p-yamux'
 import { expect } from 'chai'
 import { DEFAULT_MUX_OPTIONS } from '../../protocol/mux/index.js'
 import { INITIAL_WINDOW } from '../../protocol/mux/yamux.js'
@@ -96,11 +97,11 @@ describe('interop: our yamux with @chainsafe/libp2p-yamux 8', function () {
       expect(p.ours.events.protocolErrors).to.deep.equal([])
     })
 
-    it('libp2p closing with GoAway 2 (internal error) ends our session with ERR_MUX_GOAWAY, not as our protocol error', async function () {
+    it('libp2p closing with GoAway 2 (internal error) ends our session with ERR_REVERSELB_MUX_GOAWAY, not as our protocol error', async function () {
       const closed = new Promise<Error | undefined>(resolve => { p.ours.session.onClose = resolve })
       await (p.theirs.muxer as YamuxMuxer).close({ reason: GoAwayCode.InternalError })
       const err = await closed
-      expect((err as MuxProtocolError).code).to.equal('ERR_MUX_GOAWAY')
+      expect((err as MuxProtocolError).code).to.equal('ERR_REVERSELB_MUX_GOAWAY')
       expect(p.ours.events.protocolErrors).to.deep.equal([])
     })
 

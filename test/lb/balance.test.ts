@@ -36,7 +36,6 @@ describe('load balancing across clients', function () {
       expect(new Set(ports).size).to.equal(1)
       const counts = await countAnswers(ports[0], 600, 12)
       const shares = ['a', 'b', 'c'].map(n => (counts.get(n) ?? 0) / 600)
-      // eslint-disable-next-line no-console
       console.log(`      ${policy} distribution over 600 connections: ${['a', 'b', 'c'].map(n => `${n}=${counts.get(n) ?? 0}`).join(' ')}`)
       for (const share of shares) expect(share).to.be.within(1 / 3 - 0.05, 1 / 3 + 0.05)
       await Promise.all(clients.map(async c => await c.close()))
@@ -76,7 +75,6 @@ describe('load balancing across clients', function () {
     let dialFailures = 0
     server.on('dialFailure', () => { dialFailures++ })
     const counts = await countAnswers(port, 200, 8)
-    // eslint-disable-next-line no-console
     console.log(`      failover: 200 requests, ${counts.get('good') ?? 0} answered, ${dialFailures} backend dial failures absorbed`)
     expect(counts.get('good')).to.equal(200)
     // After a few failures the dead client sits out instead of costing every request a round trip.

@@ -20,7 +20,6 @@ describe('ssh through a shared port with stdinproxy as ProxyCommand', function (
 
   before(async function () {
     if (process.getuid?.() !== 0 || !existsSync('/usr/sbin/sshd') || !existsSync('/usr/bin/ssh')) {
-      // eslint-disable-next-line no-console
       console.log('      skipped: needs root and OpenSSH (apt-get install openssh-server openssh-client)')
       this.skip()
     }

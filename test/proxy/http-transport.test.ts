@@ -9,10 +9,13 @@ import { UpgradeBlockedError } from '../../index.js'
 import { makeTestCa, requireTools, startSquid } from '../fixtures/proxies.js'
 import { echoServer, eventually, exchange, freePort, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
 import { loggedClient, startServer, tunnelData } from '../fixtures/tunnel.js'
+import { pacServer } from '../fixtures/pac-server.js'
+import { routeConnector } from '../../client/proxy-route.js'
 import { hashingBackend, transferBothWays } from './helpers.js'
 import type { TunnelClient, TunnelClientOptions, TunnelServer } from '../../index.js'
 import type { ProxyProcess, TestCa } from '../fixtures/proxies.js'
 import type { TcpServer } from '../fixtures/net.js'
+import type { PacServer } from '../fixtures/pac-server.js'
 import type { AddressInfo, Socket } from 'node:net'
 import type { HashingBackend } from './helpers.js'
 
@@ -84,7 +87,7 @@ describe('proxy: the HTTP transport through squid', function () {
       const payloads = Array.from({ length: 16 }, () => randomPayload(128 * 1024))
       const slow = slowEcho(frontendPort, randomPayload(1024 * 1024))
       const answers = await Promise.all(payloads.map(async p => await exchange(frontendPort, p)))
-      answers.forEach((a, i) => expect(sha256(a)).to.equal(sha256(payloads[i])))
+      expect(answers.map(sha256)).to.deep.equal(payloads.map(sha256))
       await slow
     })
   })
@@ -148,6 +151,68 @@ describe('proxy: the HTTP transport through squid', function () {
         expect(transportLines(log, 'POST', `${plain}/tunnel/http/up`)).to.have.length.at.least(1)
         expect(log).not.to.match(/CONNECT 127\.0\.0\.1:\d+ .*200/)
       }, 30_000, 200)
+    })
+  })
+
+  describe('plain http:// through squids that allow no CONNECT and want the user authenticated', function () {
+    let ntlm: ProxyProcess
+    let basic: ProxyProcess
+    let pac: PacServer | undefined
+    before(async function () {
+      requireTools(this, ['ntlmFakeAuth', 'htpasswd', 'ncsaAuth'])
+      ntlm = await startSquid({ denyConnect: true, windowsAuth: { ntlm: 'fake' } })
+      basic = await startSquid({ denyConnect: true, auth: { user: 'carol', password: 'basicpw' } })
+    })
+    afterEach(async function () { await pac?.close(); pac = undefined })
+    after(async function () { await ntlm?.close(); await basic?.close() })
+    const plain = (): string => `http://127.0.0.1:${server.httpTunnelPort ?? 0}`
+    /** squid's lines for the transport's requests, each naming the user it authenticated. */
+    const userLines = (proxy: ProxyProcess, user: RegExp): string[] => proxy.accessLog().split('\n').filter(l => l.includes(`${plain()}/tunnel/http/`) && user.test(l))
+
+    it('NTLM: authenticates each connection with the proxy once, then carries the tunnel byte-exactly; squid logs the user on the downloads and uploads', async function () {
+      const { c, lines } = client(plain(), { ...ntlm, url: `http://CORP%5Cbob:s3cret@127.0.0.1:${ntlm.port}` }, { fingerprint: server.fingerprint, keepaliveMs: 2000 })
+      const { frontendPort } = await c.ready()
+      await transferBothWays(frontendPort, backend)
+      await eventually(() => {
+        expect(userLines(ntlm, / GET /).filter(l => / CORP.?\\\\bob.? /.test(l) && l.includes('/tunnel/http/down'))).to.have.length.at.least(1)
+        expect(userLines(ntlm, / POST /).filter(l => / CORP.?\\\\bob.? /.test(l) && l.includes('/tunnel/http/up'))).to.have.length.at.least(1)
+      }, 30_000, 200)
+      expect(ntlm.accessLog()).not.to.match(/ CONNECT /)
+      expect(lines.join('\n')).not.to.include('s3cret')
+    })
+
+    it('Basic: every request carries the credentials', async function () {
+      const { c } = client(plain(), { ...basic, url: `http://carol:basicpw@127.0.0.1:${basic.port}` }, { fingerprint: server.fingerprint, keepaliveMs: 2000 })
+      const { frontendPort } = await c.ready()
+      await transferBothWays(frontendPort, backend)
+      await eventually(() => {
+        const ok = userLines(basic, / carol /)
+        expect(ok.filter(l => / GET .*\/tunnel\/http\/down/.test(l))).to.have.length.at.least(1)
+        expect(ok.filter(l => / POST .*\/tunnel\/http\/up/.test(l))).to.have.length.at.least(1)
+      }, 30_000, 200)
+      expect(basic.accessLog()).not.to.match(/TCP_DENIED\/407 .*\/tunnel\/http\/(down|up)/)
+    })
+
+    it('a wrong password: a clear error naming the user and the scheme, never the password', async function () {
+      // (ntlm_fake_auth takes any password: the Basic squid is the one that can refuse.)
+      const { c } = client(plain(), { ...basic, url: `http://carol:wrong-pw@127.0.0.1:${basic.port}` }, { fingerprint: server.fingerprint })
+      const err = await c.ready().then(() => undefined, (e: Error) => e)
+      expect(err?.message).to.match(/proxy 127\.0\.0\.1:\d+ rejected the credentials of user "carol" \(Basic\)/)
+      expect(err?.message).not.to.include('wrong-pw')
+    })
+
+    it('a PAC file choosing the proxy for http:// URLs routes the plain requests through it', async function () {
+      pac = await pacServer(`function FindProxyForURL(url, host) { return url.substring(0, 5) === 'http:' ? 'PROXY 127.0.0.1:${ntlm.port}' : 'DIRECT'; }`)
+      const { c, lines } = loggedClient(plain(), tunnelData(backend.port), {
+        fingerprint: server.fingerprint,
+        keepaliveMs: 2000,
+        connect: routeConnector({ pac: pac.url, credentials: { user: 'CORP\\erin', password: 'pw' } })
+      })
+      clients.push(c)
+      const { frontendPort } = await c.ready()
+      await transferBothWays(frontendPort, backend)
+      expect(lines.join('\n')).to.include(`through proxy 127.0.0.1:${ntlm.port} carried by the HTTP transport`)
+      await eventually(() => expect(userLines(ntlm, / CORP.?\\\\erin.? /)).to.have.length.at.least(2), 30_000, 200)
     })
   })
 

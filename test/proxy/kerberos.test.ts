@@ -5,6 +5,7 @@ import { expect } from 'chai'
 import { requireTools, startSquid } from '../fixtures/proxies.js'
 import { requireKerberos, startRealm } from '../fixtures/kerberos.js'
 import { TOKEN, startServer } from '../fixtures/tunnel.js'
+import { freePort } from '../fixtures/net.js'
 import { cleanEnv, hashingBackend, loggedConnects, runCli, transferBothWays } from './helpers.js'
 import type { TunnelServer } from '../../index.js'
 import type { ProxyProcess } from '../fixtures/proxies.js'
@@ -30,6 +31,7 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
   let backend: HashingBackend
   let negotiateOnly: ProxyProcess
   let negotiateAndNtlm: ProxyProcess
+  let negotiateNoConnect: ProxyProcess
   let aliceCache: string
   const clis: CliProcess[] = []
 
@@ -48,7 +50,8 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
     const negotiate = { keytab, principal, krb5Config: realm.krb5Config }
     negotiateOnly = await startSquid({ windowsAuth: { negotiate } })
     negotiateAndNtlm = await startSquid({ windowsAuth: { negotiate, ntlm: 'fake' } })
-    server = await startServer()
+    negotiateNoConnect = await startSquid({ windowsAuth: { negotiate }, denyConnect: true })
+    server = await startServer({ httpTunnelPort: await freePort() })
     backend = await hashingBackend()
   })
   afterEach(async function () {
@@ -57,14 +60,15 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
   after(async function () {
     await negotiateOnly?.close()
     await negotiateAndNtlm?.close()
+    await negotiateNoConnect?.close()
     await server?.close()
     await backend?.close()
     await realm?.close()
   })
 
   /** The CLI tunnel through `proxyUrl`, with a Kerberos environment. */
-  const tunnel = (proxyUrl: string, env: Record<string, string>, extra: string[] = [], node: string[] = []): CliProcess => {
-    const cli = runCli(process.execPath, [...node, CLI, '-l', 'debug', 'tunnel', '-e', `127.0.0.1:${server.port}`, '-b', `127.0.0.1:${backend.port}`, '-p', '0',
+  const tunnel = (proxyUrl: string, env: Record<string, string>, extra: string[] = [], node: string[] = [], endpoint = `127.0.0.1:${server.port}`): CliProcess => {
+    const cli = runCli(process.execPath, [...node, CLI, '-l', 'debug', 'tunnel', '-e', endpoint, '-b', `127.0.0.1:${backend.port}`, '-p', '0',
       '--fingerprint', server.fingerprint, '--proxy', proxyUrl, ...extra], cleanEnv({ TOKEN, ...env }))
     clis.push(cli)
     return cli
@@ -78,6 +82,17 @@ describe('proxy: Negotiate (Kerberos) with an MIT KDC on loopback', function () 
     expect(cli.output()).to.include('authenticating with Negotiate')
     await cli.stop()
     expect(await squidLogged(negotiateOnly, / alice@TEST\.LOCAL /)).to.have.length.at.least(1)
+  })
+
+  it('a proxy that allows no CONNECT: plain HTTP to --httptunnelport, each connection authenticated with Negotiate; squid logs alice on the transport\'s requests', async function () {
+    const plain = `http://127.0.0.1:${server.httpTunnelPort ?? 0}`
+    const cli = tunnel(`http://localhost:${negotiateNoConnect.port}`, realm.env(aliceCache), [], [], plain)
+    await transferBothWays(await frontendOf(cli), backend)
+    expect(cli.output()).to.include('authenticating with Negotiate')
+    await cli.stop()
+    const lines = negotiateNoConnect.accessLog().split('\n').filter(l => l.includes(`${plain}/tunnel/http/`) && / alice@TEST\.LOCAL /.test(l))
+    expect(lines.filter(l => / POST /.test(l)), negotiateNoConnect.accessLog()).to.have.length.at.least(1)
+    expect(negotiateNoConnect.accessLog()).not.to.match(/ CONNECT /)
   })
 
   it('without a ticket: one line saying to run kinit, naming the proxy; keeps retrying', async function () {

@@ -11,7 +11,7 @@ import { pacServer } from '../fixtures/pac-server.js'
 import { TOKEN, startServer, tunnelData } from '../fixtures/tunnel.js'
 import { cleanEnv, firstError, hashingBackend, runCli, transferBothWays } from './helpers.js'
 import type { TunnelServer } from '../../index.js'
-import type { RouteOptions } from '../../client/proxy-route.js'
+import type { ProxyRouteOptions } from '../../client/proxy-route.js'
 import type { ProxyProcess } from '../fixtures/proxies.js'
 import type { PacServer } from '../fixtures/pac-server.js'
 import type { HashingBackend } from './helpers.js'
@@ -48,7 +48,7 @@ describe('proxy: PAC files and proxy lists, with failover', function () {
   })
 
   const target = (): string => `127.0.0.1:${server.port}`
-  const client = (route: RouteOptions, logger = captureLogger()): { c: TunnelClient, lines: string[] } => {
+  const client = (route: ProxyRouteOptions, logger = captureLogger()): { c: TunnelClient, lines: string[] } => {
     const c = new TunnelClient(target(), tunnelData(backend.port), {
       fingerprint: server.fingerprint, maxBackoffMs: 1000, connectTimeoutMs: 3000, logger: logger.logger,
       connect: routeConnector({ ...route, log: logger.logger })

@@ -1,5 +1,6 @@
 import { expect } from 'chai'
-import { MplexSession, MuxProtocolError } from '../../../protocol/mux/index.js'
+import type { MplexSession } from '../../../protocol/mux/index.js'
+import { MuxProtocolError } from '../../../protocol/mux/index.js'
 import { MPLEX_MAX_MESSAGE } from '../../../protocol/mux/mplex.js'
 import { SPLITS, collect, feedSplit, lone, mplexFrame, parseMplex, settle, wired } from '../../fixtures/mux.js'
 import type { MemoryTransport } from '../../fixtures/mux.js'
@@ -72,7 +73,7 @@ describe('unit: mplex codec', function () {
     s.receive(mplexFrame(0, CLOSE_R))
     expect([cm.ended, cr.ended]).to.deep.equal([true, false])
     s.receive(mplexFrame(0, RESET_I))
-    expect((cr.error as StreamResetError).code).to.equal('ERR_STREAM_RESET_BY_PEER')
+    expect((cr.error as StreamResetError).code).to.equal('ERR_REVERSELB_STREAM_RESET_BY_PEER')
     expect(cm.closed).to.equal(false)
     expect(sent().map(f => f.flag)).to.deep.equal([NEW])
   })
@@ -85,11 +86,11 @@ describe('unit: mplex codec', function () {
 
   describe('protocol errors: connection closed (no GoAway in mplex), onProtocolError with the code', function () {
     const cases: Array<{ what: string, code: MuxErrorCode, bytes: Buffer }> = [
-      { what: 'unknown flag 7', code: 'ERR_MUX_FLAGS', bytes: mplexFrame(1, 7) },
-      { what: 'reused stream id', code: 'ERR_MUX_STREAM_ID', bytes: Buffer.concat([mplexFrame(4, NEW), mplexFrame(4, NEW)]) },
-      { what: 'message over 1 MiB', code: 'ERR_MUX_FRAME_TOO_LARGE', bytes: Buffer.from([0x02, 0x81, 0x80, 0x40]) },
-      { what: 'varint longer than 9 bytes', code: 'ERR_MUX_FRAME_TOO_LARGE', bytes: Buffer.alloc(10, 0x80) },
-      { what: 'varint past 2^53', code: 'ERR_MUX_FRAME_TOO_LARGE', bytes: Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]) }
+      { what: 'unknown flag 7', code: 'ERR_REVERSELB_MUX_FLAGS', bytes: mplexFrame(1, 7) },
+      { what: 'reused stream id', code: 'ERR_REVERSELB_MUX_STREAM_ID', bytes: Buffer.concat([mplexFrame(4, NEW), mplexFrame(4, NEW)]) },
+      { what: 'message over 1 MiB', code: 'ERR_REVERSELB_MUX_FRAME_TOO_LARGE', bytes: Buffer.from([0x02, 0x81, 0x80, 0x40]) },
+      { what: 'varint longer than 9 bytes', code: 'ERR_REVERSELB_MUX_FRAME_TOO_LARGE', bytes: Buffer.alloc(10, 0x80) },
+      { what: 'varint past 2^53', code: 'ERR_REVERSELB_MUX_FRAME_TOO_LARGE', bytes: Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]) }
     ]
     for (const c of cases) {
       for (const split of SPLITS) {
@@ -104,7 +105,7 @@ describe('unit: mplex codec', function () {
           expect(t.closeCalls).to.equal(1)
           expect(s.isClosed).to.equal(true)
           expect(closes).to.deep.equal([errors[0]])
-          expect((mine.error as StreamResetError).code).to.equal('ERR_TUNNEL_LOST')
+          expect((mine.error as StreamResetError).code).to.equal('ERR_REVERSELB_TUNNEL_LOST')
           expect(s.streamCount).to.equal(0)
         })
       }
@@ -133,7 +134,7 @@ describe('unit: mplex codec', function () {
       expect(overflows).to.have.length(0)
       s.receive(mplexFrame(1, MSG_I, Buffer.alloc(1)))
       expect(overflows.map(o => [o.stream.id, o.bytes])).to.deep.equal([[1, 100 * KiB + 1]])
-      expect((cs.error as MuxProtocolError).code).to.equal('ERR_MUX_WINDOW_EXCEEDED')
+      expect((cs.error as MuxProtocolError).code).to.equal('ERR_REVERSELB_MUX_WINDOW_EXCEEDED')
       expect(sent().map(f => [f.id, f.flag])).to.deep.equal([[1, RESET_R]])
       expect(slow.queuedBytes).to.equal(0)
       // The rest of the connection goes on.
@@ -162,7 +163,7 @@ describe('unit: mplex codec', function () {
       expect(s.isClosed).to.equal(false)
       expect(sent().map(f => [f.id, f.flag])).to.deep.equal([[0, RESET_R], [1, RESET_R], [2, RESET_R]])
       s.receive(mplexFrame(3, NEW))
-      expect(errors.map(e => e.code)).to.deep.equal(['ERR_MUX_TOO_MANY_REFUSED'])
+      expect(errors.map(e => e.code)).to.deep.equal(['ERR_REVERSELB_MUX_TOO_MANY_REFUSED'])
       expect(s.isClosed).to.equal(true)
     })
 
@@ -198,8 +199,8 @@ describe('unit: mplex codec', function () {
     const far = collect(w.eb.accepted[1])
     w.eb.accepted[1].reset()
     await settle()
-    expect((cr.error as StreamResetError).code).to.equal('ERR_STREAM_RESET_BY_PEER')
-    expect((far.error as StreamResetError).code).to.equal('ERR_STREAM_RESET')
+    expect((cr.error as StreamResetError).code).to.equal('ERR_REVERSELB_STREAM_RESET_BY_PEER')
+    expect((far.error as StreamResetError).code).to.equal('ERR_REVERSELB_STREAM_RESET')
     expect(w.a.streamCount + w.b.streamCount).to.equal(0)
   })
 })

@@ -69,7 +69,7 @@ for (const name of ['yamux', 'mplex'] as MuxerName[]) {
       b.resume()
       expect(calls).to.equal(1)
       await settle()
-      expect((ca.error as StreamResetError).code).to.equal('ERR_STREAM_RESET_BY_PEER')
+      expect((ca.error as StreamResetError).code).to.equal('ERR_REVERSELB_STREAM_RESET_BY_PEER')
       expect(w.a.streamCount + w.b.streamCount).to.equal(0)
     })
 
@@ -116,16 +116,16 @@ for (const name of ['yamux', 'mplex'] as MuxerName[]) {
       await settle()
       const c = collect(b)
       expect(c.closed).to.equal(true)
-      expect((c.error as StreamResetError).code).to.equal('ERR_STREAM_RESET_BY_PEER')
+      expect((c.error as StreamResetError).code).to.equal('ERR_REVERSELB_STREAM_RESET_BY_PEER')
     })
 
-    it('closing the session ends every stream on both sides with ERR_TUNNEL_LOST', async function () {
+    it('closing the session ends every stream on both sides with ERR_REVERSELB_TUNNEL_LOST', async function () {
       const [a, b] = await pairOf(w)
       const [a2, b2] = await pairOf(w)
       const cs = [a, b, a2, b2].map(collect)
       w.a.close()
       await settle()
-      for (const c of cs) expect((c.error as StreamResetError).code).to.equal('ERR_TUNNEL_LOST')
+      for (const c of cs) expect((c.error as StreamResetError).code).to.equal('ERR_REVERSELB_TUNNEL_LOST')
       expect([w.a.isClosed, w.b.isClosed]).to.deep.equal([true, true])
       expect(w.ea.protocolErrors.length + w.eb.protocolErrors.length).to.equal(0)
     })

@@ -1,5 +1,6 @@
 import { expect } from 'chai'
-import { MuxProtocolError, StreamResetError, YamuxSession } from '../../../protocol/mux/index.js'
+import type { StreamResetError, YamuxSession } from '../../../protocol/mux/index.js'
+import { MuxProtocolError } from '../../../protocol/mux/index.js'
 import { INITIAL_WINDOW } from '../../../protocol/mux/yamux.js'
 import { DEFAULT_MUX_OPTIONS } from '../../../protocol/mux/session.js'
 import { SPLITS, collect, feedSplit, lone, parseYamux, settle, wired, yamuxFrame } from '../../fixtures/mux.js'
@@ -29,26 +30,26 @@ describe('unit: yamux codec', function () {
   describe('protocol errors: GoAway(1), connection closed, onProtocolError with the code', function () {
     // The server's side: the client's streams are odd.
     const cases: Array<{ what: string, code: MuxErrorCode, bytes: () => Buffer }> = [
-      { what: 'bad version', code: 'ERR_MUX_VERSION', bytes: () => yamuxFrame(WU, SYN, 1, 0, undefined, 1) },
-      { what: 'unknown frame type', code: 'ERR_MUX_FRAME_TYPE', bytes: () => yamuxFrame(4, 0, 0, 0) },
-      { what: 'data frame longer than the window', code: 'ERR_MUX_WINDOW_EXCEEDED', bytes: () => yamuxFrame(DATA, SYN, 1, INITIAL_WINDOW + 1) },
+      { what: 'bad version', code: 'ERR_REVERSELB_MUX_VERSION', bytes: () => yamuxFrame(WU, SYN, 1, 0, undefined, 1) },
+      { what: 'unknown frame type', code: 'ERR_REVERSELB_MUX_FRAME_TYPE', bytes: () => yamuxFrame(4, 0, 0, 0) },
+      { what: 'data frame longer than the window', code: 'ERR_REVERSELB_MUX_WINDOW_EXCEEDED', bytes: () => yamuxFrame(DATA, SYN, 1, INITIAL_WINDOW + 1) },
       {
         what: 'data beyond what is left of the window',
-        code: 'ERR_MUX_WINDOW_EXCEEDED',
+        code: 'ERR_REVERSELB_MUX_WINDOW_EXCEEDED',
         bytes: () => Buffer.concat([yamuxFrame(DATA, SYN, 1, 200 * KiB, Buffer.alloc(200 * KiB)), yamuxFrame(DATA, 0, 1, 56 * KiB + 1)])
       },
-      { what: 'window update overflowing 2^32-1', code: 'ERR_MUX_WINDOW_OVERFLOW', bytes: () => yamuxFrame(WU, SYN, 1, 0xffffffff - INITIAL_WINDOW + 1) },
+      { what: 'window update overflowing 2^32-1', code: 'ERR_REVERSELB_MUX_WINDOW_OVERFLOW', bytes: () => yamuxFrame(WU, SYN, 1, 0xffffffff - INITIAL_WINDOW + 1) },
       {
         what: 'window updates adding up past 2^32-1',
-        code: 'ERR_MUX_WINDOW_OVERFLOW',
+        code: 'ERR_REVERSELB_MUX_WINDOW_OVERFLOW',
         bytes: () => Buffer.concat([yamuxFrame(WU, SYN, 1, 0x80000000), yamuxFrame(WU, 0, 1, 0x7fffffff)])
       },
-      { what: 'reused stream id', code: 'ERR_MUX_STREAM_ID', bytes: () => Buffer.concat([yamuxFrame(WU, SYN, 5, 0), yamuxFrame(WU, SYN, 5, 0)]) },
-      { what: 'stream id lower than one already opened', code: 'ERR_MUX_STREAM_ID', bytes: () => Buffer.concat([yamuxFrame(WU, SYN, 5, 0), yamuxFrame(WU, SYN, 3, 0)]) },
-      { what: 'wrong parity (the server\'s even ids opened by the client)', code: 'ERR_MUX_STREAM_ID', bytes: () => yamuxFrame(WU, SYN, 2, 0) },
-      { what: 'data on stream 0', code: 'ERR_MUX_STREAM_ID', bytes: () => yamuxFrame(DATA, 0, 0, 1, Buffer.alloc(1)) },
-      { what: 'ping on a stream', code: 'ERR_MUX_STREAM_ID', bytes: () => yamuxFrame(PING, SYN, 1, 7) },
-      { what: 'data frame on an unknown stream larger than any window', code: 'ERR_MUX_FRAME_TOO_LARGE', bytes: () => yamuxFrame(DATA, 0, 9, DEFAULT_MUX_OPTIONS.maxStreamWindowBytes + 1) }
+      { what: 'reused stream id', code: 'ERR_REVERSELB_MUX_STREAM_ID', bytes: () => Buffer.concat([yamuxFrame(WU, SYN, 5, 0), yamuxFrame(WU, SYN, 5, 0)]) },
+      { what: 'stream id lower than one already opened', code: 'ERR_REVERSELB_MUX_STREAM_ID', bytes: () => Buffer.concat([yamuxFrame(WU, SYN, 5, 0), yamuxFrame(WU, SYN, 3, 0)]) },
+      { what: 'wrong parity (the server\'s even ids opened by the client)', code: 'ERR_REVERSELB_MUX_STREAM_ID', bytes: () => yamuxFrame(WU, SYN, 2, 0) },
+      { what: 'data on stream 0', code: 'ERR_REVERSELB_MUX_STREAM_ID', bytes: () => yamuxFrame(DATA, 0, 0, 1, Buffer.alloc(1)) },
+      { what: 'ping on a stream', code: 'ERR_REVERSELB_MUX_STREAM_ID', bytes: () => yamuxFrame(PING, SYN, 1, 7) },
+      { what: 'data frame on an unknown stream larger than any window', code: 'ERR_REVERSELB_MUX_FRAME_TOO_LARGE', bytes: () => yamuxFrame(DATA, 0, 9, DEFAULT_MUX_OPTIONS.maxStreamWindowBytes + 1) }
     ]
     for (const c of cases) {
       for (const split of SPLITS) {
@@ -69,7 +70,7 @@ describe('unit: yamux codec', function () {
           expect(closes).to.have.length(1)
           expect(closes[0]).to.equal(errors[0])
           expect(seen.closed).to.equal(true)
-          expect((seen.error as StreamResetError).code).to.equal('ERR_TUNNEL_LOST')
+          expect((seen.error as StreamResetError).code).to.equal('ERR_REVERSELB_TUNNEL_LOST')
           expect(s.streamCount).to.equal(0)
           // Nothing more is read or answered once closed.
           const before = t.frames.length
@@ -82,10 +83,10 @@ describe('unit: yamux codec', function () {
     it('the client side: odd ids from the server are the wrong parity', function () {
       const { errors, s } = fed(true)
       s.receive(yamuxFrame(WU, SYN, 1, 0))
-      expect(errors.map(e => e.code)).to.deep.equal(['ERR_MUX_STREAM_ID'])
+      expect(errors.map(e => e.code)).to.deep.equal(['ERR_REVERSELB_MUX_STREAM_ID'])
     })
 
-    it('GoAway from the peer closes without a protocol error; code 0 is clean, others are reported as ERR_MUX_GOAWAY', function () {
+    it('GoAway from the peer closes without a protocol error; code 0 is clean, others are reported as ERR_REVERSELB_MUX_GOAWAY', function () {
       const a = fed(true)
       a.s.receive(yamuxFrame(GOAWAY, 0, 0, 0))
       expect(a.errors).to.have.length(0)
@@ -94,7 +95,7 @@ describe('unit: yamux codec', function () {
       const b = fed(true)
       b.s.receive(yamuxFrame(GOAWAY, 0, 0, 2))
       expect(b.errors).to.have.length(0)
-      expect((b.closes[0] as MuxProtocolError).code).to.equal('ERR_MUX_GOAWAY')
+      expect((b.closes[0] as MuxProtocolError).code).to.equal('ERR_REVERSELB_MUX_GOAWAY')
     })
 
     it('close() sends GoAway(0) once and closes the transport', function () {
@@ -155,14 +156,14 @@ describe('unit: yamux codec', function () {
       expect(sent().map(f => f.flags)).to.deep.equal([ACK, FIN])
     })
 
-    it('RST from the peer closes the stream with ERR_STREAM_RESET_BY_PEER; reset() sends RST', function () {
+    it('RST from the peer closes the stream with ERR_REVERSELB_STREAM_RESET_BY_PEER; reset() sends RST', function () {
       const { s, accepted, sent } = fed(false)
       s.receive(Buffer.concat([yamuxFrame(WU, SYN, 1, 0), yamuxFrame(WU, SYN, 3, 0)]))
       const [a, b] = accepted.map(collect)
       s.receive(yamuxFrame(WU, RST, 1, 0))
-      expect((a.error as StreamResetError).code).to.equal('ERR_STREAM_RESET_BY_PEER')
+      expect((a.error as StreamResetError).code).to.equal('ERR_REVERSELB_STREAM_RESET_BY_PEER')
       accepted[1].reset()
-      expect((b.error as StreamResetError).code).to.equal('ERR_STREAM_RESET')
+      expect((b.error as StreamResetError).code).to.equal('ERR_REVERSELB_STREAM_RESET')
       expect(sent()).to.deep.equal([{ type: WU, flags: RST, id: 3, length: 0, payload: Buffer.alloc(0) }])
       expect(s.streamCount).to.equal(0)
       // Frames in flight for a stream already gone are dropped quietly.
@@ -176,7 +177,7 @@ describe('unit: yamux codec', function () {
       expect(s.isClosed).to.equal(false)
       expect(sent().map(f => [f.flags, f.id])).to.deep.equal([[RST, 1], [RST, 3]])
       s.receive(yamuxFrame(WU, SYN, 5, 0))
-      expect(errors.map(e => e.code)).to.deep.equal(['ERR_MUX_TOO_MANY_REFUSED'])
+      expect(errors.map(e => e.code)).to.deep.equal(['ERR_REVERSELB_MUX_TOO_MANY_REFUSED'])
       expect(sent().at(-1)).to.include({ type: GOAWAY, length: 1 })
     })
 
@@ -231,7 +232,7 @@ describe('unit: yamux codec', function () {
       expect(c.bytes).to.equal(0)
       expect(sent().filter(f => f.length > 0)).to.have.length(0)
       s.receive(yamuxFrame(DATA, 0, 1, 1, Buffer.alloc(1)))
-      expect(errors.map(e => e.code)).to.deep.equal(['ERR_MUX_WINDOW_EXCEEDED'])
+      expect(errors.map(e => e.code)).to.deep.equal(['ERR_REVERSELB_MUX_WINDOW_EXCEEDED'])
     })
 
     it('resume delivers in order and grants the window back', function () {

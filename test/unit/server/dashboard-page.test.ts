@@ -9,8 +9,8 @@ const source = (name: string): string => readFileSync(new URL(`../../../../serve
 const sha256 = (s: string): string => `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`
 
 describe('unit: dashboard page', function () {
-  const style = /<style>([^]*?)<\/style>/.exec(DASHBOARD_HTML)?.[1]
-  const script = /<script>([^]*?)<\/script>/.exec(DASHBOARD_HTML)?.[1]
+  const style = /<style>([\s\S]*?)<\/style>/.exec(DASHBOARD_HTML)?.[1]
+  const script = /<script>([\s\S]*?)<\/script>/.exec(DASHBOARD_HTML)?.[1]
 
   it('inlines server/dashboard/style.css and app.js into index.html, leaving no reference to fetch', function () {
     expect(style?.trim()).to.equal(source('style.css').trim())

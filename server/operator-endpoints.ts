@@ -1,3 +1,4 @@
+import { InvalidOptionError } from '../protocol/index.js'
 import { readFile } from 'node:fs/promises'
 import { AuthFailureLimiter } from './auth-limiter.js'
 import { HttpApi, STREAMED_EVENTS } from './http-api.js'
@@ -21,7 +22,7 @@ import type { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 
 /** The side endpoints' part of TunnelServerOptions. */
-export interface EndpointOptions {
+export interface OperatorEndpointOptions {
   /** REST API, dashboard and /metrics port; 0 or undefined: off. */
   httpPort?: number
   /** Serve the HTTP port as HTTPS with the server's certificate. */
@@ -34,7 +35,7 @@ export interface EndpointOptions {
   natsCa?: string
 }
 
-export interface EndpointContext extends EndpointOptions {
+export interface OperatorEndpointContext extends OperatorEndpointOptions {
   host?: string
   frontendHost?: string
   /** The token NATS authenticates with (one: nats-server takes a single token). */
@@ -52,7 +53,7 @@ export interface EndpointContext extends EndpointOptions {
 }
 
 /** The REST API/dashboard/metrics and NATS endpoints of one TunnelServer. */
-export class ServerEndpoints {
+export class OperatorEndpoints {
   private readonly traffic = new TrafficTracker()
   private readonly unsubscribe: Array<() => void> = []
   private metrics?: ServerMetrics
@@ -60,16 +61,16 @@ export class ServerEndpoints {
   private natsServer?: NatsServerProcess
   private nats?: NatsPublisher
 
-  private constructor (private readonly events: EventEmitter<ServerEvents>, private readonly ctx: EndpointContext) {}
+  private constructor (private readonly events: EventEmitter<ServerEvents>, private readonly ctx: OperatorEndpointContext) {}
 
   /** Starts whatever the options ask for; undefined when they ask for nothing. */
-  static async start (events: EventEmitter<ServerEvents>, ctx: EndpointContext): Promise<ServerEndpoints | undefined> {
+  static async start (events: EventEmitter<ServerEvents>, ctx: OperatorEndpointContext): Promise<OperatorEndpoints | undefined> {
     const httpPort = ctx.httpPort ?? 0
     const natsPort = ctx.natsPort ?? 0
     const natsUrl = ctx.natsUrl ?? ''
     if (httpPort === 0 && natsPort === 0 && natsUrl === '' && ctx.cluster === undefined) return undefined
-    if (natsPort !== 0 && natsUrl !== '') throw new Error('natsPort and natsUrl exclude each other: run a NATS server or publish to one')
-    const endpoints = new ServerEndpoints(events, ctx)
+    if (natsPort !== 0 && natsUrl !== '') throw new InvalidOptionError('natsPort and natsUrl exclude each other: run a NATS server or publish to one')
+    const endpoints = new OperatorEndpoints(events, ctx)
     try {
       await endpoints.startAll(httpPort, natsPort, natsUrl)
     } catch (err) {
@@ -77,16 +78,6 @@ export class ServerEndpoints {
       throw err
     }
     return endpoints
-  }
-
-  /** The port the HTTP API listens on. */
-  get httpPort (): number | undefined {
-    return this.http?.port
-  }
-
-  /** The supervised nats-server's pid, when one runs. */
-  get natsServerPid (): number | undefined {
-    return this.natsServer?.pid
   }
 
   /** A frontend socket a service accepted (before dispatch), for live byte counts. */

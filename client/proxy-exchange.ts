@@ -1,19 +1,24 @@
+import { ReverselbError } from '../protocol/index.js'
 import type { Socket } from 'node:net'
 
 /**
- * One HTTP CONNECT exchange on a socket we own. Proxy authentication for NTLM and Negotiate is
- * bound to the TCP connection (challenge and answer must travel on the same one), so unlike
+ * One exchange with an HTTP proxy on a socket we own: a CONNECT, or (for a plain-HTTP endpoint,
+ * where CONNECT may be forbidden) one forwarded GET. Proxy authentication for NTLM and Negotiate
+ * is bound to the TCP connection (challenge and answer must travel on the same one), so unlike
  * https-proxy-agent this keeps the socket after a 407, reads (and discards) its body, and lets the
- * caller send the next CONNECT on it.
+ * caller send the next request on it.
  */
 
-/** The proxy's answer to one CONNECT. */
+/** What is asked of the proxy: a tunnel to `host:port`, or one GET of an absolute http:// URL. */
+export type ProxyAsk = { connect: string } | { get: URL }
+
+/** The proxy's answer to one request. */
 export interface ConnectAnswer {
   statusCode: number
   statusText: string
   /** Lower-case names; a repeated header (e.g. several Proxy-Authenticate) keeps every value. */
   headers: Map<string, string[]>
-  /** Whether another CONNECT may be sent on the same socket. */
+  /** Whether another request may be sent on the same socket. */
   reusable: boolean
 }
 
@@ -23,8 +28,9 @@ const MAX_HEAD_BYTES = 64 * 1024
 const MAX_BODY_BYTES = 1024 * 1024
 
 /** The socket closed before the proxy's answer was complete. */
-export class ProxyClosedError extends Error {
+export class ProxyClosedError extends ReverselbError {
   override name = 'ProxyClosedError'
+  constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_PROXY_CLOSED', message, options) }
 }
 
 /** Buffers what the proxy sends until a whole answer head (and body) is in. */
@@ -56,7 +62,7 @@ class AnswerReader {
   private async until (ready: () => boolean): Promise<void> {
     while (!ready()) {
       if (this.failure !== undefined) throw this.failure
-      if (this.ended) throw new ProxyClosedError('the proxy closed the connection before its answer to CONNECT was complete')
+      if (this.ended) throw new ProxyClosedError('the proxy closed the connection before its answer was complete')
       await new Promise<void>(resolve => { this.wake = resolve })
     }
   }
@@ -129,22 +135,26 @@ async function skipChunked (reader: AnswerReader): Promise<void> {
 }
 
 /**
- * Sends `CONNECT target` with `headers` and reads the answer. On 200 the socket is left paused
- * at the first tunnel byte. Any other answer's body is read and dropped so that the socket,
- * when `reusable`, is ready for the next CONNECT.
+ * Sends the request (`CONNECT target`, or a GET of an absolute URL) with `headers` and reads the
+ * answer. A 2xx to CONNECT leaves the socket paused at the first tunnel byte. Any other answer's
+ * body (and a GET's, whatever its status) is read and dropped so that the socket, when
+ * `reusable`, is ready for the next request.
  */
-export async function connectExchange (socket: Socket, target: string, headers: Record<string, string>): Promise<ConnectAnswer> {
-  const lines = [`CONNECT ${target} HTTP/1.1`, `Host: ${target}`, 'Proxy-Connection: keep-alive', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)]
+export async function proxyExchange (socket: Socket, ask: ProxyAsk, headers: Record<string, string>): Promise<ConnectAnswer> {
+  const start = 'connect' in ask
+    ? [`CONNECT ${ask.connect} HTTP/1.1`, `Host: ${ask.connect}`]
+    : [`GET ${ask.get.href} HTTP/1.1`, `Host: ${ask.get.host}`]
+  const lines = [...start, 'Proxy-Connection: keep-alive', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)]
   const reader = new AnswerReader(socket)
   try {
     socket.write(lines.join('\r\n') + '\r\n\r\n')
     const answer = parseHead(await reader.head())
     const one = (name: string): string | undefined => answer.headers.get(name)?.at(-1)
-    if (answer.statusCode >= 200 && answer.statusCode < 300) return { ...answer, reusable: false }
+    if ('connect' in ask && answer.statusCode >= 200 && answer.statusCode < 300) return { ...answer, reusable: false }
     const conn = `${one('connection') ?? ''},${one('proxy-connection') ?? ''}`.toLowerCase()
     let reusable = answer.version === '1.1' ? !conn.includes('close') : conn.includes('keep-alive')
     const length = one('content-length')
-    if (/chunked/i.test(one('transfer-encoding') ?? '')) await skipChunked(reader)
+    if (answer.statusCode === 204 || answer.statusCode === 304) { /* no body */ } else if (/chunked/i.test(one('transfer-encoding') ?? '')) await skipChunked(reader)
     else if (length !== undefined && /^\d+$/.test(length) && Number(length) <= MAX_BODY_BYTES) await reader.skip(Number(length))
     else reusable = false // a body that ends with the connection
     return { ...answer, reusable }
