@@ -116,7 +116,10 @@ export class ClusterNode {
     const { shared, membership, links, ctx } = this
     // A status 'disconnect' may come without its 'reconnect' (a server of the list failing at
     // start): a heartbeat that went through says NATS answers.
-    membership.on('beat', () => shared.setAvailable(true))
+    membership.on('beat', () => {
+      shared.setAvailable(true)
+      shared.checkWatch().catch((err: Error) => ctx.log.debug(`cluster registry watch check: ${err.message}`))
+    })
     membership.on('up', (record) => { if (record.name !== this.name) links.connect(record) })
     membership.on('down', (name) => {
       links.disconnect(name)

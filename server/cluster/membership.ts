@@ -31,14 +31,19 @@ export class Membership extends EventEmitter<MembershipEvents> {
   readonly nodes = new Map<string, NodeRecord>()
   private timer?: NodeJS.Timeout
   private stopped = false
+  /**
+   * Since when heartbeats go through. After NATS was unreachable, every entry has expired: a node
+   * is declared down only once the others had a whole TTL to write theirs again.
+   */
+  private healthySince: number | undefined = Date.now()
 
-  private constructor (private readonly kv: KV, private readonly self: NodeRecord, private readonly log: Logger) {
+  private constructor (private readonly kv: KV, private readonly self: NodeRecord, private readonly ttlMs: number, private readonly log: Logger) {
     super()
   }
 
   static async join (nc: NatsConnection, cluster: string, self: NodeRecord, ttlMs: number, log: Logger): Promise<Membership> {
     const kv = await openBucket(nc, `reverselb-${cluster}-nodes`, { ttl: ttlMs }, log)
-    const m = new Membership(kv, self, log)
+    const m = new Membership(kv, self, ttlMs, log)
     await whileJetStreamStarts(async () => await m.beat(), log)
     await m.sweep()
     m.timer = setInterval(() => { void m.tick() }, Math.max(200, Math.floor(ttlMs / 3)))
@@ -54,9 +59,11 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private async tick (): Promise<void> {
     try {
       await this.beat()
+      this.healthySince ??= Date.now()
       this.emit('beat')
-      await this.sweep()
+      await this.sweep(Date.now() - this.healthySince >= this.ttlMs)
     } catch (err) {
+      this.healthySince = undefined
       this.log.debug(`cluster membership: ${(err as Error).message}`)
     }
   }
@@ -65,8 +72,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
     await this.kv.put(keyPart(this.self.name), JSON.stringify(this.self))
   }
 
-  /** Reads every live entry: new ones are up, missing ones down. */
-  private async sweep (): Promise<void> {
+  /** Reads every live entry: new ones are up, missing ones down (when `declareDown`). */
+  private async sweep (declareDown = true): Promise<void> {
     const seen = new Map<string, NodeRecord>()
     for await (const key of await this.kv.keys()) {
       const entry = await this.kv.get(key)
@@ -87,7 +94,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       }
     }
     for (const name of [...this.nodes.keys()]) {
-      if (seen.has(name) || name === this.self.name) continue
+      if (!declareDown || seen.has(name) || name === this.self.name) continue
       this.nodes.delete(name)
       this.log.warn(`cluster: node ${name} is down (its heartbeat stopped)`)
       this.emit('down', name)

@@ -51,6 +51,9 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
   readonly sessions = new Map<string, SessionRecord>()
   private reachable = true
   private iter?: { stop: () => void }
+  /** The last revision the watch delivered, and since when the bucket has been ahead of it. */
+  private seenRevision = 0
+  private behindSince?: number
 
   private constructor (private readonly kv: KV, private readonly jsm: JetStreamManager, private readonly bucket: string, private readonly log: Logger) {
     super()
@@ -79,6 +82,8 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
    */
   async watch (): Promise<void> {
     this.iter?.stop()
+    // Whatever is written after this is delivered by the watch started next.
+    const before = (await this.kv.status()).streamInfo.state.last_seq
     const iter = await this.kv.watch()
     this.iter = iter
     const seen = new Set<string>()
@@ -94,6 +99,7 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
     }
     void (async () => {
       for await (const e of iter) {
+        this.seenRevision = Math.max(this.seenRevision, e.revision)
         if (initial) seen.add(e.key)
         this.apply(e.key, e.operation === 'PUT' ? e.value : undefined)
         if (e.delta === 0) endInitial()
@@ -103,6 +109,21 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
     const status = await this.kv.status()
     if (status.values === 0) endInitial()
     await done
+    this.seenRevision = Math.max(this.seenRevision, before)
+    this.behindSince = undefined
+  }
+
+  /**
+   * Restarts a watch that fell behind the bucket for more than two seconds: one whose consumer
+   * was on a NATS server that died may stall rather than end. Called once a second.
+   */
+  async checkWatch (now = Date.now()): Promise<void> {
+    const last = (await this.kv.status()).streamInfo.state.last_seq
+    if (last <= this.seenRevision) { this.behindSince = undefined; return }
+    this.behindSince ??= now
+    if (now - this.behindSince < 2000) return
+    this.log.warn(`cluster registry watch stalled at revision ${this.seenRevision} of ${last}; restarting it`)
+    await this.watch()
   }
 
 
