@@ -1,5 +1,5 @@
 import { hostname } from 'node:os'
-import { formatEndpoint, parseEndpoint } from '../../protocol/index.js'
+import { ReverselbError, formatEndpoint, parseEndpoint } from '../../protocol/index.js'
 import { closeNats, connectNats } from '../nats-connection.js'
 import { Membership } from './membership.js'
 import { PeerLinks } from './peer-links.js'
@@ -108,7 +108,7 @@ export class ClusterNode {
       return node
     } catch (err) {
       await closeNats(nc)
-      throw new Error(`cannot join cluster ${opts.name}: ${(err as Error).message}`)
+      throw new ReverselbError('ERR_REVERSELB_LISTEN', `cannot join cluster ${opts.name}: ${(err as Error).message}`)
     }
   }
 
