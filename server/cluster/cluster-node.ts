@@ -122,15 +122,20 @@ export class ClusterNode {
     })
     membership.on('up', (record) => { if (record.name !== this.name) links.connect(record) })
     membership.on('down', (name) => {
-      links.disconnect(name)
-      this.dropRemote(name)
-      shared.purgeNode(name)
-        .then(services => { for (const s of services) this.releaseLater(s) })
-        .catch(() => {})
+      // Its link answering is proof of life: a node cut from NATS for a while (its server lost,
+      // a new JetStream leader) keeps serving. It is forgotten once the link goes too.
+      if (links.mux(name) !== undefined) {
+        ctx.log.warn(`cluster: node ${name} missed its heartbeats but its link answers; keeping it`)
+        return
+      }
+      this.forget(name)
     })
     for (const record of membership.others()) links.connect(record)
     links.on('up', (node) => { for (const record of shared.sessionsOf(node)) this.addRemote(record) })
-    links.on('down', (node) => this.dropRemote(node))
+    links.on('down', (node) => {
+      this.dropRemote(node)
+      if (!membership.nodes.has(node)) this.forget(node)
+    })
     shared.on('sessionUp', (record) => this.addRemote(record))
     shared.on('sessionDown', (record) => this.removeRemote(record.node, record.id))
 
@@ -214,6 +219,15 @@ export class ClusterNode {
     remote.closing = true
     this.ctx.registry.unregister(remote)
       .catch((err: Error) => this.ctx.log.error(`cluster: ${err.message}`))
+  }
+
+  /** A node that is gone: no more links to it, its sessions out of the balancer and the registry. */
+  private forget (node: string): void {
+    this.links.disconnect(node)
+    this.dropRemote(node)
+    this.shared.purgeNode(node)
+      .then(services => { for (const s of services) this.releaseLater(s) })
+      .catch(() => {})
   }
 
   private dropRemote (node: string): void {

@@ -59,14 +59,20 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private async tick (): Promise<void> {
     try {
       await this.beat()
-      this.healthySince ??= Date.now()
-      this.emit('beat')
-      await this.sweep(Date.now() - this.healthySince >= this.ttlMs)
     } catch (err) {
       this.healthySince = undefined
-      this.log.debug(`cluster membership: ${(err as Error).message}`)
+      this.log.debug(`cluster membership: heartbeat failed: ${(err as Error).message}`)
+      return
+    }
+    this.healthySince ??= Date.now()
+    this.emit('beat')
+    try {
+      await this.sweep(Date.now() - this.healthySince >= this.ttlMs)
+    } catch (err) {
+      this.log.debug(`cluster membership: reading the nodes failed: ${(err as Error).message}`)
     }
   }
+
 
   private async beat (): Promise<void> {
     await this.kv.put(keyPart(this.self.name), JSON.stringify(this.self))
