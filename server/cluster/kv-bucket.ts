@@ -34,7 +34,7 @@ const JETSTREAM_WAIT_MS = 30_000
 export const JETSTREAM_TIMEOUT_MS = 1500
 
 /** What a JetStream without a leader (starting, or electing one after a server was lost) answers. */
-export const jetStreamUnready = (err: unknown): boolean => /not enabled|no responders|timeout|leader|503/i.test((err as Error).message)
+export const jetStreamUnready = (err: unknown): boolean => /not enabled|no responders|timeout|leader|503|no suitable peers/i.test((err as Error).message)
 
 async function createBucket (nc: NatsConnection, name: string, opts: Partial<KvOptions>, log: Logger): Promise<KV> {
   // Answers come in milliseconds; a request lost with a NATS server is retried after 1.5 s, not 5.

@@ -24,12 +24,16 @@ export interface SessionRecord {
 export interface SharedServicesEvents {
   sessionUp: [SessionRecord]
   sessionDown: [SessionRecord]
+  available: []
 }
 
 /** The registry is unreachable (NATS down): what needs it is refused, with this message. */
 export class RegistryUnavailableError extends RegistrationError {
   override name = 'RegistryUnavailableError'
 }
+
+/** How long a new service waits for NATS to be back before it is refused (a server lost: the connection moves). */
+const RECONNECT_WAIT_MS = 3000
 
 /** How long a registration waits for the registry's stream to have a leader again. */
 const CLAIM_WAIT_MS = 10_000
@@ -70,6 +74,17 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
   /** Whether NATS answers; set from the connection's status. */
   setAvailable (available: boolean): void {
     this.reachable = available
+    if (available) this.emit('available')
+  }
+
+  /** Whether NATS answers, or does again within `ms` (the connection moving to another server). */
+  private async reachableWithin (ms: number): Promise<boolean> {
+    if (this.reachable) return true
+    return await new Promise<boolean>(resolve => {
+      const done = (): void => { clearTimeout(timer); this.off('available', done); resolve(this.reachable) }
+      const timer = setTimeout(done, ms)
+      this.on('available', done)
+    })
   }
 
   get available (): boolean {
@@ -162,7 +177,7 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
         this.ports.delete(name)
       }
     }
-    if (!this.available) {
+    if (!await this.reachableWithin(RECONNECT_WAIT_MS)) {
       throw new RegistryUnavailableError(`the cluster registry (NATS) cannot be reached: new services are refused until it is back (known services still register)`)
     }
     // A NATS server lost may have led the registry's stream: a new leader is elected in seconds.

@@ -69,6 +69,7 @@ describe('cluster: failures (kill -9 of a node, loss of NATS servers)', function
     const first = startClient(f.nodes[0], tunnelData(echo.port, { serviceName: 'before-nats-loss' }))
     f.clients.push(first)
     const port = (await first.ready()).frontendPort
+    for (const n of f.nodes) await eventually(() => expect(n.registry.services.get('before-nats-loss')?.port).to.equal(port), 10_000)
     const payload = randomPayload(256 * 1024)
     const victim = f.nats.nodes[0]
     const killedAt = Date.now()
