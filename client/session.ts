@@ -1,5 +1,5 @@
 import {
-  E2E_AUTH_FAILED, MAX_CONTROL_MESSAGE_BYTES, openLink, openStreamLink, readFrame, relay, validateStreamHeader, validateTunnelDataResponse, writeFrame
+  E2E_AUTH_FAILED, FEATURE_SERVICES, MAX_CONTROL_MESSAGE_BYTES, openLink, openStreamLink, readFrame, relay, validateStreamHeader, validateTunnelDataResponse, writeFrame
 } from '../protocol/index.js'
 import { dialTunnel } from './dial.js'
 import { dialHttpTunnel } from './http-dial.js'
@@ -8,38 +8,52 @@ import { AuthorizationError, RegistrationRefusedError, UpgradeBlockedError } fro
 import { proxyHeader } from './proxy-header.js'
 import type { DialedTunnel, DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
-import type { Targets } from './targets.js'
+import type { ServiceEntry } from './services.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
-import type { Link, MuxSession, MuxStream, StreamLinkOptions, TunnelData, TunnelDataResponse } from '../protocol/index.js'
+import type { Link, MuxStream, StreamLinkOptions, TunnelData, TunnelDataResponse } from '../protocol/index.js'
 import type { Socket } from 'node:net'
 
 export interface SessionOptions extends DialOptions {
   keepaliveMs: number
   /** How long a backend dial may take before the server is told it failed. */
   backendDialTimeoutMs: number
-  targets: Targets
+  /** The service a relayed connection is for (see ServiceSet.lookup). */
+  lookup: (service: string, instance: string | undefined) => ServiceEntry | undefined
   /** Shared by one endpoint's reconnects: once an upgrade was blocked, --transport auto goes straight to HTTP. */
   fallback?: { http: boolean }
-  /** Send a PROXY protocol header to the backend first, so it sees the real client address. */
+  /** Send a PROXY protocol header to the backend first, so it sees the real client address (unless the service says otherwise). */
   proxyProtocol?: ProxyProtocolVersion
 }
 
-/** One registered connection to one server: relays every stream the server opens. */
+/**
+ * One connection to one server: registers its first service, and, when the server supports it
+ * (`features: ["services"]`), every further one on a control stream of its own; relays every
+ * stream the server opens to the backend of the service it is for.
+ */
 export class ClientSession {
+  /** The first registration's answer. */
   readonly response: TunnelDataResponse
   /** Resolves when the connection is gone, for whatever reason. */
   readonly closed: Promise<void>
+  /** The server takes more than one service on this connection. */
+  readonly multiService: boolean
   private readonly link: Link
   private readonly opts: SessionOptions
+  private readonly e2e: boolean
+  /** Control streams by service name; ending one unregisters that service. */
+  private readonly controls = new Map<string, MuxStream>()
 
-  private constructor (link: Link, response: TunnelDataResponse, opts: SessionOptions) {
+  private constructor (link: Link, first: string, control: MuxStream, response: TunnelDataResponse, opts: SessionOptions, e2e: boolean) {
     this.link = link
     this.response = response
     this.opts = opts
+    this.e2e = e2e
     this.closed = link.closed
+    this.multiService = response.features?.includes(FEATURE_SERVICES) === true
+    this.controls.set(first, control)
   }
 
-  static async open (endpoint: Endpoint, td: TunnelData, opts: SessionOptions): Promise<ClientSession> {
+  static async open (endpoint: Endpoint, first: string, td: TunnelData, opts: SessionOptions): Promise<ClientSession> {
     const where = formatEndpoint(endpoint)
     const carried = await carry(endpoint, opts)
     let session: ClientSession | undefined
@@ -56,14 +70,46 @@ export class ClientSession {
       onStreamOverflow: (stream, bytes) => opts.log.warn(`stream ${stream.id}: backend fell ${bytes} bytes behind; reset (mplex has no flow control; yamux does)`)
     })
     try {
-      const response = await register(link.mux, td, opts, carried.e2e)
-      session = new ClientSession(link, response, opts)
+      const control = link.mux.open()
+      const response = await register(control, td, opts, carried.e2e)
+      session = new ClientSession(link, first, control, response, opts, carried.e2e)
       for (const s of early) session.handle(s)
       return session
     } catch (err) {
       carried.terminate()
       throw err
     }
+  }
+
+  /** Registers one more service on this connection (multiService only); rejects when refused. */
+  async add (name: string, td: TunnelData): Promise<TunnelDataResponse> {
+    if (!this.multiService) throw new Error('this server takes one service per connection')
+    const control = this.link.mux.open()
+    this.controls.set(name, control)
+    try {
+      return await register(control, td, this.opts, this.e2e)
+    } catch (err) {
+      if (this.controls.get(name) === control) this.controls.delete(name)
+      control.reset()
+      throw err
+    }
+  }
+
+  /** Unregisters a service by ending its control stream; the server closes a connection left with none. */
+  remove (name: string): void {
+    const control = this.controls.get(name)
+    if (control === undefined) return
+    this.controls.delete(name)
+    control.end()
+  }
+
+  /** Services registered (or registering) on this connection. */
+  has (name: string): boolean {
+    return this.controls.has(name)
+  }
+
+  get serviceCount (): number {
+    return this.controls.size
   }
 
   private handle (stream: MuxStream): void {
@@ -76,9 +122,11 @@ export class ClientSession {
   private async relayStream (stream: MuxStream): Promise<void> {
     const frame = await readFrame(stream, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: this.opts.timeoutMs, what: 'stream header' })
     const header = validateStreamHeader(frame.message)
+    const service = this.opts.lookup(header.serviceName, header.instanceName)
     let socket: Socket
     try {
-      socket = await this.opts.targets.dial(this.opts.backendDialTimeoutMs)
+      if (service === undefined) throw new Error(`service "${header.serviceName}${header.instanceName !== undefined ? `:${header.instanceName}` : ''}" is no longer carried by this client`)
+      socket = await service.targets.dial(this.opts.backendDialTimeoutMs)
     } catch (err) {
       this.opts.log.warn(`connection from ${header.sourceAddress}: ${(err as Error).message}`)
       writeFrame(stream, { ok: false, error: (err as Error).message })
@@ -86,7 +134,8 @@ export class ClientSession {
       return
     }
     writeFrame(stream, { ok: true })
-    if (this.opts.proxyProtocol !== undefined) socket.write(proxyHeader(this.opts.proxyProtocol, header.sourceAddress, header.destinationAddress ?? ''))
+    const proxyProtocol = service.options.proxyProtocol ?? this.opts.proxyProtocol
+    if (proxyProtocol !== undefined) socket.write(proxyHeader(proxyProtocol, header.sourceAddress, header.destinationAddress ?? ''))
     // Only when logged: reading remoteAddress is a syscall and makes the socket keep a cached address.
     if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
     // Returned, not awaited: this function's frame need not live as long as the connection does.
@@ -108,8 +157,7 @@ export class ClientSession {
  * Registers on the control stream. The server authenticates at the upgrade, and the token is not
  * repeated inside the tunnel; except in the end-to-end layer, where this is the only place it goes.
  */
-async function register (mux: MuxSession, td: TunnelData, opts: SessionOptions, e2e: boolean): Promise<TunnelDataResponse> {
-  const control = mux.open()
+async function register (control: MuxStream, td: TunnelData, opts: SessionOptions, e2e: boolean): Promise<TunnelDataResponse> {
   const { token: _omit, ...registration } = td
   writeFrame(control, e2e ? { ...registration, token: opts.token } : registration)
   const frame = await readFrame(control, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: opts.timeoutMs, what: 'registration response' })

@@ -23,12 +23,22 @@ export interface TunnelDataResponse {
   frontendAddress: string
   /** A cluster's API endpoints (host:port), the answering node first: where to reconnect and spread sessions. */
   endpoints?: string[]
+  /**
+   * What this server supports beyond the seed's protocol. `services`: after this registration the
+   * client may open more control streams on the same connection, one per further service.
+   */
+  features?: string[]
   error?: string
 }
+
+/** The feature a server advertises when one connection may carry several services. */
+export const FEATURE_SERVICES = 'services'
 
 /** First message of every relayed stream, server to client. */
 export interface StreamHeader {
   serviceName: string
+  /** The instance the connection was routed to, so a client with several instances of one service picks the right one. */
+  instanceName?: string
   /** The frontend peer, `ip:port`. */
   sourceAddress: string
   /** The frontend address it connected to, `ip:port` (for PROXY protocol headers). */
@@ -127,13 +137,16 @@ export function validateTunnelDataResponse (v: unknown): TunnelDataResponse {
     if (typeof o.error !== 'string') throw new ProtocolError('error must be a string')
     return { id: '', serviceName: '', frontendPort: 0, frontendAddress: '', error: text(o.error) }
   }
-  return {
+  const response: TunnelDataResponse = {
     id: name(o.id, 'id'),
     serviceName: name(o.serviceName, 'serviceName'),
     frontendPort: int(o.frontendPort, 'frontendPort', 1, 65535),
     frontendAddress: printable(o.frontendAddress, 'frontendAddress'),
     ...(o.endpoints !== undefined ? { endpoints: endpointList(o.endpoints) } : {})
   }
+  // Unknown features are ignored, so a newer server's list never breaks this client.
+  if (Array.isArray(o.features)) response.features = o.features.filter((f): f is string => typeof f === 'string' && NAME.test(f)).slice(0, 32)
+  return response
 }
 
 /** A cluster has a few nodes, each a host:port. */
@@ -153,6 +166,7 @@ export function validateStreamHeader (v: unknown): StreamHeader {
   const sourceAddress = printable(o.sourceAddress, 'sourceAddress')
   const header: StreamHeader = { serviceName: name(o.serviceName, 'serviceName'), sourceAddress }
   if (o.destinationAddress !== undefined) header.destinationAddress = printable(o.destinationAddress, 'destinationAddress')
+  if (o.instanceName !== undefined) header.instanceName = name(o.instanceName, 'instanceName')
   return header
 }
 

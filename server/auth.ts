@@ -58,9 +58,16 @@ const patternToRegExp = (p: string): RegExp => new RegExp('^' + p.split('*').map
 
 /** Checks bearer tokens in constant time (hashing first makes the lengths equal). */
 export class TokenAuth {
-  private readonly entries: Array<{ digest: Buffer, services?: RegExp[], ports?: PortRanges, grant: TokenGrant }>
+  private entries: Array<{ digest: Buffer, services?: RegExp[], ports?: PortRanges, grant: TokenGrant }> = []
+  /** Each grant's token digest, across replacements: what a reload matches live sessions by. */
+  private readonly digests = new WeakMap<TokenGrant, Buffer>()
 
   constructor (specs: Array<string | TokenSpec>) {
+    this.replace(specs)
+  }
+
+  /** Takes a new token list (a reload); grants handed out before are matched with regrant(). */
+  replace (specs: Array<string | TokenSpec>): void {
     const list = specs.map(s => typeof s === 'string' ? { token: s } : s)
     if (list.length === 0 || list.some(s => s.token.length === 0)) throw new InvalidOptionError('a non-empty token is required')
     this.entries = list.map((s, index) => {
@@ -70,8 +77,16 @@ export class TokenAuth {
       const grant: TokenGrant = { index }
       if (s.services !== undefined) grant.services = s.services
       if (ports !== undefined) grant.ports = ports.toString()
-      return { digest: digest(s.token), services: s.services?.map(patternToRegExp), ports, grant }
+      const d = digest(s.token)
+      this.digests.set(grant, d)
+      return { digest: d, services: s.services?.map(patternToRegExp), ports, grant }
     })
+  }
+
+  /** The current grant of the token behind an earlier grant, or undefined when that token was removed. */
+  regrant (grant: TokenGrant): TokenGrant | undefined {
+    const d = this.digests.get(grant)
+    return d === undefined ? undefined : this.entries.find(e => e.digest.equals(d))?.grant
   }
 
   /** The grant of the presented token, or undefined. Every entry is compared, match or not. */

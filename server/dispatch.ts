@@ -59,7 +59,7 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
     tried.add(session)
     let opened: OpenedStream
     try {
-      opened = await session.openStream({ serviceName: service.name, sourceAddress: source, destinationAddress: service.frontend.destinationOf(socket) }, opts.ackTimeoutMs)
+      opened = await session.openStream({ serviceName: service.name, ...(session.instance !== '' ? { instanceName: session.instance } : {}), sourceAddress: source, destinationAddress: service.frontend.destinationOf(socket) }, opts.ackTimeoutMs)
     } catch (err) {
       if (err instanceof BackendDialError) session.noteDialFailure()
       opts.log.warn(`service ${service.name}: session ${session.id} could not take connection from ${source}: ${(err as Error).message}`)

@@ -21,7 +21,23 @@ export class BackendDialError extends ReverselbError {
   constructor (message: string, options?: ErrorOptions) { super('ERR_REVERSELB_BACKEND_DIAL', message, options) }
 }
 
-/** One connected tunnel client: a WebSocket with a muxer, registered to one service instance. */
+/** The client connection (one WebSocket or HTTP-transport session) a session's registration came on. */
+/** What carries a client connection: a WebSocket, or the HTTP transport's requests. */
+export type TransportName = 'websocket' | 'http'
+
+export interface SessionConnection {
+  readonly id: string
+  readonly transport: TransportName
+  /** Whether the end-to-end layer runs inside the transport. */
+  readonly e2e: boolean
+  /** Every service registered on that connection, as `service` or `service:instance`. */
+  services: () => string[]
+}
+
+/**
+ * One registration of a service instance by a tunnel client, on a connection (a WebSocket with a
+ * muxer) that may carry registrations of other services too.
+ */
 export class ServerSession {
   readonly id: string
   readonly connectedAt: Date
@@ -31,6 +47,7 @@ export class ServerSession {
   readonly muxerName: MuxerName
   readonly registration: TunnelData
   readonly instance: string
+  readonly connection: SessionConnection
   activeConnections = 0
   totalConnections = 0
   bytesIn = 0
@@ -48,6 +65,7 @@ export class ServerSession {
     mux: MuxSession
     registration: TunnelData
     instance: string
+    connection: SessionConnection
     close: () => void
     /** A session of another node keeps its id and start time (see RemoteSession). */
     id?: string
@@ -62,6 +80,7 @@ export class ServerSession {
     this.mux = init.mux
     this.registration = init.registration
     this.instance = init.instance
+    this.connection = init.connection
     this.closeConnection = init.close
   }
 

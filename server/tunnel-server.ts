@@ -5,10 +5,8 @@ import { createServer as createHttpServer } from 'node:http'
 import { TLSSocket, createSecureContext } from 'node:tls'
 import { WebSocketServer } from 'ws'
 import {
-  E2E_ALPN, E2E_MIN_VERSION, MAX_WS_PAYLOAD, MessageDuplex, ProtocolError, openStreamLink, TUNNEL_PATH, defaultLogger, openLink, parseSubprotocol, readFrame, splitServiceName,
-  validateTunnelData, writeFrame
+  E2E_ALPN, E2E_MIN_VERSION, MAX_WS_PAYLOAD, MessageDuplex, openStreamLink, TUNNEL_PATH, defaultLogger, openLink, parseSubprotocol
 } from '../protocol/index.js'
-import { admit } from './admission.js'
 import { TokenAuth } from './auth.js'
 import { loadCertificate, selfSignedCertificate, storedSelfSignedCertificate } from './certificate.js'
 import { guardConnections, requestTimeouts } from './conn-guard.js'
@@ -19,20 +17,22 @@ import { DEFAULT_LIMITS, checkLimits } from './limits.js'
 import { PortPool } from './port-pool.js'
 import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
-import { ServerSession } from './session.js'
+import { ControlStreams } from './control-streams.js'
 import { UpgradeGate } from './upgrade-gate.js'
 import { ClusterNode } from './cluster/cluster-node.js'
 import { CLUSTER_PATH } from './cluster/peer-dial.js'
 import type { ClusterOptions } from './cluster/cluster-node.js'
-import type { Link, LinkOptions, Logger, MuxStream, TunnelDataResponse } from '../protocol/index.js'
+import type { Link, LinkOptions, Logger, MuxStream } from '../protocol/index.js'
 import type { HttpTunnelSession } from './http-tunnel-session.js'
 import type { LbPolicy } from './balancer.js'
 import type { TokenSpec } from './auth.js'
 import type { ServerCertificate } from './certificate.js'
 import type { Limits } from './limits.js'
 import type { AdmittedClient } from './upgrade-gate.js'
+import type { ControlDeps } from './control-streams.js'
 import type { OperatorEndpointOptions } from './operator-endpoints.js'
 import type { ServerEvents } from './events.js'
+import type { TransportName } from './session.js'
 import type { IncomingMessage } from 'node:http'
 import type { Server } from 'node:https'
 import type { Server as HttpServer } from 'node:http'
@@ -97,12 +97,14 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   private readonly log: Logger
   private readonly auth: TokenAuth
   readonly limits: Limits
-  private readonly allowedPorts: PortRanges
+  private allowedPorts: PortRanges
   private readonly gate: UpgradeGate
   private readonly pool: PortPool
   private readonly wss: WebSocketServer
   /** Every tunnel connection open now (WebSocket or HTTP-transport session). */
   private readonly carriers = new Set<Carrier>()
+  /** The control streams of each registered-or-registering connection. */
+  private readonly connections = new Set<ControlStreams>()
   private https?: Server
   /** The plain-HTTP listener of httpTunnelPort, when on. */
   private plainHttp?: HttpServer
@@ -248,6 +250,23 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     return { port: this.port, fingerprint: this.certificate.fingerprint }
   }
 
+  /**
+   * Takes a new token list and limits (the CLI's SIGHUP). Everything is checked before anything
+   * changes. Connections whose token was removed, or may no longer register one of their services,
+   * are closed (and logged); the others stay. Limits apply to what comes next: new registrations,
+   * connections and sessions (a connection's queue bound and refused-stream count keep theirs).
+   */
+  reload ({ token, limits }: { token?: TunnelServerOptions['token'], limits?: Partial<Limits> }): void {
+    const next = { ...this.limits, ...limits }
+    checkLimits(next)
+    const allowedPorts = PortRanges.parse(next.allowedPorts)
+    if (token !== undefined) this.auth.replace(Array.isArray(token) ? token : [token])
+    Object.assign(this.limits, next)
+    this.allowedPorts = allowedPorts
+    for (const connection of this.connections) connection.revalidate(grant => this.auth.regrant(grant))
+    this.log.info(`reloaded: ${token !== undefined ? 'tokens and ' : ''}limits; ${this.connections.size} client connections checked`)
+  }
+
   /** The HTTP transport without TLS, on a port of its own: nothing else is served there. */
   private async listenPlainHttp (port: number): Promise<HttpServer> {
     const server = createHttpServer({ ...requestTimeouts(this.opts.handshakeTimeoutMs) })
@@ -315,9 +334,9 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
     // Before anything else, the end-to-end layer's handshake; the token comes inside it.
     const inner = e2e ? await this.acceptInner(carrier.bytes(), from) : undefined
-    let resolveControl: (stream: MuxStream) => void
-    const controlOpened = new Promise<MuxStream>(resolve => { resolveControl = resolve })
-    let controlSeen = false
+    const controls = new ControlStreams(this.controlDeps(), { from, muxerName, transport: carrier.transport, e2e, publicHost, grant: upgradeGrant })
+    this.connections.add(controls)
+    void carrier.closed.then(() => this.connections.delete(controls))
     const link = carrier.open({
       side: 'server',
       muxer: muxerName,
@@ -325,76 +344,32 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       keepaliveMs: this.opts.keepaliveMs,
       maxQueuedBytes: this.limits.maxQueuedBytes,
       mux: { maxRefusedStreams: this.limits.maxRefusedStreams },
-      // The client opens one stream, for its registration; only the server opens relay streams.
-      accept: (stream) => {
-        if (controlSeen) return false
-        controlSeen = true
-        resolveControl(stream)
-        return true
-      },
+      // The client opens control streams only (see ControlStreams); only the server opens relay streams.
+      accept: (stream) => controls.accept(stream),
       onDead: () => this.log.warn(`tunnel client ${from} stopped answering pings or reading; dropping it`),
       onProtocolError: (err) => this.log.warn(`tunnel client ${from} broke the ${muxerName} protocol (${err.code}): ${err.message}; connection closed`),
       onStreamOverflow: (stream, bytes) => this.log.warn(`tunnel client ${from}: stream ${stream.id} fell ${bytes} bytes behind its frontend reader; reset (mplex has no flow control; yamux does)`)
     })
+    await controls.start(link, await this.firstStream(controls.primary))
+  }
 
-    const control = await this.firstStream(controlOpened)
-    let response: TunnelDataResponse
-    const started = Date.now()
-    try {
-      const frame = await readFrame(control, { maxBytes: this.limits.maxControlMessageBytes, timeoutMs: this.opts.handshakeTimeoutMs, what: 'registration' })
-      if (frame.rest.byteLength > 0) throw new ProtocolError('data after the registration')
-      const td = validateTunnelData(frame.message)
-      // Authenticated before anything is registered, as at the upgrade.
-      const grant = upgradeGrant ?? this.gate.authenticate(from, (frame.message as { token?: unknown }).token)
-      admit(td, {
-        auth: this.auth, grant, from, limits: this.limits, allowedPorts: this.allowedPorts, pool: this.pool,
-        reserved: this.reservedPorts(), registry: this.registry
-      })
-      const { instance } = splitServiceName(td.serviceName, td.instanceName)
-      const session = new ServerSession({
-        remoteAddress: from, muxerName, mux: link.mux, registration: td, instance, node: this.clusterNode?.name,
-        close: () => link.close(1001)
-      })
-      const service = await this.registry.register(session, td.frontendData.port)
-      const cleanup = (): void => {
-        session.closing = true
-        this.log.info(`session ${session.id} of service ${service.name} from ${from} closed`)
-        this.registry.unregister(session).catch((err: Error) => this.log.error(`unregister failed: ${err.message}`))
-        this.emit('sessionClosed', { service, session })
-      }
-      void link.closed.then(cleanup)
-      response = { id: session.id, serviceName: td.serviceName, frontendPort: service.port, frontendAddress: publicHost }
-      if (this.clusterNode !== undefined) response.endpoints = this.clusterNode.endpoints()
-      this.log.info(`session ${session.id} from ${from} registered service ${td.serviceName} on port ${service.port} (${muxerName}${e2e ? ', end-to-end layer' : ''})`)
-      this.emit('sessionOpened', { service, session, registrationMs: Date.now() - started })
-    } catch (err) {
-      this.log.warn(`registration from ${from} refused: ${(err as Error).message}`)
-      this.emit('registrationRefused', { remoteAddress: from, reason: (err as Error).message })
-      writeFrame(control, { error: (err as Error).message })
-      control.end()
-      // Nothing more is kept: what else comes (the rest of a refused registration) closes the link
-      // at once instead of waiting in the stream (up to its window, 4 MiB with mplex) for the timer;
-      // after this turn, when the transport has sent the answer (its close frame would overtake it).
-      let closing = false
-      const closeSoon = (): void => { if (!closing) { closing = true; setImmediate(() => link.close(1008)) } }
-      control.attach({ onData: closeSoon, onEnd: () => {}, onClose: () => {}, onDrain: () => {} })
-      control.resume()
-      setTimeout(() => link.close(1008), 1000).unref()
-      return
+  /** What every connection's control streams use of the server; read at each registration, so a reload applies. */
+  private controlDeps (): ControlDeps {
+    return {
+      auth: this.auth,
+      limits: this.limits,
+      allowedPorts: () => this.allowedPorts,
+      pool: this.pool,
+      reserved: () => this.reservedPorts(),
+      registry: this.registry,
+      handshakeTimeoutMs: this.opts.handshakeTimeoutMs,
+      log: this.log,
+      authenticate: (from, token) => this.gate.authenticate(from, token),
+      ...(this.clusterNode !== undefined ? { cluster: this.clusterNode } : {}),
+      onOpened: (service, session, registrationMs) => this.emit('sessionOpened', { service, session, registrationMs }),
+      onClosed: (service, session) => this.emit('sessionClosed', { service, session }),
+      onRefused: (remoteAddress, reason) => this.emit('registrationRefused', { remoteAddress, reason })
     }
-    writeFrame(control, response)
-    // Nothing more may come on the control stream: anything that does ends the session, so it
-    // can never hold more than the registration.
-    control.attach({
-      onData: () => {
-        this.log.warn(`tunnel client ${from} sent data on its control stream after registering; closing the session`)
-        link.close(1008)
-      },
-      onEnd: () => {},
-      onClose: () => {},
-      onDrain: () => {}
-    })
-    control.resume()
   }
 
   /** Completes the end-to-end layer's TLS inside the WebSocket, within the handshake time. */
@@ -483,6 +458,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
 
 /** What a tunnel session runs on: a WebSocket, or an HTTP-transport session (server/http-tunnel.ts). */
 interface Carrier {
+  transport: TransportName
   /** The byte stream the end-to-end layer's TLS runs on. */
   bytes: () => Duplex
   /** The link (muxer) on it; over opts.inner when the end-to-end layer runs. */
@@ -495,6 +471,7 @@ interface Carrier {
 
 function webSocketCarrier (ws: WebSocket, socket: Duplex): Carrier {
   return {
+    transport: 'websocket',
     bytes: () => new MessageDuplex(ws),
     open: (opts) => openLink(ws, socket, opts),
     closed: new Promise<void>(resolve => { if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve()) }),
@@ -509,6 +486,7 @@ function webSocketCarrier (ws: WebSocket, socket: Duplex): Carrier {
 
 function httpCarrier (session: HttpTunnelSession): Carrier {
   return {
+    transport: 'http',
     bytes: () => session,
     open: ({ keepaliveMs: _k, onDead: _d, mask: _m, ...opts }) => openStreamLink(session, opts),
     closed: new Promise<void>(resolve => { if (session.destroyed) resolve(); else session.once('close', () => resolve()) }),

@@ -191,7 +191,8 @@ export class ClusterNode {
       muxer: session.muxerName,
       connectedAt: session.connectedAt.toISOString(),
       targetPort: registration.targetPort,
-      targetAddresses: registration.targetAddresses
+      targetAddresses: registration.targetAddresses,
+      connection: { id: session.connection.id, transport: session.connection.transport, e2e: session.connection.e2e }
     }
   }
 

@@ -22,6 +22,7 @@ export class RemoteSession extends ServerSession {
         targetAddresses: record.targetAddresses
       },
       instance: record.instance,
+      connection: { ...record.connection, services: () => [record.instance === '' ? record.service : `${record.service}:${record.instance}`] },
       // Its client is another node's to close.
       close: () => {},
       id: record.id,

@@ -3,6 +3,7 @@ import { RegistrationError } from '../registry.js'
 import { JETSTREAM_TIMEOUT_MS, fromKeyPart, jetStreamUnready, keyPart, openBucket, whileJetStreamStarts } from './kv-bucket.js'
 import type { Logger } from '../../protocol/index.js'
 import type { PortPool } from '../port-pool.js'
+import type { TransportName } from '../session.js'
 import { jetstreamManager } from '@nats-io/jetstream'
 import type { JetStreamManager } from '@nats-io/jetstream'
 import type { KV } from '@nats-io/kv'
@@ -19,6 +20,8 @@ export interface SessionRecord {
   connectedAt: string
   targetPort: number
   targetAddresses: string[]
+  /** The client connection it came on (see SessionConnection). */
+  connection: { id: string, transport: TransportName, e2e: boolean }
 }
 
 export interface SharedServicesEvents {

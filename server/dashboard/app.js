@@ -161,7 +161,7 @@ function serviceCard (name) {
   const head = el('header', null, el('i', { class: 'swatch' }), el('h3', { text: name }), el('span', { class: 'addr' }))
   const kv = el('div', { class: 'kv' })
   const table = el('table', null,
-    el('thead', null, el('tr', null, ...['Session', 'Instance', 'Client', 'Connected', 'Active', 'Total', 'In', 'Out', ''].map((h, i) => el('th', { text: h, class: i >= 4 && i <= 7 ? 'num' : '' })))),
+    el('thead', null, el('tr', null, ...['Session', 'Instance', 'Client', 'Connected', 'Active', 'Total', 'In', 'Out', 'Its connection carries', ''].map((h, i) => el('th', { text: h, class: i >= 4 && i <= 7 ? 'num' : '' })))),
     el('tbody'))
   card.append(head, kv, table)
   return card
@@ -189,21 +189,23 @@ function fillService (card, s) {
     if (tr !== before) tbody.insertBefore(tr, before); else before = before.nextSibling
     const cells = tr.children
     cells[1].textContent = x.instance === '' ? 'default' : x.instance
-    // In a cluster, the node the client is connected to.
-    cells[2].textContent = x.node ? x.clientAddress + ' @ ' + x.node : x.clientAddress
+    // What carries the client: a WebSocket, or the HTTP transport (behind a proxy that blocks upgrades), and whether the end-to-end layer runs in it; in a cluster, the node the client is connected to.
+    cells[2].textContent = x.clientAddress + (x.node ? ' @ ' + x.node : '') + ' · ' + (x.connection.transport === 'http' ? 'HTTP' : 'WebSocket') + (x.connection.e2e ? ' + e2e' : '')
     cells[3].textContent = fmtAge(x.connectedSince)
     cells[3].title = x.connectedSince
     cells[4].textContent = String(x.activeConnections)
     cells[5].textContent = String(x.totalConnections)
     cells[6].textContent = fmtBytes(x.bytesIn)
     cells[7].textContent = fmtBytes(x.bytesOut)
+    // Every service registered over the same WebSocket (one client carrying many services).
+    cells[8].textContent = x.connection.services.join(', ')
     tr.classList.toggle('closing', x.closing)
   }
   for (const tr of rows.values()) tr.remove()
 }
 
 function sessionRow (service, id) {
-  const labels = ['Session', 'Instance', 'Client', 'Connected', 'Active', 'Total', 'In', 'Out']
+  const labels = ['Session', 'Instance', 'Client', 'Connected', 'Active', 'Total', 'In', 'Out', 'Its connection carries']
   const tr = el('tr')
   tr.dataset.session = id
   labels.forEach((l, i) => { tr.append(el('td', { 'data-label': l, class: i === 0 || i === 2 ? 'mono' : i >= 4 ? 'num' : '' })) })

@@ -7,6 +7,7 @@ import { echoServer, eventually, exchange } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelServer } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
+import type { Socket } from 'node:net'
 
 async function refusal (promise: Promise<unknown>): Promise<Error | undefined> {
   return await promise.then(() => undefined, (e: Error) => e)
@@ -98,6 +99,30 @@ describe('operator limits', function () {
     await Promise.all([a.close(), b.close()])
     await server.close()
     await hold.close()
+  })
+
+  it('applies the per-session limit to each service of a connection that carries several', async function () {
+    const server = await startServer({ dynPortCount: 2, limits: { maxStreamsPerSession: 1 } })
+    const hold = await echoServer()
+    const client = startClient(server, tunnelData(hold.port, { serviceName: 'one' }))
+    const open: Socket[] = []
+    try {
+      const ports = [(await client.ready()).frontendPort, (await client.addService(tunnelData(hold.port, { serviceName: 'two' }))).frontendPort]
+      // One connection held on each service: each registration has its own limit of one.
+      for (const port of ports) {
+        const s = connect({ port, host: '127.0.0.1' })
+        s.write('hold')
+        await once(s, 'data')
+        open.push(s)
+      }
+      for (const port of ports) expect((await exchange(port, Buffer.from('over'))).length).to.equal(0)
+      expect(client.connectedSessions).to.equal(1)
+    } finally {
+      for (const s of open) s.destroy()
+      await client.close()
+      await server.close()
+      await hold.close()
+    }
   })
 
   it('closes idle frontend connections when an idle timeout is set', async function () {

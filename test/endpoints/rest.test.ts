@@ -8,7 +8,7 @@ import type { TunnelClient, TunnelServer } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
 
 const SERVICE_KEYS = ['name', 'frontend', 'instances', 'activeConnections', 'totalConnections', 'bytesIn', 'bytesOut', 'sessions']
-const SESSION_KEYS = ['id', 'instance', 'clientAddress', 'muxer', 'connectedSince', 'closing', 'activeConnections', 'totalConnections', 'bytesIn', 'bytesOut', 'target']
+const SESSION_KEYS = ['id', 'instance', 'clientAddress', 'muxer', 'connectedSince', 'closing', 'activeConnections', 'totalConnections', 'bytesIn', 'bytesOut', 'target', 'connection']
 
 describe('endpoints: REST API', function () {
   this.timeout(30_000)
@@ -116,6 +116,9 @@ describe('endpoints: REST API', function () {
       expect(s.id).to.match(/^[0-9a-f-]{36}$/)
       expect(s).to.deep.include({ instance: '', clientAddress: '127.0.0.1', muxer: 'yamux', closing: false, activeConnections: 0, target: { port: backend.port, addresses: ['127.0.0.1'] } })
       expect(Date.parse(s.connectedSince)).to.be.within(before - 20_000, Date.now())
+      expect(s.connection.id).to.match(/^[0-9a-f-]{36}$/)
+      expect(s.connection.services).to.deep.equal(['alpha'])
+      expect(s.connection).to.deep.include({ transport: 'websocket', e2e: false })
     }
     // The one connection went to exactly one of the two sessions.
     expect(alpha.sessions.map((s: { totalConnections: number }) => s.totalConnections).sort()).to.deep.equal([0, 1])

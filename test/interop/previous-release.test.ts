@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { MUXERS } from '../../protocol/index.js'
 import { runCli } from '../fixtures/cli.js'
-import { echoServer, exchange, freePort, freePortRange, randomPayload, sha256 } from '../fixtures/net.js'
+import { echoServer, eventually, exchange, freePort, freePortRange, randomPayload, sha256 } from '../fixtures/net.js'
+import { captureLogger } from '../fixtures/proxies.js'
 import { TunnelClient } from '../../index.js'
 import { TOKEN, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import { runOk } from '../deploy/helpers.js'
@@ -51,6 +52,27 @@ describe('interop: the previous release (libp2p muxers) and this one', function 
         } finally {
           await client.close()
         }
+      }
+    } finally {
+      await server.stop()
+    }
+  })
+
+  it('a client with several services registers only the first with a previous-release server, and says why', async function () {
+    const port = await freePort()
+    const dynPort = await freePortRange(2)
+    const server = runCli(['-t', TOKEN, 'server', '-p', String(port), '--dynport', String(dynPort), '--dynportcount', '2'], {}, oldCli)
+    try {
+      const [, fingerprint] = await server.waitFor(/fingerprint: ([0-9A-F:]+)/)
+      const { logger, lines } = captureLogger()
+      const client = new TunnelClient(`127.0.0.1:${port}`, [tunnelData(backend.port, { serviceName: 'first' }), tunnelData(backend.port, { serviceName: 'second' })], { fingerprint, proxy: 'none', logger })
+      try {
+        const { frontendPort } = await client.ready()
+        expect((await exchange(frontendPort, Buffer.from('old server'))).toString()).to.equal('old server')
+        await eventually(() => { expect(lines.join('')).to.match(/takes one service per connection \(a previous release without "services"\): only first is registered there; not second/) })
+        expect(client.services().find(s => s.name === 'second')?.frontendPorts).to.deep.equal({})
+      } finally {
+        await client.close()
       }
     } finally {
       await server.stop()

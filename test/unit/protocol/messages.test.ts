@@ -63,6 +63,12 @@ describe('unit: protocol messages', function () {
       expect(validateTunnelDataResponse({ error: 'x'.repeat(5000) }).error).to.have.length(1024)
     })
 
+    it('keeps the features a server lists, dropping what is not a printable string', function () {
+      const r = validateTunnelDataResponse({ id: 'a', serviceName: 'w', frontendPort: 1, frontendAddress: '', features: ['services', 7, 'x\u0000', 'future'] })
+      expect(r.features).to.deep.equal(['services', 'future'])
+      expect(validateTunnelDataResponse({ id: 'a', serviceName: 'w', frontendPort: 1, frontendAddress: '', features: 'services' })).not.to.have.property('features')
+    })
+
     it('refuses port 0 and addresses with control characters', function () {
       refused(() => validateTunnelDataResponse({ id: 'a', serviceName: 'w', frontendPort: 0, frontendAddress: '*' }), 'frontendPort must be an integer from 1 to 65535')
       refused(() => validateTunnelDataResponse({ id: 'a', serviceName: 'w', frontendPort: 1, frontendAddress: 'a\u0000' }), 'frontendAddress must be a string')
@@ -74,6 +80,8 @@ describe('unit: protocol messages', function () {
     it('accepts a header with or without a destination and refuses control characters', function () {
       expect(validateStreamHeader({ serviceName: 'web', sourceAddress: '1.2.3.4:5' })).to.deep.equal({ serviceName: 'web', sourceAddress: '1.2.3.4:5' })
       expect(validateStreamHeader({ serviceName: 'web', sourceAddress: 'a', destinationAddress: 'b' }).destinationAddress).to.equal('b')
+      expect(validateStreamHeader({ serviceName: 'ssh', instanceName: 'box1', sourceAddress: 'a' }).instanceName).to.equal('box1')
+      refused(() => validateStreamHeader({ serviceName: 'ssh', instanceName: 'a\nb', sourceAddress: 'a' }), 'instanceName must be')
       refused(() => validateStreamHeader({ serviceName: 'web', sourceAddress: 'a\tb' }), 'sourceAddress must be')
       refused(() => validateStreamHeader({ serviceName: 'web', sourceAddress: 'x'.repeat(301) }), 'at most 300 characters')
     })
