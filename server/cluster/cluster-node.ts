@@ -209,7 +209,12 @@ export class ClusterNode {
     this.ctx.registry.register(remote, port)
       .catch((err: Error) => {
         sessions.delete(record.id)
-        this.ctx.log.warn(`cluster: cannot serve service ${record.service} of node ${record.node} here: ${err.message}`)
+        this.ctx.log.warn(`cluster: cannot serve service ${record.service} of node ${record.node} here: ${err.message}; trying again in 1 s`)
+        // Still in the registry a second later: tried again (the registry may have been slow).
+        setTimeout(() => {
+          const current = [...this.shared.sessions.values()].find(s => s.node === record.node && s.id === record.id)
+          if (!this.closed && current !== undefined) this.addRemote(current)
+        }, 1000).unref()
       })
   }
 

@@ -176,7 +176,8 @@ export class SharedServices extends EventEmitter<SharedServicesEvents> {
       try {
         return await this.claimGiven(name, known)
       } catch (err) {
-        if (err instanceof RegistryUnavailableError) return known
+        // NATS slow or electing a leader: the port known is the service's still.
+        if (err instanceof RegistryUnavailableError || jetStreamUnready(err)) return known
         this.ports.delete(name)
       }
     }
