@@ -117,18 +117,20 @@ export class ControlStreams {
       const td = validateTunnelData(frame.message)
       // Authenticated before anything is registered, as at the upgrade.
       const grant = this.grant ?? info.grant ?? deps.authenticate(info.from, (frame.message as { token?: unknown }).token)
-      admit(td, {
-        auth: deps.auth, grant, from: info.from, limits: deps.limits, allowedPorts: deps.allowedPorts(), pool: deps.pool,
-        reserved: deps.reserved(), registry: deps.registry
-      })
       const { service: serviceName, instance } = splitServiceName(td.serviceName, td.instanceName)
       const wanted = instance === '' ? serviceName : `${serviceName}:${instance}`
-      if (this.services().includes(wanted)) throw new RegistrationError(`service "${wanted}" is already registered on this connection`)
       const session = new ServerSession({
         remoteAddress: info.from, muxerName: info.muxerName, mux: link.mux, registration: td, instance,
         connection: this, close: () => link.close(1001)
       })
-      const service = await deps.registry.register(session, td.frontendData.port)
+      // Checked in the registry's turn: registrations sent at once must not all pass before any counts.
+      const service = await deps.registry.register(session, td.frontendData.port, () => {
+        admit(td, {
+          auth: deps.auth, grant, from: info.from, limits: deps.limits, allowedPorts: deps.allowedPorts(), pool: deps.pool,
+          reserved: deps.reserved(), registry: deps.registry
+        })
+        if (this.services().includes(wanted)) throw new RegistrationError(`service "${wanted}" is already registered on this connection`)
+      })
       this.grant ??= grant
       this.sessions.set(control, { service, session })
       // The connection may have gone while the registration waited its turn.
