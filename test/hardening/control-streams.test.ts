@@ -68,6 +68,20 @@ for (const muxer of MUXERS) {
       await eventually(() => { expect(servicesOfLoopback(ctx)).to.deep.equal([]) })
     })
 
+    it('a token a reload removed between the upgrade and the registration registers nothing', async function () {
+      const { ws, muxer: mux } = await rawSession(ctx.server, muxer)
+      try {
+        // The upgrade was authenticated with TOKEN; the replacement takes its place in the list.
+        ctx.server.reload({ token: ['a-token-that-replaced-it'] })
+        const { message } = await registerRaw(mux, registration('revoked', ctx.backend.port))
+        expect(message).to.have.property('error').that.matches(/token was removed/)
+        expect(servicesOfLoopback(ctx)).to.deep.equal([])
+      } finally {
+        ws.terminate()
+        ctx.server.reload({ token: TOKEN })
+      }
+    })
+
     it('bogus registrations on further streams are refused alone; the connection\'s service keeps serving', async function () {
       const { ws, muxer: mux } = await rawSession(ctx.server, muxer, () => true)
       try {
