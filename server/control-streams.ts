@@ -10,6 +10,7 @@ import type { PortPool } from './port-pool.js'
 import type { PortRanges } from './port-ranges.js'
 import type { ServiceRegistry } from './registry.js'
 import type { Service } from './service.js'
+import type { TransportName } from './session.js'
 
 /** What the server lends each connection's control streams. */
 export interface ControlDeps {
@@ -31,6 +32,7 @@ export interface ControlDeps {
 export interface ConnectionInfo {
   from: string
   muxerName: MuxerName
+  transport: TransportName
   e2e: boolean
   publicHost: string
   /** The token's grant when it came at the upgrade; undefined when it comes inside the end-to-end layer. */
@@ -64,6 +66,14 @@ export class ControlStreams {
   constructor (deps: ControlDeps, info: ConnectionInfo) {
     this.deps = deps
     this.info = info
+  }
+
+  get transport (): TransportName {
+    return this.info.transport
+  }
+
+  get e2e (): boolean {
+    return this.info.e2e
   }
 
   /** The link's `accept`: true for a control stream the client may open now. */

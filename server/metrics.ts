@@ -44,6 +44,23 @@ export class ServerMetrics {
       }
     })
     new Gauge({
+      name: 'reverselb_client_connections',
+      help: 'Tunnel client connections carrying at least one session, by transport (websocket, http) and end-to-end layer (true, false).',
+      labelNames: ['transport', 'e2e'],
+      registers,
+      collect () {
+        this.reset()
+        const seen = new Set<string>()
+        for (const s of services.services.values()) {
+          for (const { connection } of s.sessions) {
+            if (seen.has(connection.id)) continue
+            seen.add(connection.id)
+            this.inc({ transport: connection.transport, e2e: String(connection.e2e) })
+          }
+        }
+      }
+    })
+    new Gauge({
       name: 'reverselb_frontend_connections_active',
       help: 'Frontend connections being relayed now, by service.',
       labelNames: ['service'],

@@ -22,8 +22,14 @@ export class BackendDialError extends ReverselbError {
 }
 
 /** The client connection (one WebSocket or HTTP-transport session) a session's registration came on. */
+/** What carries a client connection: a WebSocket, or the HTTP transport's requests. */
+export type TransportName = 'websocket' | 'http'
+
 export interface SessionConnection {
   readonly id: string
+  readonly transport: TransportName
+  /** Whether the end-to-end layer runs inside the transport. */
+  readonly e2e: boolean
   /** Every service registered on that connection, as `service` or `service:instance`. */
   services: () => string[]
 }

@@ -1,7 +1,7 @@
 import type { ServerEvents } from './events.js'
 import type { ServiceRegistry } from './registry.js'
 import type { Service } from './service.js'
-import type { ServerSession } from './session.js'
+import type { ServerSession, TransportName } from './session.js'
 import type { TrafficTracker } from './traffic.js'
 
 /*
@@ -24,8 +24,8 @@ export interface SessionJson {
   /** Backend -> frontend. */
   bytesOut: number
   target: { port: number, addresses: string[] }
-  /** The client connection (WebSocket) this session's registration came on, and every service it carries. */
-  connection: { id: string, services: string[] }
+  /** The client connection this session's registration came on: what carries it, and every service it carries. */
+  connection: { id: string, transport: TransportName, e2e: boolean, services: string[] }
 }
 
 export interface ServiceJson {
@@ -65,7 +65,7 @@ export function sessionJson (ctx: SnapshotContext, service: Service, session: Se
     bytesIn: bytes.bytesIn,
     bytesOut: bytes.bytesOut,
     target: { port: session.registration.targetPort, addresses: [...session.registration.targetAddresses] },
-    connection: { id: session.connection.id, services: session.connection.services() }
+    connection: { id: session.connection.id, transport: session.connection.transport, e2e: session.connection.e2e, services: session.connection.services() }
   }
 }
 

@@ -29,6 +29,7 @@ import type { AdmittedClient } from './upgrade-gate.js'
 import type { ControlDeps } from './control-streams.js'
 import type { OperatorEndpointOptions } from './operator-endpoints.js'
 import type { ServerEvents } from './events.js'
+import type { TransportName } from './session.js'
 import type { IncomingMessage } from 'node:http'
 import type { Server } from 'node:https'
 import type { Server as HttpServer } from 'node:http'
@@ -301,7 +302,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     })
     // Before anything else, the end-to-end layer's handshake; the token comes inside it.
     const inner = e2e ? await this.acceptInner(carrier.bytes(), from) : undefined
-    const controls = new ControlStreams(this.controlDeps(), { from, muxerName, e2e, publicHost, grant: upgradeGrant })
+    const controls = new ControlStreams(this.controlDeps(), { from, muxerName, transport: carrier.transport, e2e, publicHost, grant: upgradeGrant })
     this.connections.add(controls)
     void carrier.closed.then(() => this.connections.delete(controls))
     const link = carrier.open({
@@ -420,6 +421,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
 
 /** What a tunnel session runs on: a WebSocket, or an HTTP-transport session (server/http-tunnel.ts). */
 interface Carrier {
+  transport: TransportName
   /** The byte stream the end-to-end layer's TLS runs on. */
   bytes: () => Duplex
   /** The link (muxer) on it; over opts.inner when the end-to-end layer runs. */
@@ -432,6 +434,7 @@ interface Carrier {
 
 function webSocketCarrier (ws: WebSocket, socket: Duplex): Carrier {
   return {
+    transport: 'websocket',
     bytes: () => new MessageDuplex(ws),
     open: (opts) => openLink(ws, socket, opts),
     closed: new Promise<void>(resolve => { if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve()) }),
@@ -446,6 +449,7 @@ function webSocketCarrier (ws: WebSocket, socket: Duplex): Carrier {
 
 function httpCarrier (session: HttpTunnelSession): Carrier {
   return {
+    transport: 'http',
     bytes: () => session,
     open: ({ keepaliveMs: _k, onDead: _d, mask: _m, ...opts }) => openStreamLink(session, opts),
     closed: new Promise<void>(resolve => { if (session.destroyed) resolve(); else session.once('close', () => resolve()) }),

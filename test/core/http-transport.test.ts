@@ -3,7 +3,8 @@ import { MUXERS } from '../../protocol/index.js'
 import { connect } from 'node:net'
 import { echoServer, eventually, exchange, freePort, freePortRange, randomPayload, sha256, tcpServer } from '../fixtures/net.js'
 import { hashingBackend, transferBothWays } from '../proxy/helpers.js'
-import { loggedClient, startServer, tunnelData } from '../fixtures/tunnel.js'
+import { TOKEN, loggedClient, startServer, tunnelData } from '../fixtures/tunnel.js'
+import { api, parseMetrics, sample } from '../endpoints/helpers.js'
 import type { TunnelClient, TunnelClientOptions, TunnelServer } from '../../index.js'
 import type { HashingBackend } from '../proxy/helpers.js'
 import type { TcpServer } from '../fixtures/net.js'
@@ -15,12 +16,14 @@ describe('HTTP transport: the muxer over a streaming GET and POSTs', function ()
   let server: TunnelServer
   let backend: HashingBackend
   let echo: TcpServer
+  let httpPort: number
   const clients: TunnelClient[] = []
 
   before(async function () {
     backend = await hashingBackend()
     echo = await echoServer()
-    server = await startServer({ httpTunnelPort: await freePort(), dynPortCount: 2 })
+    httpPort = await freePort()
+    server = await startServer({ httpTunnelPort: await freePort(), httpPort, dynPortCount: 2 })
   })
   afterEach(async function () {
     await Promise.all(clients.splice(0).map(async c => await c.close()))
@@ -44,6 +47,13 @@ describe('HTTP transport: the muxer over a streaming GET and POSTs', function ()
         const { frontendPort } = await c.ready()
         expect(lines.some(l => /carried by the HTTP transport/.test(l))).to.equal(true)
         await transferBothWays(frontendPort, backend)
+        // REST and /metrics say what carries the client.
+        const base = `http://127.0.0.1:${httpPort}`
+        const [svc] = (await api(base, '/services', { token: TOKEN })).body.services
+        expect(svc.sessions[0].connection).to.deep.include({ transport: 'http', e2e: e2e === 'always' })
+        const metrics = parseMetrics((await api(base, '/metrics', { token: TOKEN })).text)
+        expect(sample(metrics, 'reverselb_client_connections', { transport: 'http', e2e: String(e2e === 'always') })).to.equal(1)
+        expect(sample(metrics, 'reverselb_client_connections', { transport: 'websocket', e2e: 'false' })).to.equal(undefined)
       })
     }
   }

@@ -67,6 +67,7 @@ describe('endpoints: Prometheus /metrics', function () {
       expect(sample(m, 'reverselb_frontend_connections_active', { service: 'm1' })).to.equal(0)
       expect(sample(m, 'reverselb_services')).to.equal(1)
       expect(sample(m, 'reverselb_sessions', { service: 'm1' })).to.equal(2)
+      expect(sample(m, 'reverselb_client_connections', { transport: 'websocket', e2e: 'false' })).to.equal(2)
       expect(sample(m, 'reverselb_sessions_opened_total')).to.equal(2)
       expect(sample(m, 'reverselb_registration_duration_seconds_count')).to.equal(2)
       expect(sample(m, 'reverselb_registration_duration_seconds_bucket', { le: '+Inf' })).to.equal(2)

@@ -118,6 +118,7 @@ describe('endpoints: REST API', function () {
       expect(Date.parse(s.connectedSince)).to.be.within(before - 20_000, Date.now())
       expect(s.connection.id).to.match(/^[0-9a-f-]{36}$/)
       expect(s.connection.services).to.deep.equal(['alpha'])
+      expect(s.connection).to.deep.include({ transport: 'websocket', e2e: false })
     }
     // The one connection went to exactly one of the two sessions.
     expect(alpha.sessions.map((s: { totalConnections: number }) => s.totalConnections).sort()).to.deep.equal([0, 1])
