@@ -1,5 +1,6 @@
 export { TunnelServer } from './server/tunnel-server.js'
 export type { TunnelServerOptions, ServerAddress } from './server/tunnel-server.js'
+export type { ClusterOptions } from './server/cluster/cluster-node.js'
 export type { LbPolicy } from './server/balancer.js'
 export { TunnelClient } from './client/tunnel-client.js'
 export { ServiceError } from './client/services.js'

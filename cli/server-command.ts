@@ -11,7 +11,8 @@ import { SERVER_OPTIONS, loadServerConfig } from './server-config.js'
 import type { ServerConfig } from './server-config.js'
 import type { Limits } from '../server/limits.js'
 import { hideBin } from 'yargs/helpers'
-import { createLogger } from '../protocol/index.js'
+import { createLogger, parseEndpoint } from '../protocol/index.js'
+import { readFileSync } from 'node:fs'
 import type { GlobalArgs } from './main.js'
 import type { Argv } from 'yargs'
 
@@ -27,8 +28,11 @@ function options (y: Argv<GlobalArgs>) {
     .option('natsport', { type: 'number', default: envInt('NATS_PORT') ?? 0, describe: 'port for the secure NATS endpoint (disabled if 0) [$NATS_PORT]' })
     .option('httptunnelport', { type: 'number', default: envInt('HTTP_TUNNEL_PORT'), describe: 'plain-HTTP port (no TLS) serving only the HTTP transport, for tunnel clients behind proxies that allow no CONNECT (-e http://host:PORT; the end-to-end layer secures it); off unless set [$HTTP_TUNNEL_PORT]' })
     .option('httpstls', { type: 'boolean', default: envBool('HTTPS_TLS') ?? false, describe: 'serve --httpport as HTTPS with the server certificate [$HTTPS_TLS]' })
-    .option('natsurl', { type: 'string', default: env('NATS_URL'), describe: 'publish events to this existing NATS server instead of running one: nats://[user:pass@|token@]host:port or tls://... [$NATS_URL]' })
+    .option('natsurl', { type: 'string', array: true, default: env('NATS_URL')?.split(','), describe: 'publish events to this existing NATS server instead of running one: nats://[user:pass@|token@]host:port or tls://...; with --cluster, the cluster\'s NATS servers (repeat it or separate with commas) [$NATS_URL]' })
     .option('natsca', { type: 'string', default: env('NATS_CA'), describe: 'PEM CA file for the --natsurl server certificate (default: system CAs) [$NATS_CA]' })
+    .option('cluster', { type: 'string', default: env('CLUSTER'), describe: 'join the cluster of this name: servers sharing its NATS JetStream (--natsurl) serve every service together (docs/cluster.md) [$CLUSTER]' })
+    .option('advertise', { type: 'string', default: env('ADVERTISE'), describe: 'with --cluster: host:port of this server\'s API port as clients and the other servers reach it (default: this host\'s name and --port) [$ADVERTISE]' })
+    .option('clustersecret', { type: 'string', default: env('CLUSTER_SECRET'), describe: 'with --cluster: secret shared by the servers of the cluster, authenticating their links to each other [$CLUSTER_SECRET]' })
     .option('dynport', { type: 'number', default: envInt('DYN_PORT') ?? 8000, describe: 'first port of the dynamic frontend pool [$DYN_PORT]' })
     .option('dynportcount', { type: 'number', default: envInt('DYN_PORT_COUNT') ?? 100, describe: 'number of ports in the dynamic pool [$DYN_PORT_COUNT]' })
     .option('host', { type: 'string', default: env('HOST'), describe: 'address the API endpoint binds (default: all) [$HOST]' })
@@ -80,8 +84,19 @@ function checkArgs (argv: Checked): true {
   checkPort(argv.httpport, 'httpport')
   if (argv.httptunnelport !== undefined) checkPort(argv.httptunnelport, 'httptunnelport')
   checkPort(argv.natsport, 'natsport')
-  if (argv.natsport !== 0 && argv.natsurl !== undefined) throw new UsageError('--natsport and --natsurl exclude each other: run a NATS server or publish to one')
-  if (argv.natsca !== undefined && argv.natsurl === undefined) throw new UsageError('--natsca goes with --natsurl')
+  const natsUrls = natsUrlsOf(argv.natsurl)
+  if (argv.natsport !== 0 && natsUrls !== undefined) throw new UsageError('--natsport and --natsurl exclude each other: run a NATS server or publish to one')
+  if (argv.natsca !== undefined && natsUrls === undefined) throw new UsageError('--natsca goes with --natsurl')
+  if (argv.cluster !== undefined) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(argv.cluster)) throw new UsageError('--cluster must be 1-64 letters, digits, - or _')
+    if (natsUrls === undefined) throw new UsageError('--cluster needs --natsurl: the NATS servers (with JetStream) the cluster shares')
+    if (argv.clustersecret === undefined || argv.clustersecret.length < 16) throw new UsageError('--cluster needs --clustersecret (or $CLUSTER_SECRET) of at least 16 characters, the same on every server')
+    if (argv.advertise !== undefined) {
+      try { parseEndpoint(argv.advertise, argv.port) } catch (err) { throw new UsageError(`--advertise: ${(err as Error).message}`) }
+    }
+  } else if (argv.advertise !== undefined || argv.clustersecret !== undefined) {
+    throw new UsageError('--advertise and --clustersecret go with --cluster')
+  }
   checkPort(argv.dynport, 'dynport', false)
   if (!Number.isInteger(argv.dynportcount) || argv.dynportcount < 0 || argv.dynport + argv.dynportcount > 65536) {
     throw new UsageError('--dynportcount must be a whole number that keeps the pool below port 65536')
@@ -90,6 +105,13 @@ function checkArgs (argv: Checked): true {
   if (argv.autocertdir !== undefined && argv['tls-cert'] !== undefined) throw new UsageError('--autocertdir keeps the autogenerated certificate: it does not go with --tls-cert')
   if (!(argv.keepalive > 0)) throw new UsageError('--keepalive must be a positive number of seconds')
   return true
+}
+
+/** The --natsurl URLs (repeated and/or comma-separated), or undefined when none was given. */
+function natsUrlsOf (given: string | string[] | undefined): string[] | undefined {
+  // yargs hands an array option without a value or default over as [undefined].
+  const urls = [given ?? []].flat().filter(u => typeof u === 'string').flatMap(u => u.split(',')).map(u => u.trim()).filter(u => u !== '')
+  return urls.length > 0 ? urls : undefined
 }
 
 type Args = Awaited<ReturnType<typeof builder>['argv']>
@@ -156,8 +178,17 @@ export async function handler (cli: Args): Promise<void> {
     httpTunnelPort: argv.httptunnelport,
     httpsTls: argv.httpstls,
     natsPort: argv.natsport,
-    natsUrl: argv.natsurl,
-    natsCa: argv.natsca,
+    ...(argv.cluster !== undefined
+      ? {
+          cluster: {
+            name: argv.cluster,
+            natsUrl: natsUrlsOf(argv.natsurl) ?? [],
+            natsCa: argv.natsca !== undefined ? readFileSync(argv.natsca, 'utf8') : undefined,
+            advertise: argv.advertise,
+            secret: argv.clustersecret ?? ''
+          }
+        }
+      : { natsUrl: natsUrlsOf(argv.natsurl)?.join(','), natsCa: argv.natsca }),
     logger: log
   })
   // Handlers first: a SIGTERM while the ports open (e.g. right after the fingerprint is logged)

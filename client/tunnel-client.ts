@@ -123,6 +123,8 @@ export class TunnelClient extends EventEmitter {
   private waiting = new Promise<void>(resolve => { this.wake = resolve })
   /** Settles each added service's promise on its first registration or refusal. */
   private readonly pending = new Map<string, { resolve: (r: TunnelReady) => void, reject: (err: Error) => void }>()
+  /** A cluster's API endpoints as its nodes last listed them (empty: not a cluster). */
+  private cluster: Endpoint[] = []
 
   constructor (apiEndpoint: string | string[], tunnelData: TunnelData | TunnelData[], options: TunnelClientOptions = {}) {
     super()
@@ -146,7 +148,7 @@ export class TunnelClient extends EventEmitter {
     this.readyPromise.catch(() => {})
     const count = Math.max(1, options.connections ?? services[0]?.backendAcceptBacklog ?? 1)
     for (const state of this.endpoints) {
-      for (let i = 0; i < count; i++) this.loops.push(this.run(state))
+      for (let i = 0; i < count; i++) this.loops.push(this.run(state, i))
     }
   }
 
@@ -323,12 +325,21 @@ export class TunnelClient extends EventEmitter {
     this.log.warn(`server ${state.where} takes one service per connection (a previous release without "services"): only ${first} is registered there; not ${rest.join(', ')}`)
   }
 
-  private async run (state: EndpointState): Promise<void> {
+  /**
+   * Keeps session `index` to the state's endpoint, or, once a cluster listed its nodes, to node
+   * `index` of them (one client's sessions spread over the nodes); a lost or refused connection
+   * moves on to the next node.
+   */
+  private async run (state: EndpointState, index: number): Promise<void> {
     const backoff = new Backoff(500, this.opts.maxBackoffMs ?? 30_000)
     const signal = this.abort.signal
-    const { endpoint, where } = state
     const fallback = { http: false }
+    let endpoint = state.endpoint
+    let moveOn = false
     while (!signal.aborted) {
+      if (moveOn && this.cluster.length > 0) endpoint = this.nextNode(endpoint, state.endpoint)
+      moveOn = true
+      const where = describeEndpoint(endpoint)
       const first = this.set.list().find(e => !state.refused.has(e.name)) ?? this.set.list()[0]
       if (first === undefined) {
         // No service to carry: wait for one rather than hold a connection open for nothing.
@@ -356,6 +367,15 @@ export class TunnelClient extends EventEmitter {
         })
         if (signal.aborted) { session.close(); break }
         backoff.reset()
+        const mine = this.learnCluster(session.response.endpoints, index)
+        if (mine !== undefined && describeEndpoint(mine) !== where) {
+          // This session's share is another node: it moves there (the first session stays).
+          this.log.info(`tunnel ${first.name}: cluster of ${this.cluster.length} nodes; session ${index + 1} moves to ${describeEndpoint(mine)}`)
+          session.close()
+          endpoint = mine
+          moveOn = false
+          continue
+        }
         state.sessions.add(session)
         if (this.set.has(first.name)) this.registered(state, first.name, session.response); else session.remove(first.name)
         // Services added while this session registered its first one, and the rest of the list.
@@ -384,6 +404,24 @@ export class TunnelClient extends EventEmitter {
       this.log.debug(`reconnecting to ${where} in ${delay} ms`)
       await sleep(delay, undefined, { signal }).catch(() => {})
     }
+  }
+
+  /** Keeps the nodes a cluster listed; the node session `index` belongs on (none for the first). */
+  private learnCluster (endpoints: string[] | undefined, index: number): Endpoint | undefined {
+    if (endpoints === undefined || endpoints.length === 0) return undefined
+    this.cluster = endpoints.flatMap(e => { try { return [parseApiEndpoint(e)] } catch { return [] } })
+    return index === 0 || this.cluster.length === 0 ? undefined : this.cluster[index % this.cluster.length]
+  }
+
+  /**
+   * The node after `current` in the cluster's list, which ends with the address the client was
+   * given (a balancer in front of the nodes) when the nodes did not list it themselves.
+   */
+  private nextNode (current: Endpoint, given: Endpoint): Endpoint {
+    const names = this.cluster.map(describeEndpoint)
+    const ring = names.includes(describeEndpoint(given)) ? this.cluster : [...this.cluster, given]
+    const i = ring.findIndex(e => describeEndpoint(e) === describeEndpoint(current))
+    return ring[(i + 1) % ring.length]
   }
 
   private trust (): TlsTrust {

@@ -6,7 +6,7 @@
 export const ERROR_CODES = {
   ERR_REVERSELB_INVALID_OPTION: 'an option (or a file it names: tokens, certificate) is invalid; nothing was started',
   ERR_REVERSELB_NOT_LISTENING: 'the server is asked for its address before listen() resolved or after close()',
-  ERR_REVERSELB_LISTEN: 'a side endpoint (HTTP API, NATS) could not start',
+  ERR_REVERSELB_LISTEN: 'a side endpoint (HTTP API, NATS) could not start, or the cluster could not be joined',
   ERR_REVERSELB_CLIENT_CLOSED: 'ready() was pending when the client was closed',
   ERR_REVERSELB_SERVICE_EXISTS: 'addService: the client already carries a service of that name',
   ERR_REVERSELB_SERVICE_UNKNOWN: 'removeService/updateService: the client carries no service of that name (or it was removed before it registered)',

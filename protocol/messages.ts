@@ -1,3 +1,4 @@
+import { parseEndpoint } from './host-port.js'
 import { ReverselbError } from './errors.js'
 import { MAX_BACKEND_ACCEPT_BACKLOG, MAX_HOST_LENGTH, MAX_NAME_LENGTH, MAX_TARGET_ADDRESSES } from './limits.js'
 
@@ -20,6 +21,8 @@ export interface TunnelDataResponse {
   serviceName: string
   frontendPort: number
   frontendAddress: string
+  /** A cluster's API endpoints (host:port), the answering node first: where to reconnect and spread sessions. */
+  endpoints?: string[]
   /**
    * What this server supports beyond the seed's protocol. `services`: after this registration the
    * client may open more control streams on the same connection, one per further service.
@@ -138,11 +141,24 @@ export function validateTunnelDataResponse (v: unknown): TunnelDataResponse {
     id: name(o.id, 'id'),
     serviceName: name(o.serviceName, 'serviceName'),
     frontendPort: int(o.frontendPort, 'frontendPort', 1, 65535),
-    frontendAddress: printable(o.frontendAddress, 'frontendAddress')
+    frontendAddress: printable(o.frontendAddress, 'frontendAddress'),
+    ...(o.endpoints !== undefined ? { endpoints: endpointList(o.endpoints) } : {})
   }
   // Unknown features are ignored, so a newer server's list never breaks this client.
   if (Array.isArray(o.features)) response.features = o.features.filter((f): f is string => typeof f === 'string' && NAME.test(f)).slice(0, 32)
   return response
+}
+
+/** A cluster has a few nodes, each a host:port. */
+export const MAX_CLUSTER_ENDPOINTS = 64
+
+function endpointList (v: unknown): string[] {
+  if (!Array.isArray(v) || v.length > MAX_CLUSTER_ENDPOINTS) throw new ProtocolError(`endpoints must be a list of at most ${MAX_CLUSTER_ENDPOINTS}`)
+  return v.map(e => {
+    const s = name(e, 'endpoint')
+    try { parseEndpoint(s) } catch (err) { throw new ProtocolError((err as Error).message) }
+    return s
+  })
 }
 
 export function validateStreamHeader (v: unknown): StreamHeader {

@@ -24,6 +24,8 @@ export interface ControlDeps {
   log: Logger
   /** Checks a token sent inside the end-to-end layer (counts failures as at the upgrade). */
   authenticate: (from: string, token: unknown) => TokenGrant
+  /** With --cluster: sessions are the node's, and answers list the cluster's endpoints. */
+  cluster?: { name: string, endpoints: () => string[] }
   onOpened: (service: Service, session: ServerSession, registrationMs: number) => void
   onClosed: (service: Service, session: ServerSession) => void
   onRefused: (from: string, reason: string) => void
@@ -132,7 +134,7 @@ export class ControlStreams {
       const wanted = instance === '' ? serviceName : `${serviceName}:${instance}`
       const session = new ServerSession({
         remoteAddress: info.from, muxerName: info.muxerName, mux: link.mux, registration: td, instance,
-        connection: this, close: () => link.close(1001)
+        connection: this, node: deps.cluster?.name, close: () => link.close(1001)
       })
       // Checked in the registry's turn: registrations sent at once must not all pass before any counts.
       const service = await deps.registry.register(session, td.frontendData.port, () => {
@@ -151,7 +153,10 @@ export class ControlStreams {
       this.sessions.set(control, { service, session })
       // The connection may have gone while the registration waited its turn.
       void link.closed.then(() => this.release(control))
-      response = { id: session.id, serviceName: td.serviceName, frontendPort: service.port, frontendAddress: info.publicHost, features: [FEATURE_SERVICES] }
+      response = {
+        id: session.id, serviceName: td.serviceName, frontendPort: service.port, frontendAddress: info.publicHost, features: [FEATURE_SERVICES],
+        ...(deps.cluster !== undefined ? { endpoints: deps.cluster.endpoints() } : {})
+      }
       deps.log.info(`session ${session.id} from ${info.from} registered service ${td.serviceName} on port ${service.port} (${info.muxerName}${info.e2e ? ', end-to-end layer' : ''}${primary ? '' : `, connection ${this.id}`})`)
       deps.onOpened(service, session, Date.now() - started)
     } catch (err) {

@@ -5,10 +5,12 @@ import { bearerToken } from './auth.js'
 import { guardConnections, requestTimeouts } from './conn-guard.js'
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js'
 import { serviceJson, servicesJson } from './snapshot.js'
+import { RemoteSession } from './cluster/remote-session.js'
 import type { Logger } from '../protocol/index.js'
 import type { AuthFailureLimiter } from './auth-limiter.js'
 import type { TokenAuth } from './auth.js'
 import type { ServerMetrics } from './metrics.js'
+import type { ClusterJson } from './cluster/cluster-json.js'
 import type { EventJson, SnapshotContext } from './snapshot.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -32,9 +34,15 @@ export interface HttpApiOptions {
   requestTimeoutMs?: number
   /** Connections one address may hold open. Default 128. */
   maxConnectionsPerAddress?: number
+  /** The cluster's nodes, with --cluster. */
+  cluster?: () => ClusterJson
 }
 
 type Params = Record<string, string>
+
+function clusterRoute (describe: () => ClusterJson): ApiRoute {
+  return { method: 'GET', path: '/cluster', auth: true, description: 'the cluster: its nodes, and the sessions each holds', handle: (_q, res) => json(res, 200, describe()) }
+}
 
 interface ApiRoute {
   method: 'GET' | 'DELETE'
@@ -75,6 +83,7 @@ export class HttpApi {
       { method: 'GET', path: '/services', auth: true, description: 'every service with its sessions and counters', handle: (_q, res) => json(res, 200, servicesJson(opts.snapshot)) },
       { method: 'GET', path: '/services/:name', auth: true, description: 'one service', handle: (_q, res, p) => this.service(res, p) },
       { method: 'DELETE', path: '/services/:name/sessions/:id', auth: true, description: 'disconnect one tunnel client session', handle: (_q, res, p) => this.disconnect(res, p) },
+      ...(opts.cluster !== undefined ? [clusterRoute(opts.cluster)] : []),
       { method: 'GET', path: '/events', auth: true, description: 'Server-Sent Events: recent and new lifecycle events, a snapshot every second', handle: (req, res) => this.stream(req, res) },
       { method: 'GET', path: '/metrics', auth: true, description: 'Prometheus metrics (text exposition format)', handle: async (_q, res) => await this.metrics(res) }
     ]
@@ -195,6 +204,7 @@ export class HttpApi {
     if (service === undefined) { json(res, 404, { error: `no service named "${p.name}"` }); return }
     const session = service.sessions.find(s => s.id === p.id)
     if (session === undefined) { json(res, 404, { error: `service "${p.name}" has no session ${p.id}` }); return }
+    if (session instanceof RemoteSession) { json(res, 409, { error: `session ${session.id} is connected to node ${String(session.node)}: ask that node's API` }); return }
     this.opts.log.info(`HTTP API: disconnecting session ${session.id} of service ${service.name} (${session.remoteAddress})`)
     session.close()
     json(res, 202, { service: service.name, session: session.id, status: 'closing' })

@@ -16,7 +16,8 @@ export class ServerMetrics {
   private readonly loop: IntervalHistogram
   private readonly unsubscribe: Array<() => void> = []
 
-  constructor (events: EventEmitter<ServerEvents>, services: ServiceRegistry) {
+  /** `cluster`: sessions are also counted by the node that holds them. */
+  constructor (events: EventEmitter<ServerEvents>, services: ServiceRegistry, cluster = false) {
     this.events = events
     const registers = [this.registry]
     const perService = (): Map<string, { sessions: number, active: number }> => {
@@ -43,6 +44,20 @@ export class ServerMetrics {
         for (const [name, v] of perService()) this.set({ service: name }, v.sessions)
       }
     })
+    if (cluster) {
+      new Gauge({
+        name: 'reverselb_cluster_sessions',
+        help: 'Tunnel client sessions in the cluster, by the node they are connected to and service.',
+        labelNames: ['node', 'service'],
+        registers,
+        collect () {
+          this.reset()
+          for (const s of services.services.values()) {
+            for (const x of s.sessions) this.inc({ node: x.node ?? '', service: s.name })
+          }
+        }
+      })
+    }
     new Gauge({
       name: 'reverselb_client_connections',
       help: 'Tunnel client connections carrying at least one session, by transport (websocket, http) and end-to-end layer (true, false).',

@@ -14,6 +14,8 @@ import type { ServerCertificate } from './certificate.js'
 import type { ServerEvents } from './events.js'
 import type { Limits } from './limits.js'
 import type { ServiceRegistry } from './registry.js'
+import type { ClusterNode } from './cluster/cluster-node.js'
+import { clusterJson } from './cluster/cluster-json.js'
 import type { Service } from './service.js'
 import type { EventJson } from './snapshot.js'
 import type { EventEmitter } from 'node:events'
@@ -45,6 +47,8 @@ export interface OperatorEndpointContext extends OperatorEndpointOptions {
   handshakeTimeoutMs?: number
   certificate: ServerCertificate
   registry: ServiceRegistry
+  /** This server's cluster node: events go to the cluster's NATS, and the API shows the cluster. */
+  cluster?: ClusterNode
   log: Logger
 }
 
@@ -64,7 +68,7 @@ export class OperatorEndpoints {
     const httpPort = ctx.httpPort ?? 0
     const natsPort = ctx.natsPort ?? 0
     const natsUrl = ctx.natsUrl ?? ''
-    if (httpPort === 0 && natsPort === 0 && natsUrl === '') return undefined
+    if (httpPort === 0 && natsPort === 0 && natsUrl === '' && ctx.cluster === undefined) return undefined
     if (natsPort !== 0 && natsUrl !== '') throw new InvalidOptionError('natsPort and natsUrl exclude each other: run a NATS server or publish to one')
     const endpoints = new OperatorEndpoints(events, ctx)
     try {
@@ -88,7 +92,8 @@ export class OperatorEndpoints {
     if (httpPort !== 0) {
       this.listen('connectionOpened', this.traffic.connectionOpened)
       this.listen('connectionClosed', this.traffic.connectionClosed)
-      this.metrics = new ServerMetrics(this.events, ctx.registry)
+      this.metrics = new ServerMetrics(this.events, ctx.registry, ctx.cluster !== undefined)
+      const cluster = ctx.cluster
       this.http = new HttpApi({
         port: httpPort,
         host: ctx.host,
@@ -100,6 +105,7 @@ export class OperatorEndpoints {
         log: ctx.log,
         requestTimeoutMs: ctx.handshakeTimeoutMs,
         maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+        ...(cluster !== undefined ? { cluster: () => clusterJson(cluster, ctx.registry) } : {}),
         onAuthFailure: (remoteAddress) => {
           ctx.log.warn(`HTTP API: authorization failed for ${remoteAddress}`)
           this.metrics?.httpAuthFailure()
@@ -125,6 +131,8 @@ export class OperatorEndpoints {
         fingerprint: ctx.certificate.fingerprint,
         log: ctx.log
       })
+    } else if (ctx.cluster !== undefined) {
+      this.nats = NatsPublisher.overCluster(ctx.cluster.natsConnection, ctx.cluster.name, ctx.log)
     } else if (natsUrl !== '') {
       const ca = ctx.natsCa !== undefined ? await readFile(ctx.natsCa, 'utf8') : undefined
       this.nats = await NatsPublisher.connect({ url: natsUrl, ca, log: ctx.log })

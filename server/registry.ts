@@ -22,6 +22,11 @@ export interface RegistryOptions {
   onConnection: (service: Service, socket: Socket) => void
   onServiceUp: (service: Service) => void
   onServiceDown: (service: Service) => void
+  /**
+   * A cluster's port for a service new here (see SharedServices.claimPort); without it the
+   * port comes from this server's own pool and services.
+   */
+  claimPort?: (name: string, requestedPort: number) => Promise<number>
 }
 
 /** Services by name, their frontend ports, and the sessions registered to them. */
@@ -61,7 +66,7 @@ export class ServiceRegistry {
     // Its own port, kept since it left, unless it asks for another one now (then that one is freed).
     const held = this.holds.portOf(name)
     if (held !== undefined && requestedPort !== 0 && requestedPort !== held) this.holds.release(name)
-    const port = this.holds.reclaim(name) ?? this.allocate(requestedPort)
+    const port = this.holds.reclaim(name) ?? await this.allocate(name, requestedPort)
     let frontend: Frontend
     try {
       frontend = await Frontend.listen(port, this.opts.frontendHost, (socket) => this.opts.onConnection(service, socket))
@@ -76,8 +81,16 @@ export class ServiceRegistry {
     return service
   }
 
-  private allocate (requestedPort: number): number {
-    const { pool } = this.opts
+  private async allocate (name: string, requestedPort: number): Promise<number> {
+    const { pool, claimPort } = this.opts
+    if (claimPort !== undefined) {
+      const port = await claimPort(name, requestedPort)
+      // The cluster gave the port to this service: a hold of this server for another one is over.
+      const holder = this.holds.holderOf(port)
+      if (holder !== undefined) this.holds.release(holder.name)
+      pool.claim(port)
+      return port
+    }
     if (requestedPort === 0) {
       const port = pool.take()
       if (port === undefined) throw new RegistrationError(`no free port left in the dynamic pool ${pool.first}-${pool.first + pool.count - 1}`)

@@ -39,8 +39,10 @@ export interface SessionConnection {
  * muxer) that may carry registrations of other services too.
  */
 export class ServerSession {
-  readonly id = randomUUID()
-  readonly connectedAt = new Date()
+  readonly id: string
+  readonly connectedAt: Date
+  /** The cluster node that holds the session's client; undefined without --cluster. */
+  readonly node?: string
   readonly remoteAddress: string
   readonly muxerName: MuxerName
   readonly registration: TunnelData
@@ -65,7 +67,14 @@ export class ServerSession {
     instance: string
     connection: SessionConnection
     close: () => void
+    /** A session of another node keeps its id and start time (see RemoteSession). */
+    id?: string
+    connectedAt?: Date
+    node?: string
   }) {
+    this.id = init.id ?? randomUUID()
+    this.connectedAt = init.connectedAt ?? new Date()
+    this.node = init.node
     this.remoteAddress = init.remoteAddress
     this.muxerName = init.muxerName
     this.mux = init.mux
@@ -82,7 +91,7 @@ export class ServerSession {
   async openStream (header: StreamHeader, ackTimeoutMs: number): Promise<OpenedStream> {
     const stream = this.mux.open()
     try {
-      writeFrame(stream, header)
+      writeFrame(stream, this.streamRequest(header))
       const frame = await readFrame(stream, { maxBytes: MAX_CONTROL_MESSAGE_BYTES, timeoutMs: ackTimeoutMs, what: 'stream ack' })
       const ack = validateStreamAck(frame.message)
       if (!ack.ok) throw new BackendDialError(ack.error ?? 'backend dial failed')
@@ -91,6 +100,11 @@ export class ServerSession {
       stream.reset(err as Error)
       throw err
     }
+  }
+
+  /** The first message of a new stream: the header itself, for a session on this node. */
+  protected streamRequest (header: StreamHeader): unknown {
+    return header
   }
 
   /** False while the session sits out after repeated backend failures; it comes back by itself. */

@@ -26,6 +26,8 @@ export interface SessionJson {
   target: { port: number, addresses: string[] }
   /** The client connection this session's registration came on: what carries it, and every service it carries. */
   connection: { id: string, transport: TransportName, e2e: boolean, services: string[] }
+  /** The cluster node its client is connected to (with --cluster). */
+  node?: string
 }
 
 export interface ServiceJson {
@@ -65,7 +67,8 @@ export function sessionJson (ctx: SnapshotContext, service: Service, session: Se
     bytesIn: bytes.bytesIn,
     bytesOut: bytes.bytesOut,
     target: { port: session.registration.targetPort, addresses: [...session.registration.targetAddresses] },
-    connection: { id: session.connection.id, transport: session.connection.transport, e2e: session.connection.e2e, services: session.connection.services() }
+    connection: { id: session.connection.id, transport: session.connection.transport, e2e: session.connection.e2e, services: session.connection.services() },
+    ...(session.node !== undefined ? { node: session.node } : {})
   }
 }
 

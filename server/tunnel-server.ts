@@ -19,6 +19,9 @@ import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
 import { ControlStreams } from './control-streams.js'
 import { UpgradeGate } from './upgrade-gate.js'
+import { ClusterNode } from './cluster/cluster-node.js'
+import { CLUSTER_PATH } from './cluster/peer-dial.js'
+import type { ClusterOptions } from './cluster/cluster-node.js'
 import type { Link, LinkOptions, Logger, MuxStream } from '../protocol/index.js'
 import type { HttpTunnelSession } from './http-tunnel-session.js'
 import type { LbPolicy } from './balancer.js'
@@ -76,6 +79,8 @@ export interface TunnelServerOptions extends OperatorEndpointOptions {
   sniffTimeoutMs?: number
   /** What clients are allowed; see Limits for the defaults. */
   limits?: Partial<Limits>
+  /** Join a cluster of servers that share services through NATS JetStream (docs/cluster.md). Default: alone. */
+  cluster?: ClusterOptions
   logger?: Logger
 }
 
@@ -88,7 +93,7 @@ export interface ServerAddress {
 /** The public side: accepts tunnel clients over WSS and serves their frontend ports. */
 export class TunnelServer extends EventEmitter<ServerEvents> {
   readonly registry: ServiceRegistry
-  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | 'httpTunnelPort' | keyof OperatorEndpointOptions>> & TunnelServerOptions
+  private readonly opts: Required<Omit<TunnelServerOptions, 'host' | 'frontendHost' | 'tlsCert' | 'tlsKey' | 'autoCertDir' | 'logger' | 'token' | 'limits' | 'httpTunnelPort' | 'cluster' | keyof OperatorEndpointOptions>> & TunnelServerOptions
   private readonly log: Logger
   private readonly auth: TokenAuth
   readonly limits: Limits
@@ -109,6 +114,8 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   private innerContext?: SecureContext
   /** REST API, dashboard, metrics and NATS (see endpoints.ts); undefined when none is configured. */
   private endpoints?: OperatorEndpoints
+  /** This server's part of a cluster, with --cluster. */
+  private clusterNode?: ClusterNode
 
   constructor (options: TunnelServerOptions) {
     super()
@@ -146,6 +153,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       frontendHost: options.frontendHost,
       policy: this.opts.lbPolicy,
       portGraceMs: this.limits.portGraceMs,
+      ...(options.cluster !== undefined ? { claimPort: async (name, requested) => await this.cluster.shared.claimPort(name, requested, this.pool) } : {}),
       onServiceUp: (service) => this.emit('serviceUp', { service }),
       onServiceDown: (service) => this.emit('serviceDown', { service }),
       onConnection: (service, socket) => {
@@ -173,6 +181,12 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   get fingerprint (): string {
     if (this.certificate === undefined) throw new ReverselbError('ERR_REVERSELB_NOT_LISTENING', 'server is not listening')
     return this.certificate.fingerprint
+  }
+
+  /** The cluster node, with the cluster option, once listening. */
+  get cluster (): ClusterNode {
+    if (this.clusterNode === undefined) throw new ReverselbError('ERR_REVERSELB_NOT_LISTENING', 'server is not part of a cluster, or not listening')
+    return this.clusterNode
   }
 
   get port (): number {
@@ -209,10 +223,24 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
     this.https = https
     try {
       if (this.opts.httpTunnelPort !== undefined) this.plainHttp = await this.listenPlainHttp(this.opts.httpTunnelPort)
+      if (this.opts.cluster !== undefined) {
+        this.clusterNode = await ClusterNode.start(this.opts.cluster, {
+          apiPort: this.port,
+          certificate: this.certificate,
+          registry: this.registry,
+          pool: this.pool,
+          events: this,
+          keepaliveMs: this.opts.keepaliveMs,
+          maxQueuedBytes: this.limits.maxQueuedBytes,
+          dialTimeoutMs: this.opts.dialTimeoutMs,
+          portGraceMs: this.limits.portGraceMs,
+          log: this.log
+        })
+      }
       // NATS authenticates with the first token not restricted to some services or ports (the operator's own).
       const specs = (Array.isArray(this.opts.token) ? this.opts.token : [this.opts.token]).map(t => typeof t === 'string' ? { token: t } : t)
       const token = (specs.find(s => s.services === undefined && s.ports === undefined) ?? specs[0]).token
-      this.endpoints = await OperatorEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, log: this.log })
+      this.endpoints = await OperatorEndpoints.start(this, { ...this.opts, token, certificate: this.certificate, auth: this.auth, registry: this.registry, cluster: this.clusterNode, log: this.log })
     } catch (err) {
       await this.close()
       throw err
@@ -277,6 +305,10 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
 
   private onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {})
+    if (this.clusterNode !== undefined && (req.url ?? '').split('?')[0] === CLUSTER_PATH) {
+      this.clusterNode.acceptPeer(req, socket, head, this.wss)
+      return
+    }
     const client = this.gate.check(req, socket)
     if (client === undefined) return
     this.wss.handleUpgrade(req, socket, head, (ws) => {
@@ -333,6 +365,7 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       handshakeTimeoutMs: this.opts.handshakeTimeoutMs,
       log: this.log,
       authenticate: (from, token) => this.gate.authenticate(from, token),
+      ...(this.clusterNode !== undefined ? { cluster: this.clusterNode } : {}),
       onOpened: (service, session, registrationMs) => this.emit('sessionOpened', { service, session, registrationMs }),
       onClosed: (service, session) => this.emit('sessionClosed', { service, session }),
       onRefused: (remoteAddress, reason) => this.emit('registrationRefused', { remoteAddress, reason })
@@ -407,6 +440,10 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
       const t = setTimeout(() => { c.terminate(); resolve() }, 2000)
       void c.closed.then(() => { clearTimeout(t); resolve() })
     })))
+    // The other nodes' links to us hold the API port open until they are closed too.
+    const cluster = this.clusterNode
+    this.clusterNode = undefined
+    await cluster?.close()
     this.httpTunnel.close()
     https?.closeAllConnections()
     plainHttp?.closeAllConnections()

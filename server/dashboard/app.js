@@ -189,8 +189,8 @@ function fillService (card, s) {
     if (tr !== before) tbody.insertBefore(tr, before); else before = before.nextSibling
     const cells = tr.children
     cells[1].textContent = x.instance === '' ? 'default' : x.instance
-    // What carries the client: a WebSocket, or the HTTP transport (behind a proxy that blocks upgrades), and whether the end-to-end layer runs in it.
-    cells[2].textContent = x.clientAddress + ' · ' + (x.connection.transport === 'http' ? 'HTTP' : 'WebSocket') + (x.connection.e2e ? ' + e2e' : '')
+    // What carries the client: a WebSocket, or the HTTP transport (behind a proxy that blocks upgrades), and whether the end-to-end layer runs in it; in a cluster, the node the client is connected to.
+    cells[2].textContent = x.clientAddress + (x.node ? ' @ ' + x.node : '') + ' · ' + (x.connection.transport === 'http' ? 'HTTP' : 'WebSocket') + (x.connection.e2e ? ' + e2e' : '')
     cells[3].textContent = fmtAge(x.connectedSince)
     cells[3].title = x.connectedSince
     cells[4].textContent = String(x.activeConnections)

@@ -1,10 +1,10 @@
 import { expect } from 'chai'
 import { readFileSync } from 'node:fs'
-import { connect } from 'nats'
+import { connect } from '@nats-io/transport-node'
 import { runCli, runCliToEnd } from '../fixtures/cli.js'
 import { eventually, freePort } from '../fixtures/net.js'
 import { api, httpsGetPinned, portIsClosed } from './helpers.js'
-import type { Msg } from 'nats'
+import type { Msg } from '@nats-io/transport-node'
 
 describe('endpoints: reverselb server CLI options', function () {
   this.timeout(30_000)

@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { connect } from 'nats'
+import { connect } from '@nats-io/transport-node'
 import { NatsPublisher } from '../../server/nats-publisher.js'
 import { NatsServerProcess } from '../../server/nats-server-process.js'
 import { eventually, exchange, freePort, randomPayload, tcpServer } from '../fixtures/net.js'
@@ -13,7 +13,7 @@ import { alive, certFiles, portIsClosed, startNatsServer } from './helpers.js'
 import type { CertFiles, TestNatsServer } from './helpers.js'
 import type { TunnelServer } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
-import type { Msg, NatsConnection, Subscription } from 'nats'
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 
 interface Received { subject: string, data: any, raw: string }
 

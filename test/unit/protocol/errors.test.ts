@@ -6,7 +6,7 @@ import { ProxyAuthError, ProxyError, ProxyRefusedError, parseProxyUrl } from '..
 import { parseAuthSchemes } from '../../../client/proxy-auth/schemes.js'
 import { ERROR_CODES, InvalidOptionError, ProtocolError, ReverselbError } from '../../../protocol/index.js'
 import { PortRanges } from '../../../server/port-ranges.js'
-import { parseNatsUrl } from '../../../server/nats-publisher.js'
+import { parseNatsUrl } from '../../../server/nats-connection.js'
 import type { ErrorCode, TunnelData } from '../../../protocol/index.js'
 
 const docs = readFileSync(new URL('../../../../docs/library.md', import.meta.url), 'utf8')

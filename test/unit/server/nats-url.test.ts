@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { parseNatsUrl } from '../../../server/nats-publisher.js'
+import { parseNatsUrl } from '../../../server/nats-connection.js'
 
 describe('unit: parseNatsUrl', function () {
   it('splits user and password off, percent-decoded, and redacts them', function () {
