@@ -67,18 +67,18 @@ interface CheckedArgs {
 
 function checkArgs (argv: CheckedArgs, serviceRequired: boolean): true {
   requireToken(argv.token)
-  if (splitList(argv.apiendpoint).length === 0) throw new UsageError('Missing required option: --apiendpoint (or $LB_API_ENDPOINT)')
-  if (serviceRequired && splitList(argv.serviceendpoint).length === 0) throw new UsageError('Missing required option: --serviceendpoint (or $SERVICE_ENDPOINT)')
-  for (const e of splitList(argv.apiendpoint)) {
+  if (listOf(argv.apiendpoint).length === 0) throw new UsageError('Missing required option: --apiendpoint (or $LB_API_ENDPOINT)')
+  if (serviceRequired && listOf(argv.serviceendpoint).length === 0) throw new UsageError('Missing required option: --serviceendpoint (or $SERVICE_ENDPOINT)')
+  for (const e of listOf(argv.apiendpoint)) {
     const endpoint = tryParseApi(e)
     if (endpoint.plain === true && argv.e2e === 'never') throw new UsageError(`--apiendpoint ${e} is plain HTTP: it needs the end-to-end layer, not --e2e never`)
   }
-  for (const e of splitList(argv.serviceendpoint)) tryParse(e, 'serviceendpoint')
+  for (const e of listOf(argv.serviceendpoint)) tryParse(e, 'serviceendpoint')
   checkPort(argv.frontendport, 'frontendport')
   if (!Number.isInteger(argv.connections) || argv.connections < 1 || argv.connections > 64) throw new UsageError('--connections must be a whole number from 1 to 64')
   if (!(argv.keepalive > 0)) throw new UsageError('--keepalive must be a positive number of seconds')
   // Also checks the *_PROXY variables, so a typo there is reported at start, not on every retry.
-  for (const e of splitList(argv.apiendpoint)) {
+  for (const e of listOf(argv.apiendpoint)) {
     try { proxiesFor(parseApiEndpoint(e), argv.proxy) } catch (err) { throw new UsageError((err as Error).message) }
   }
   if (argv['proxy-auth'] !== undefined) {
@@ -98,10 +98,6 @@ function checkArgs (argv: CheckedArgs, serviceRequired: boolean): true {
 }
 
 type Args = Awaited<ReturnType<typeof builder>['argv']>
-
-/** Repeated and comma-separated values, flattened; yargs may hand over [undefined] when unset. */
-const splitList = (values: Array<string | undefined> | undefined): string[] =>
-  (values ?? []).flatMap(v => typeof v === 'string' ? v.split(',') : []).map(v => v.trim()).filter(v => v !== '')
 
 function tryParse (text: string, option: string): ReturnType<typeof parseEndpoint> {
   try {
@@ -190,7 +186,7 @@ export async function handler (argv: Args): Promise<void> {
 /** The seed's command line: one service from flags and env vars. */
 function single (argv: Args): void {
   const log = createLogger(argv.loglevel, 'tunnel')
-  const backends = splitList(argv.serviceendpoint).map(e => tryParse(e, 'serviceendpoint'))
+  const backends = listOf(argv.serviceendpoint).map(e => tryParse(e, 'serviceendpoint'))
   const ports = new Set(backends.map(b => b.port))
   if (ports.size > 1) throw new UsageError('every --serviceendpoint must use the same port (the tunnel has one targetPort)')
   const client = startClient(argv, [{
@@ -202,7 +198,7 @@ function single (argv: Args): void {
     targetPort: backends[0].port,
     targetAddresses: backends.map(b => b.host)
   }], log)
-  log.info(`NewTunnelClient to apiEndpoint [${splitList(argv.apiendpoint).join(', ')}] for service "${argv.servicename}" -> ${splitList(argv.serviceendpoint).join(', ')}`)
+  log.info(`NewTunnelClient to apiEndpoint [${listOf(argv.apiendpoint).join(', ')}] for service "${argv.servicename}" -> ${listOf(argv.serviceendpoint).join(', ')}`)
   onShutdown(async () => await client.close())
 }
 
@@ -212,7 +208,7 @@ function startClient (argv: Args, services: TunnelData[], log: Logger): TunnelCl
   if (argv.ca !== undefined) {
     try { ca = readFileSync(argv.ca, 'utf8') } catch (err) { throw new UsageError(`--ca: cannot read ${argv.ca}: ${(err as NodeJS.ErrnoException).code ?? ''}`) }
   }
-  const client = new TunnelClient(splitList(argv.apiendpoint), services, {
+  const client = new TunnelClient(listOf(argv.apiendpoint), services, {
     token: [argv.token].flat().at(-1) ?? '',
     connections: argv.connections,
     insecureTls: argv.insecuretls,
@@ -237,7 +233,7 @@ function startClient (argv: Args, services: TunnelData[], log: Logger): TunnelCl
     }),
     logger: log
   })
-  for (const e of splitList(argv.apiendpoint)) {
+  for (const e of listOf(argv.apiendpoint)) {
     const proxies = proxiesFor(parseApiEndpoint(e), argv.proxy)
     if (argv['proxy-pac'] !== undefined) log.info(`connecting to ${e} as the PAC file ${describePac(argv['proxy-pac'])} says`)
     else if (proxies.length > 0) log.info(`connecting to ${e} through proxy ${proxies.map(redactProxy).join(', then ')}`)

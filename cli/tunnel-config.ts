@@ -36,9 +36,9 @@ export interface TunnelConfig {
   services: Array<{ data: TunnelData, options: ServiceOptions }>
 }
 
-/** Strings or lists of comma-separated strings, flattened. */
-export const listOf = (v: string | string[] | undefined): string[] =>
-  (v === undefined ? [] : [v].flat()).flatMap(s => s.split(',')).map(s => s.trim()).filter(s => s !== '')
+/** Strings or lists of comma-separated strings, flattened (yargs may hand over [undefined] when unset). */
+export const listOf = (v: string | Array<string | undefined> | undefined): string[] =>
+  [v ?? []].flat().flatMap(s => typeof s === 'string' ? s.split(',') : []).map(s => s.trim()).filter(s => s !== '')
 
 /** Reads, validates and checks a tunnels file; throws ConfigError (file, line, key) on any problem. */
 export function loadTunnelConfig (path: string): TunnelConfig {

@@ -128,19 +128,27 @@ export class ControlStreams {
       if (frame.rest.byteLength > 0) throw new ProtocolError('data after the registration')
       const td = validateTunnelData(frame.message)
       // Authenticated before anything is registered, as at the upgrade.
-      const grant = this.grant ?? info.grant ?? deps.authenticate(info.from, (frame.message as { token?: unknown }).token)
-      admit(td, {
-        auth: deps.auth, grant, from: info.from, limits: deps.limits, allowedPorts: deps.allowedPorts(), pool: deps.pool,
-        reserved: deps.reserved(), registry: deps.registry
-      })
+      const held = this.grant ?? info.grant ?? deps.authenticate(info.from, (frame.message as { token?: unknown }).token)
+      let grant = held
       const { service: serviceName, instance } = splitServiceName(td.serviceName, td.instanceName)
       const wanted = instance === '' ? serviceName : `${serviceName}:${instance}`
-      if (this.services().includes(wanted)) throw new RegistrationError(`service "${wanted}" is already registered on this connection`)
       const session = new ServerSession({
         remoteAddress: info.from, muxerName: info.muxerName, mux: link.mux, registration: td, instance,
         connection: this, node: deps.cluster?.name, close: () => link.close(1001)
       })
-      const service = await deps.registry.register(session, td.frontendData.port)
+      // Checked in the registry's turn: registrations sent at once must not all pass before any counts.
+      const service = await deps.registry.register(session, td.frontendData.port, () => {
+        // A reload may have replaced the token list since the token was checked (a grant's index may
+        // now be another token's): its current grant, if it still has one.
+        const current = deps.auth.regrant(held)
+        if (current === undefined) throw new RegistrationError('this token was removed (the server reloaded its tokens)')
+        grant = current
+        admit(td, {
+          auth: deps.auth, grant, from: info.from, limits: deps.limits, allowedPorts: deps.allowedPorts(), pool: deps.pool,
+          reserved: deps.reserved(), registry: deps.registry
+        })
+        if (this.services().includes(wanted)) throw new RegistrationError(`service "${wanted}" is already registered on this connection`)
+      })
       this.grant ??= grant
       this.sessions.set(control, { service, session })
       // The connection may have gone while the registration waited its turn.

@@ -43,8 +43,12 @@ export class ServiceRegistry {
     this.opts = opts
   }
 
-  async register (session: ServerSession, requestedPort: number): Promise<Service> {
-    const run = this.queue.then(async () => await this.doRegister(session, requestedPort))
+  /**
+   * Registers in turn; `admit` runs first, in that turn, so limits that count what is registered
+   * (services per address) hold against registrations sent all at once.
+   */
+  async register (session: ServerSession, requestedPort: number, admit: () => void = () => {}): Promise<Service> {
+    const run = this.queue.then(async () => { admit(); return await this.doRegister(session, requestedPort) })
     this.queue = run.catch(() => {})
     return await run
   }

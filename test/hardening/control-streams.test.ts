@@ -54,6 +54,34 @@ for (const muxer of MUXERS) {
       await assertStillServes(ctx.server, ctx.backend.port, 'after-many', muxer)
     })
 
+    it('registrations sent all at once stay within maxServicesPerAddress (the limit is checked in turn, not before)', async function () {
+      const { ws, muxer: mux } = await rawSession(ctx.server, muxer)
+      try {
+        await registerRaw(mux, registration('burst', ctx.backend.port))
+        const answers = await Promise.all(Array.from({ length: 3 }, async (_, i) =>
+          await registerRaw(mux, registration(`burst${i}`, ctx.backend.port)).then(r => r.message, (e: Error) => e.message)))
+        expect(answers.filter(a => typeof a === 'object' && a !== null && 'frontendPort' in a)).to.have.length(2)
+        expect(servicesOfLoopback(ctx)).to.have.length(3)
+      } finally {
+        ws.terminate()
+      }
+      await eventually(() => { expect(servicesOfLoopback(ctx)).to.deep.equal([]) })
+    })
+
+    it('a token a reload removed between the upgrade and the registration registers nothing', async function () {
+      const { ws, muxer: mux } = await rawSession(ctx.server, muxer)
+      try {
+        // The upgrade was authenticated with TOKEN; the replacement takes its place in the list.
+        ctx.server.reload({ token: ['a-token-that-replaced-it'] })
+        const { message } = await registerRaw(mux, registration('revoked', ctx.backend.port))
+        expect(message).to.have.property('error').that.matches(/token was removed/)
+        expect(servicesOfLoopback(ctx)).to.deep.equal([])
+      } finally {
+        ws.terminate()
+        ctx.server.reload({ token: TOKEN })
+      }
+    })
+
     it('bogus registrations on further streams are refused alone; the connection\'s service keeps serving', async function () {
       const { ws, muxer: mux } = await rawSession(ctx.server, muxer, () => true)
       try {
