@@ -198,13 +198,12 @@ async function carry (endpoint: Endpoint, opts: SessionOptions): Promise<Carried
     if (opts.fallback !== undefined) opts.fallback.http = true
     return await http()
   }
-  const { ws, socket, mask, inner } = dialed
+  const { ws, inner } = dialed
   const where = formatEndpoint(endpoint)
   ws.on('error', (err) => opts.log.debug(`connection to ${where}: ${err.message}`))
   return {
-    open: (o) => openLink(ws, socket, {
+    open: (o) => openLink(ws, {
       ...o,
-      mask,
       inner,
       keepaliveMs: opts.keepaliveMs,
       onDead: () => opts.log.warn(`server ${where} stopped answering pings; reconnecting`)

@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   ERR_REVERSELB_PAC: 'the PAC file could not be fetched or its script failed (retried)',
   ERR_REVERSELB_NEGOTIATE_UNAVAILABLE: 'Kerberos cannot produce a token for this proxy (no module, no ticket...)',
   ERR_REVERSELB_PROTOCOL: 'a tunnel message was malformed',
+  ERR_REVERSELB_WEBSOCKET: 'the WebSocket peer broke RFC 6455 (a bad frame, a text message, a message too large): the connection is closed with 1002, 1003 or 1009',
   ERR_REVERSELB_REGISTRATION: '(server side) a registration could not be accepted; the client sees it as ERR_REVERSELB_REGISTRATION_REFUSED',
   ERR_REVERSELB_BACKEND_DIAL: '(server side) a client refused a stream: its backend could not be dialled',
   ERR_REVERSELB_HTTP_TUNNEL_SEQUENCE: 'an HTTP-transport byte offset does not fit what the other side has',

@@ -3,9 +3,8 @@ import { EventEmitter } from 'node:events'
 import { createServer } from 'node:https'
 import { createServer as createHttpServer } from 'node:http'
 import { TLSSocket, createSecureContext } from 'node:tls'
-import { WebSocketServer } from 'ws'
 import {
-  E2E_ALPN, E2E_MIN_VERSION, MAX_WS_PAYLOAD, MessageDuplex, openStreamLink, TUNNEL_PATH, defaultLogger, openLink, parseSubprotocol
+  E2E_ALPN, E2E_MIN_VERSION, MessageDuplex, openStreamLink, TUNNEL_PATH, defaultLogger, openLink
 } from '../protocol/index.js'
 import { TokenAuth } from './auth.js'
 import { loadCertificate, selfSignedCertificate, storedSelfSignedCertificate } from './certificate.js'
@@ -19,10 +18,11 @@ import { PortRanges } from './port-ranges.js'
 import { ServiceRegistry } from './registry.js'
 import { ControlStreams } from './control-streams.js'
 import { UpgradeGate } from './upgrade-gate.js'
+import { completeUpgrade } from './websocket-upgrade.js'
 import { ClusterNode } from './cluster/cluster-node.js'
 import { CLUSTER_PATH } from './cluster/peer-dial.js'
 import type { ClusterOptions } from './cluster/cluster-node.js'
-import type { Link, LinkOptions, Logger, MuxStream } from '../protocol/index.js'
+import type { Link, LinkOptions, Logger, MuxStream, WebSocketConnection } from '../protocol/index.js'
 import type { HttpTunnelSession } from './http-tunnel-session.js'
 import type { LbPolicy } from './balancer.js'
 import type { TokenSpec } from './auth.js'
@@ -38,7 +38,6 @@ import type { Server } from 'node:https'
 import type { Server as HttpServer } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { SecureContext } from 'node:tls'
-import type { WebSocket } from 'ws'
 
 export interface TunnelServerOptions extends OperatorEndpointOptions {
   /** API (WSS) port; 0 picks a free one. Default 9999. */
@@ -100,7 +99,6 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   private allowedPorts: PortRanges
   private readonly gate: UpgradeGate
   private readonly pool: PortPool
-  private readonly wss: WebSocketServer
   /** Every tunnel connection open now (WebSocket or HTTP-transport session). */
   private readonly carriers = new Set<Carrier>()
   /** The control streams of each registered-or-registering connection. */
@@ -167,14 +165,6 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
         })
           .catch((err: Error) => { this.log.error(`dispatch failed: ${err.message}`); socket.destroy() })
       }
-    })
-    this.wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: MAX_WS_PAYLOAD,
-      perMessageDeflate: false,
-      // The link answers pings itself, at a bounded rate (see keepalive).
-      autoPong: false,
-      handleProtocols: (offered) => [...offered].find(p => parseSubprotocol(p).ok) ?? false
     })
   }
 
@@ -306,15 +296,15 @@ export class TunnelServer extends EventEmitter<ServerEvents> {
   private onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {})
     if (this.clusterNode !== undefined && (req.url ?? '').split('?')[0] === CLUSTER_PATH) {
-      this.clusterNode.acceptPeer(req, socket, head, this.wss)
+      this.clusterNode.acceptPeer(req, socket, head)
       return
     }
     const client = this.gate.check(req, socket)
     if (client === undefined) return
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.on('error', (err) => this.log.debug(`tunnel client ${client.from}: ${err.message}`))
-      this.runTunnel(webSocketCarrier(ws, socket), client)
-    })
+    const ws = completeUpgrade(req, socket, head)
+    if (ws === undefined) return
+    ws.on('error', (err) => this.log.debug(`tunnel client ${client.from}: ${err.message}`))
+    this.runTunnel(webSocketCarrier(ws), client)
   }
 
   /** Runs a tunnel session on `carrier`; whatever fails drops that connection alone. */
@@ -469,17 +459,13 @@ interface Carrier {
   terminate: () => void
 }
 
-function webSocketCarrier (ws: WebSocket, socket: Duplex): Carrier {
+function webSocketCarrier (ws: WebSocketConnection): Carrier {
   return {
     transport: 'websocket',
     bytes: () => new MessageDuplex(ws),
-    open: (opts) => openLink(ws, socket, opts),
+    open: (opts) => openLink(ws, opts),
     closed: new Promise<void>(resolve => { if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve()) }),
-    close: (code) => {
-      if (ws.readyState === ws.CLOSED) return
-      ws.close(code)
-      setTimeout(() => ws.terminate(), 2000).unref()
-    },
+    close: (code) => { ws.close(code) },
     terminate: () => ws.terminate()
   }
 }
@@ -488,7 +474,7 @@ function httpCarrier (session: HttpTunnelSession): Carrier {
   return {
     transport: 'http',
     bytes: () => session,
-    open: ({ keepaliveMs: _k, onDead: _d, mask: _m, ...opts }) => openStreamLink(session, opts),
+    open: ({ keepaliveMs: _k, onDead: _d, ...opts }) => openStreamLink(session, opts),
     closed: new Promise<void>(resolve => { if (session.destroyed) resolve(); else session.once('close', () => resolve()) }),
     close: () => {
       if (session.destroyed) return

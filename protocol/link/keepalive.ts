@@ -1,5 +1,5 @@
+import type { WebSocketConnection } from './websocket/connection.js'
 import type { Duplex } from 'node:stream'
-import type { WebSocket } from 'ws'
 
 /** Bytes left unsent for a whole interval, with none taken by the peer, that make it dead. */
 const STALLED_BYTES = 1024 * 1024
@@ -11,10 +11,11 @@ const PONGS_PER_SECOND = 10
  * peer took none of our bytes and either sent us nothing (no pong, no message) or left megabytes
  * of ours unread; or when it leaves two pings in a row unanswered for a whole interval each while
  * we read it (it sends, but does not read us). Taking our bytes proves it alive even while we
- * stopped reading it on purpose (a full queue toward it). Also answers the peer's pings, at a bounded rate (ws's own pong is off:
- * every ping it answered was another buffer queued toward a peer that may not read).
+ * stopped reading it on purpose (a full queue toward it). Also answers the peer's pings, at a bounded rate (the connection
+ * does not answer them itself: every pong is another buffer queued toward a peer that may not read).
  */
-export function keepAlive (ws: WebSocket, socket: Duplex, intervalMs: number, onDead: () => void): () => void {
+export function keepAlive (ws: WebSocketConnection, intervalMs: number, onDead: () => void): () => void {
+  const socket = ws.socket
   // bytesWritten counts bytes still queued in the socket too; only what left it shows the peer reads.
   const counted = socket as Duplex & { bytesWritten?: number }
   const sent = (): number => (counted.bytesWritten ?? 0) - socket.writableLength
@@ -36,7 +37,7 @@ export function keepAlive (ws: WebSocket, socket: Duplex, intervalMs: number, on
     try { ws.pong(data) } catch { /* closing already */ }
   }
   ws.on('pong', onPong)
-  ws.on('message', mark)
+  ws.on('data', mark)
   ws.on('ping', onPing)
   const timer = setInterval(() => {
     const nowWritten = sent()
@@ -58,7 +59,7 @@ export function keepAlive (ws: WebSocket, socket: Duplex, intervalMs: number, on
   const stop = (): void => {
     clearInterval(timer)
     ws.off('pong', onPong)
-    ws.off('message', mark)
+    ws.off('data', mark)
     ws.off('ping', onPing)
   }
   ws.once('close', stop)

@@ -4,16 +4,13 @@ import { StreamTransport } from './stream-transport.js'
 import { WebSocketTransport } from './ws-transport.js'
 import type { MuxerName } from '../version.js'
 import type { MuxProtocolError, MuxSession, MuxSessionOptions, MuxStream } from '../mux/index.js'
-import type { MaskMode } from './ws-transport.js'
 import type { Duplex } from 'node:stream'
-import type { WebSocket } from 'ws'
+import type { WebSocketConnection } from './websocket/connection.js'
 
 export interface LinkOptions {
-  /** The tunnel client dials; the server accepts. Decides yamux stream parity and masking. */
+  /** The tunnel client dials; the server accepts. Decides yamux stream parity (masking is the connection's). */
   side: 'client' | 'server'
   muxer: MuxerName
-  /** Client only: 'zero' behind a pinned certificate, else 'random'. */
-  mask?: Exclude<MaskMode, 'none'>
   keepaliveMs: number
   /** Decides on each stream the peer opens (false refuses it). */
   accept: (stream: MuxStream) => boolean
@@ -41,29 +38,25 @@ export interface Link {
 }
 
 /** What the HTTP transport's link needs: no WebSocket, so no masks and no WebSocket pings. */
-export type StreamLinkOptions = Omit<LinkOptions, 'mask' | 'keepaliveMs' | 'onDead'>
+export type StreamLinkOptions = Omit<LinkOptions, 'keepaliveMs' | 'onDead'>
 
 export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
 /**
  * Everything between an open WebSocket and its streams, the same on both sides: the transport,
- * the muxer and the keepalive. `socket` is the TLS socket beneath the WebSocket.
+ * the muxer and the keepalive.
  */
-export function openLink (ws: WebSocket, socket: Duplex, opts: LinkOptions): Link {
+export function openLink (ws: WebSocketConnection, opts: LinkOptions): Link {
   const maxQueuedBytes = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES
   const transport = opts.inner !== undefined
     ? new StreamTransport(opts.inner, maxQueuedBytes)
-    : new WebSocketTransport(ws, socket, { mask: opts.side === 'server' ? 'none' : opts.mask ?? 'random', maxQueuedBytes })
+    : new WebSocketTransport(ws, { maxQueuedBytes })
   const mux = muxOn(transport, opts)
-  keepAlive(ws, socket, opts.keepaliveMs, opts.onDead)
+  keepAlive(ws, opts.keepaliveMs, opts.onDead)
   const closed = new Promise<void>(resolve => {
     if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve())
   })
-  const close = (code = 1000): void => {
-    if (ws.readyState === ws.CLOSED) return
-    ws.close(code)
-    setTimeout(() => ws.terminate(), 2000).unref()
-  }
+  const close = (code = 1000): void => { ws.close(code) }
   return { mux, closed, close }
 }
 

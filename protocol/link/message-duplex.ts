@@ -1,22 +1,19 @@
 import { Duplex } from 'node:stream'
-import { WebSocket } from 'ws'
+import type { WebSocketConnection } from './websocket/connection.js'
 
-/** Bytes ws may hold unsent before a write waits for them to leave. */
+/** Bytes that may wait unsent in the socket before a write waits for them to leave. */
 const HIGH_WATER = 1024 * 1024
 
 /**
  * The binary messages of a WebSocket as one byte stream, for a layer that needs a Duplex (the
  * inner TLS of the end-to-end layer). A write completes at once while little is queued, else
- * when ws has handed it to the socket, so the writer feels the socket's backpressure without
- * waiting a round of the event loop per TLS record; a reader that stops pauses the WebSocket.
+ * when the socket has taken it, so the writer feels the socket's backpressure without waiting a
+ * round of the event loop per TLS record; a reader that stops pauses the WebSocket.
  */
 export class MessageDuplex extends Duplex {
-  constructor (private readonly ws: WebSocket) {
+  constructor (private readonly ws: WebSocketConnection) {
     super({ allowHalfOpen: false })
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (!isBinary) { this.destroy(new Error('text message in a binary tunnel')); return }
-      if (!this.push(data)) ws.pause()
-    })
+    ws.on('data', (piece: Buffer) => { if (!this.push(piece)) ws.pause() })
     ws.once('close', () => { this.push(null); this.destroy() })
   }
 
@@ -25,12 +22,12 @@ export class MessageDuplex extends Duplex {
   }
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    if (this.ws.readyState !== WebSocket.OPEN) { callback(new Error('the WebSocket is closed')); return }
+    if (this.ws.readyState !== this.ws.OPEN) { callback(new Error('the WebSocket is closed')); return }
     if (this.ws.bufferedAmount < HIGH_WATER) {
-      this.ws.send(chunk, { binary: true })
+      this.ws.send(chunk)
       callback()
     } else {
-      this.ws.send(chunk, { binary: true }, callback)
+      this.ws.send(chunk, callback)
     }
   }
 
@@ -41,7 +38,7 @@ export class MessageDuplex extends Duplex {
   override _final (callback: () => void): void { callback() }
 
   override _destroy (err: Error | null, callback: (err?: Error | null) => void): void {
-    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate()
+    if (this.ws.readyState !== this.ws.CLOSED) this.ws.terminate()
     callback(err)
   }
 }

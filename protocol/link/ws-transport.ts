@@ -1,18 +1,11 @@
-import { randomFillSync } from 'node:crypto'
-import { WebSocket } from 'ws'
-import { applyMask, rotatedKey } from './ws-mask.js'
+import { MAX_HEADER_BYTES, OPCODE, headerLength, writeHeader } from './websocket/frame-header.js'
+import { applyMask, rotatedKey } from './websocket/mask.js'
 import type { MuxSink, MuxTransport } from '../mux/transport.js'
+import type { WebSocketConnection } from './websocket/connection.js'
+import type { MaskMode } from './websocket/frame-header.js'
 import type { Duplex } from 'node:stream'
 
-/**
- * How a client masks its frames (RFC 6455): 'random' as the RFC asks; 'zero' where TLS is pinned
- * to the server's certificate, so no proxy can read a frame and XOR-ing every byte buys nothing;
- * the server sends unmasked ('none').
- */
-export type MaskMode = 'none' | 'zero' | 'random'
-
 export interface WebSocketTransportOptions {
-  mask: MaskMode
   /**
    * Bytes queued toward the peer above which we stop reading from it, when a good part of them
    * are frames without payload (window updates, pongs, resets: answers to what the peer sends).
@@ -25,27 +18,26 @@ export interface WebSocketTransportOptions {
 /** Frames up to this size are copied together into one WebSocket message; larger ones go by reference. */
 const SMALL = 4096
 const SLAB = 64 * 1024
-/** Longest WebSocket frame header: 2 + 8 (length) + 4 (mask key). */
-const WS_HEADER_MAX = 14
 /** send() answers false above this many queued bytes. */
 const HIGH_WATER = 1024 * 1024
 
 /**
- * The muxer's transport over a `ws` WebSocket: ws parses what arrives (and answers control
- * frames), while frames we send are written to the TLS socket directly as binary WebSocket
- * messages, so a muxer header and its payload leave as one message without a copy of the payload.
+ * The muxer's transport over a WebSocket connection: what arrives goes to the muxer as the
+ * connection parses it (pieces of the socket's chunks, whatever the message boundaries), while
+ * frames we send are written to the TLS socket directly as binary WebSocket messages, so a muxer header and its payload leave as one message without a copy of the payload.
  * Small frames of one event-loop turn are gathered (copied into a slab) into one message, and the
  * turn's writes leave the socket corked as one TLS write.
  */
 export class WebSocketTransport implements MuxTransport {
-  private readonly ws: WebSocket
+  private readonly ws: WebSocketConnection
   private readonly socket: Duplex
+  private readonly mask: MaskMode
   private readonly opts: WebSocketTransportOptions
   private sink: MuxSink | undefined
   private slab = Buffer.allocUnsafeSlow(SLAB)
   /** The message being gathered occupies slab[start, end); its WebSocket header goes just before start. */
-  private start = WS_HEADER_MAX
-  private end = WS_HEADER_MAX
+  private start = MAX_HEADER_BYTES
+  private end = MAX_HEADER_BYTES
   private corked = false
   private wantDrain = false
   private readingPaused = false
@@ -53,16 +45,17 @@ export class WebSocketTransport implements MuxTransport {
   /** Bytes of frames without payload sent since the socket was last empty. */
   private controlBytes = 0
 
-  constructor (ws: WebSocket, socket: Duplex, opts: WebSocketTransportOptions) {
+  constructor (ws: WebSocketConnection, opts: WebSocketTransportOptions) {
     this.ws = ws
-    this.socket = socket
+    this.socket = ws.socket
+    this.mask = ws.mask
     this.opts = opts
   }
 
   /** Starts delivering to `sink`. */
   bind (sink: MuxSink): void {
     this.sink = sink
-    this.ws.on('message', (data: Buffer) => {
+    this.ws.on('data', (data: Buffer) => {
       try {
         sink.receive(data)
       } catch (err) {
@@ -81,7 +74,7 @@ export class WebSocketTransport implements MuxTransport {
   }
 
   send (header: Buffer, payload?: Buffer): boolean {
-    if (this.ws.readyState !== WebSocket.OPEN) return true
+    if (this.ws.readyState !== this.ws.OPEN) return true
     if (!this.corked) {
       this.corked = true
       this.socket.cork()
@@ -145,13 +138,13 @@ export class WebSocketTransport implements MuxTransport {
     this.flush()
     if (this.end + n <= this.slab.length) return
     this.slab = Buffer.allocUnsafeSlow(SLAB)
-    this.start = this.end = WS_HEADER_MAX
+    this.start = this.end = MAX_HEADER_BYTES
   }
 
   /** Sends the gathered small frames as one message. */
   private flush (): void {
     const len = this.end - this.start
-    if (len === 0 || this.ws.readyState !== WebSocket.OPEN) return
+    if (len === 0 || this.ws.readyState !== this.ws.OPEN) return
     const key = this.frameHeader(this.start, len)
     if (key !== undefined) applyMask(this.slab.subarray(this.start, this.end), key, this.slab, this.start, len)
     this.socket.write(this.slab.subarray(this.start - this.headerLength(len), this.end))
@@ -160,40 +153,20 @@ export class WebSocketTransport implements MuxTransport {
 
   /** The next message starts after `pos`, leaving room for its header; what was written stays untouched. */
   private advance (pos: number): void {
-    this.start = this.end = pos + WS_HEADER_MAX
+    this.start = this.end = pos + MAX_HEADER_BYTES
     if (this.start + SMALL > this.slab.length) {
       this.slab = Buffer.allocUnsafeSlow(SLAB)
-      this.start = this.end = WS_HEADER_MAX
+      this.start = this.end = MAX_HEADER_BYTES
     }
   }
 
   private headerLength (len: number): number {
-    return (len < 126 ? 2 : len < 65536 ? 4 : 10) + (this.opts.mask === 'none' ? 0 : 4)
+    return headerLength(len, this.mask)
   }
 
   /** Writes a binary, final frame header for `len` payload bytes just before `at`; returns the mask key if random. */
   private frameHeader (at: number, len: number): Buffer | undefined {
-    const s = this.slab
-    const masked = this.opts.mask !== 'none'
-    let p = at - this.headerLength(len)
-    s[p++] = 0x82
-    const m = masked ? 0x80 : 0
-    if (len < 126) {
-      s[p++] = m | len
-    } else if (len < 65536) {
-      s[p++] = m | 126
-      s.writeUInt16BE(len, p)
-      p += 2
-    } else {
-      s[p++] = m | 127
-      s.writeUInt32BE(Math.floor(len / 0x100000000), p)
-      s.writeUInt32BE(len >>> 0, p + 4)
-      p += 8
-    }
-    if (!masked) return undefined
-    if (this.opts.mask === 'zero') { s.fill(0, p, p + 4); return undefined }
-    randomFillSync(s, p, 4)
-    return Buffer.from(s.subarray(p, p + 4))
+    return writeHeader(this.slab, at - this.headerLength(len), OPCODE.binary, len, this.mask)
   }
 
   private masked (payload: Buffer, key: Buffer): Buffer {
@@ -207,9 +180,7 @@ export class WebSocketTransport implements MuxTransport {
     this.closing = true
     this.flush()
     if (this.corked) { this.corked = false; this.socket.uncork() }
-    if (this.ws.readyState === WebSocket.CLOSED) return
+    if (this.ws.readyState === this.ws.CLOSED) return
     this.ws.close(1000)
-    // A peer that does not answer the close handshake is cut off.
-    setTimeout(() => this.ws.terminate(), 2000).unref()
   }
 }

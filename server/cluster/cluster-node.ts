@@ -20,7 +20,6 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import type { IncomingMessage } from 'node:http'
 import type { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import type { WebSocketServer } from 'ws'
 
 /** The cluster part of TunnelServerOptions. */
 export interface ClusterOptions {
@@ -266,8 +265,8 @@ export class ClusterNode {
     return [this.advertise, ...this.membership.others().map(n => n.api)]
   }
 
-  acceptPeer (req: IncomingMessage, socket: Duplex, head: Buffer, wss: WebSocketServer): void {
-    this.links.accept(req, socket, head, wss)
+  acceptPeer (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.links.accept(req, socket, head)
   }
 
   /** The connection other parts (the event publisher) may share. */

@@ -2,11 +2,11 @@ import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { REFUSAL_HEADER, openLink } from '../../protocol/index.js'
 import { NODE_HEADER, dialPeer, peerAuthorized } from './peer-dial.js'
+import { completeUpgrade } from '../websocket-upgrade.js'
 import type { Link, Logger, MuxSession, MuxStream } from '../../protocol/index.js'
 import type { NodeRecord } from './membership.js'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { WebSocketServer } from 'ws'
 
 export interface PeerLinksOptions {
   self: string
@@ -62,12 +62,11 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
     let delay = 100
     for (let node = this.wanted.get(name); node !== undefined && !this.closed; node = this.wanted.get(name)) {
       try {
-        const { ws, socket } = await dialPeer(node, this.opts.self, this.opts.secret, this.opts.dialTimeoutMs)
+        const ws = await dialPeer(node, this.opts.self, this.opts.secret, this.opts.dialTimeoutMs)
         if (this.wanted.get(name) === undefined || this.closed) { ws.terminate(); break }
-        const link = openLink(ws, socket, {
+        const link = openLink(ws, {
           side: 'client',
           muxer: 'yamux',
-          mask: 'zero',
           keepaliveMs: this.opts.keepaliveMs,
           maxQueuedBytes: this.opts.maxQueuedBytes,
           accept: () => false,
@@ -93,7 +92,7 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
   }
 
   /** An upgrade at the cluster path: another node's link, if it knows the secret. */
-  accept (req: IncomingMessage, socket: Duplex, head: Buffer, wss: WebSocketServer): void {
+  accept (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const from = `${String(req.headers[NODE_HEADER] ?? '?').slice(0, 64)} (${req.socket.remoteAddress ?? '?'})`
     if (this.closed || !peerAuthorized(req, this.opts.secret)) {
       this.opts.log.warn(`cluster: refused a node-to-node link from ${from}: wrong or missing cluster secret`)
@@ -101,21 +100,21 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
       socket.end(`HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n${REFUSAL_HEADER}: ${reason}\r\nContent-Length: 0\r\n\r\n`)
       return
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.on('error', (err) => this.opts.log.debug(`cluster: link from ${from}: ${err.message}`))
-      const link = openLink(ws, socket, {
-        side: 'server',
-        muxer: 'yamux',
-        keepaliveMs: this.opts.keepaliveMs,
-        maxQueuedBytes: this.opts.maxQueuedBytes,
-        accept: (stream) => { this.opts.onForwarded(stream, from); return true },
-        onDead: () => this.opts.log.warn(`cluster: node ${from} stopped answering on its link; cutting it`),
-        onProtocolError: (err) => this.opts.log.warn(`cluster: link from node ${from} broke the protocol: ${err.message}`),
-        onStreamOverflow: () => {}
-      })
-      this.inbound.add(link)
-      void link.closed.then(() => this.inbound.delete(link))
+    const ws = completeUpgrade(req, socket, head)
+    if (ws === undefined) return
+    ws.on('error', (err) => this.opts.log.debug(`cluster: link from ${from}: ${err.message}`))
+    const link = openLink(ws, {
+      side: 'server',
+      muxer: 'yamux',
+      keepaliveMs: this.opts.keepaliveMs,
+      maxQueuedBytes: this.opts.maxQueuedBytes,
+      accept: (stream) => { this.opts.onForwarded(stream, from); return true },
+      onDead: () => this.opts.log.warn(`cluster: node ${from} stopped answering on its link; cutting it`),
+      onProtocolError: (err) => this.opts.log.warn(`cluster: link from node ${from} broke the protocol: ${err.message}`),
+      onStreamOverflow: () => {}
     })
+    this.inbound.add(link)
+    void link.closed.then(() => this.inbound.delete(link))
   }
 
   close (): void {

@@ -8,9 +8,8 @@ import { echoServer, randomPayload, sha256 } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
 import type { TunnelServer, TunnelServerOptions } from '../../index.js'
 import type { TcpServer } from '../fixtures/net.js'
-import type { MuxSession, MuxStream, MuxerName } from '../../protocol/index.js'
+import type { MuxSession, MuxStream, MuxerName, WebSocketConnection } from '../../protocol/index.js'
 import type { AddressInfo, Server, Socket } from 'node:net'
-import type { WebSocket } from 'ws'
 
 export const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
@@ -32,7 +31,7 @@ export function sharedServer (opts: Partial<TunnelServerOptions> = {}): { server
 }
 
 /** An authenticated WebSocket to the tunnel endpoint, with nothing run inside it yet. */
-export async function rawTunnel (server: TunnelServer, muxer: MuxerName): Promise<WebSocket> {
+export async function rawTunnel (server: TunnelServer, muxer: MuxerName): Promise<WebSocketConnection> {
   return (await dialRaw(server, muxer)).ws
 }
 
@@ -49,13 +48,12 @@ async function dialRaw (server: DialTarget, muxer: MuxerName): ReturnType<typeof
  * A muxer of our own over an authenticated WebSocket: we speak the protocol by hand. `accept`
  * decides on the streams the server opens (default: take them and do nothing).
  */
-export async function rawSession (server: DialTarget, muxerName: MuxerName, accept: (stream: MuxStream) => boolean = () => true): Promise<{ ws: WebSocket, muxer: MuxSession }> {
-  const { ws, socket, mask } = await dialRaw(server, muxerName)
+export async function rawSession (server: DialTarget, muxerName: MuxerName, accept: (stream: MuxStream) => boolean = () => true): Promise<{ ws: WebSocketConnection, muxer: MuxSession }> {
+  const { ws } = await dialRaw(server, muxerName)
   ws.on('error', () => {})
-  const link = openLink(ws, socket, {
+  const link = openLink(ws, {
     side: 'client',
     muxer: muxerName,
-    mask,
     keepaliveMs: 60_000,
     accept,
     onDead: () => {},
@@ -74,7 +72,7 @@ export async function registerRaw (muxer: MuxSession, raw: Uint8Array | object):
 }
 
 /** Resolves with the time it took for `ws` to close, or rejects after `timeoutMs`. */
-export async function closedWithin (ws: WebSocket, timeoutMs: number): Promise<number> {
+export async function closedWithin (ws: WebSocketConnection, timeoutMs: number): Promise<number> {
   const started = Date.now()
   if (ws.readyState === ws.CLOSED) return 0
   return await new Promise((resolve, reject) => {

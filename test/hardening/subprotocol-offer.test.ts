@@ -1,26 +1,25 @@
 import { expect } from 'chai'
+import { once } from 'node:events'
 import { connect } from 'node:tls'
-import { WebSocket } from 'ws'
-import { openLink } from '../../protocol/index.js'
+import { MAX_WS_PAYLOAD, openLink, upgrade as upgradeOver } from '../../protocol/index.js'
 import { TOKEN, tunnelData } from '../fixtures/tunnel.js'
 import { registerRaw, sharedServer } from './helpers.js'
 import type { TunnelServer } from '../../index.js'
-import type { MuxerName } from '../../protocol/index.js'
-import type { TLSSocket } from 'node:tls'
+import type { MuxerName, WebSocketConnection } from '../../protocol/index.js'
 
-type Upgrade = { ws: WebSocket, socket: TLSSocket } | { status?: number, reason?: string | string[] }
+type Upgrade = { ws: WebSocketConnection } | { status?: number, reason?: string | string[] }
 
 /** A raw upgrade offering `offers` in this order (one Sec-WebSocket-Protocol list). */
 async function upgrade (server: TunnelServer, offers: string[]): Promise<Upgrade> {
   const socket = connect({ host: '127.0.0.1', port: server.port, rejectUnauthorized: false })
-  const ws = new WebSocket(`wss://127.0.0.1:${server.port}/tunnel`, offers, {
-    createConnection: () => socket, headers: { authorization: `Bearer ${TOKEN}` }
+  await once(socket, 'secureConnect')
+  const answer = await upgradeOver({
+    socket, host: `127.0.0.1:${server.port}`, path: '/tunnel', protocol: offers.join(', '),
+    headers: { authorization: `Bearer ${TOKEN}` }, mask: 'random', maxPayload: MAX_WS_PAYLOAD
   })
-  return await new Promise((resolve, reject) => {
-    ws.on('unexpected-response', (_req, r) => { resolve({ status: r.statusCode, reason: r.headers['x-reverselb-error'] }); r.destroy() })
-    ws.on('open', () => resolve({ ws, socket }))
-    ws.on('error', reject)
-  })
+  if ('open' in answer) return { ws: answer.open }
+  answer.response.destroy()
+  return { status: answer.response.statusCode, reason: answer.response.headers['x-reverselb-error'] }
 }
 
 describe('subprotocol offers are a list (issue 19, item 7)', function () {
@@ -38,12 +37,12 @@ describe('subprotocol offers are a list (issue 19, item 7)', function () {
     it(`"${offers.join(', ')}": the first supported one (${muxerName}) is chosen and works`, async function () {
       const up = await upgrade(ctx.server, offers)
       if (!('ws' in up)) throw new Error(`refused with ${String(up.status)}: ${String(up.reason)}`)
-      const { ws, socket } = up
+      const { ws } = up
       ws.on('error', () => {})
       try {
         expect(ws.protocol).to.equal(`reverselb.v1.${muxerName}`)
         // Speaking the chosen muxer must work end to end: the server picked the same one.
-        const { mux: muxer } = openLink(ws, socket, {
+        const { mux: muxer } = openLink(ws, {
           side: 'client', muxer: muxerName, keepaliveMs: 60_000, accept: () => true,
           onDead: () => {}, onProtocolError: () => {}, onStreamOverflow: () => {}
         })

@@ -3,11 +3,12 @@ import { randomBytes, randomInt } from 'node:crypto'
 import { createServer } from 'node:http'
 import { connect } from 'node:net'
 import { expect } from 'chai'
-import { WebSocket, WebSocketServer } from 'ws'
 import { openLink } from '../../protocol/link/link.js'
+import { acceptHandshake, handshakeProblem, upgrade } from '../../protocol/link/websocket/handshake.js'
+import { MAX_WS_PAYLOAD } from '../../protocol/limits.js'
 import { wrapOurs } from './peers.js'
 import { sha } from './scenarios.js'
-import type { AddressInfo, Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Link } from '../../protocol/link/link.js'
 import type { MuxStream } from '../../protocol/mux/index.js'
@@ -15,13 +16,12 @@ import type { MuxerName } from '../../protocol/version.js'
 import type { TestStream } from './peers.js'
 
 /**
- * Both ends of the product's link (openLink: WebSocketTransport writing its own WebSocket frames)
- * over plain ws on loopback: ws parses every frame our transport writes, so a wrong length, mask
- * or split would show as a ws error or a wrong byte.
+ * Both ends of the product's link (openLink: WebSocketTransport writing its own WebSocket frames,
+ * our frame reader parsing them) on loopback, without TLS; the frames against `ws` itself are in
+ * websocket-connection.test.ts. A wrong length, mask or split would show as an error or a wrong byte.
  */
 async function linkPair (muxer: MuxerName, mask: 'zero' | 'random'): Promise<{ client: Link, server: Link, incoming: TestStream[], onStream: { cb?: (s: TestStream) => void }, close: () => void }> {
   const http = createServer()
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, autoPong: false })
   const incoming: TestStream[] = []
   const onStream: { cb?: (s: TestStream) => void } = {}
   const errors: Error[] = []
@@ -34,27 +34,23 @@ async function linkPair (muxer: MuxerName, mask: 'zero' | 'random'): Promise<{ c
   }
   const serverLink = new Promise<Link>(resolve => {
     http.on('upgrade', (req, socket: Duplex, head: Buffer) => {
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        resolve(openLink(ws, socket, {
-          ...base,
-          side: 'server',
-          accept: (s: MuxStream) => { const w = wrapOurs(s); incoming.push(w); onStream.cb?.(w); return true }
-        }))
-      })
+      const ws = handshakeProblem(req) === undefined ? acceptHandshake(req, socket, head, PROTOCOL, MAX_WS_PAYLOAD) : undefined
+      if (ws === undefined) { errors.push(new Error('upgrade refused')); socket.destroy(); return }
+      resolve(openLink(ws, {
+        ...base,
+        side: 'server',
+        accept: (s: MuxStream) => { const w = wrapOurs(s); incoming.push(w); onStream.cb?.(w); return true }
+      }))
     })
   })
   http.listen(0, '127.0.0.1')
   await once(http, 'listening')
   const { port } = http.address() as AddressInfo
-  let socket: Socket | undefined
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, {
-    perMessageDeflate: false,
-    autoPong: false,
-    createConnection: () => { socket = connect(port, '127.0.0.1'); return socket }
-  })
-  await once(ws, 'open')
-  if (socket === undefined) throw new Error('no socket')
-  const client = openLink(ws, socket, { ...base, side: 'client', mask, accept: () => false })
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  const answer = await upgrade({ socket, host: `127.0.0.1:${port}`, path: '/', protocol: PROTOCOL, headers: {}, mask, maxPayload: MAX_WS_PAYLOAD })
+  if (!('open' in answer)) throw new Error(`upgrade answered ${String(answer.response.statusCode)}`)
+  const client = openLink(answer.open, { ...base, side: 'client', accept: () => false })
   const server = await serverLink
   return {
     client,
@@ -81,7 +77,9 @@ async function sendRandomPieces (s: TestStream, data: Buffer): Promise<void> {
   await s.end()
 }
 
-describe('interop: the WebSocket link (openLink) parsed by ws at the other end', function () {
+const PROTOCOL = 'reverselb.v1.yamux'
+
+describe('interop: the WebSocket link (openLink) on our WebSocket connection at both ends', function () {
   this.timeout(60_000)
   for (const muxer of ['yamux', 'mplex'] as MuxerName[]) {
     for (const mask of ['random', 'zero'] as const) {

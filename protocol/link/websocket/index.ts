@@ -1,0 +1,5 @@
+export * from './connection.js'
+export * from './frame-header.js'
+export { FrameReader, WebSocketProtocolError } from './frame-reader.js'
+export type { FrameSink, FrameReaderOptions } from './frame-reader.js'
+export * from './handshake.js'
