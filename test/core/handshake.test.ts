@@ -1,16 +1,18 @@
 import { expect } from 'chai'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { once } from 'node:events'
 import { join } from 'node:path'
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
 import { selfSignedCertificate } from '../../server/certificate.js'
-import * as wsModule from 'ws'
 import { WebSocket } from 'ws'
 import { AuthorizationError, RegistrationRefusedError, TlsVerificationError, TunnelClient } from '../../index.js'
 import { encodeFrame, readFrame } from '../../protocol/index.js'
 import { rawSession } from '../hardening/helpers.js'
 import { echoServer, exchange, randomPayload } from '../fixtures/net.js'
 import { TOKEN, startClient, startServer, testLogger, tunnelData } from '../fixtures/tunnel.js'
-import type { TunnelServer } from '../../index.js'
+import type { TunnelClientOptions, TunnelServer } from '../../index.js'
+import type { AddressInfo } from 'node:net'
 import type { TcpServer } from '../fixtures/net.js'
 
 describe('handshake: token, TLS, protocol version, registration', function () {
@@ -71,18 +73,25 @@ describe('handshake: token, TLS, protocol version, registration', function () {
   })
 
   it('masks its frames unless a pinned fingerprint proves TLS ends at the server or the end-to-end layer encrypts them', async function () {
-    // What the server's WebSocket receiver reads as each client frame's masking key.
-    const receiver = (wsModule as unknown as { Receiver: { prototype: unknown } }).Receiver.prototype as { getMask: () => void, _mask?: Buffer, _bufferedBytes: number }
-    const getMask = receiver.getMask
+    this.timeout(20_000)
+    // A TLS tap holding the server's own certificate and key reads each client frame's masking key.
+    const dir = await mkdtemp(join(tmpdir(), 'reverselb-cert-'))
+    const own = await selfSignedCertificate('localhost')
+    await writeFile(join(dir, 'cert.pem'), own.cert)
+    await writeFile(join(dir, 'key.pem'), own.key, { mode: 0o600 })
+    const behind = await startServer({ tlsCert: join(dir, 'cert.pem'), tlsKey: join(dir, 'key.pem') })
     const masks = new Set<string>()
-    receiver.getMask = function (this: typeof receiver) {
-      const whole = this._bufferedBytes >= 4
-      getMask.call(this)
-      if (whole && this._mask !== undefined) masks.add(this._mask.toString('hex'))
-    }
-    const masksOf = async (opts: Parameters<typeof startClient>[2], name: string): Promise<Set<string>> => {
+    const tap = createTlsServer({ cert: own.cert, key: own.key }, (c) => {
+      const up = tlsConnect({ host: '127.0.0.1', port: behind.port, rejectUnauthorized: false })
+      c.on('error', () => up.destroy()).pipe(up).on('error', () => c.destroy()).pipe(c)
+      c.on('data', frameMasks(key => masks.add(key)))
+    })
+    tap.listen(0, '127.0.0.1')
+    await once(tap, 'listening')
+    const tapPort = (tap.address() as AddressInfo).port
+    const masksOf = async (opts: TunnelClientOptions, name: string): Promise<Set<string>> => {
       masks.clear()
-      const client = startClient(server, tunnelData(backend.port, { serviceName: name }), opts)
+      const client = new TunnelClient(`127.0.0.1:${tapPort}`, tunnelData(backend.port, { serviceName: name }), { logger: testLogger, proxy: 'none', ...opts })
       try {
         const { frontendPort } = await client.ready()
         const payload = randomPayload(200_000)
@@ -93,16 +102,18 @@ describe('handshake: token, TLS, protocol version, registration', function () {
       return new Set(masks)
     }
     try {
-      const pinned = await masksOf({}, 'pinned-masks')
+      const pinned = await masksOf({ fingerprint: own.fingerprint }, 'pinned-masks')
       expect([...pinned]).to.deep.equal(['00000000'])
-      const insecure = await masksOf({ fingerprint: undefined, insecureTls: true, e2e: 'never' }, 'insecure-masks')
+      const insecure = await masksOf({ insecureTls: true, e2e: 'never' }, 'insecure-masks')
       expect(insecure.size).to.be.above(1)
       expect(insecure.has('00000000')).to.equal(false)
       // With the layer (on by default with --insecuretls) a proxy could read only ciphertext no script chose.
-      const layered = await masksOf({ fingerprint: undefined, insecureTls: true }, 'e2e-masks')
+      const layered = await masksOf({ insecureTls: true }, 'e2e-masks')
       expect([...layered]).to.deep.equal(['00000000'])
     } finally {
-      receiver.getMask = getMask
+      tap.close()
+      await behind.close()
+      await rm(dir, { recursive: true })
     }
   })
 
@@ -204,3 +215,35 @@ describe('handshake: token, TLS, protocol version, registration', function () {
     await a.close()
   })
 })
+
+/**
+ * Reads a client's byte stream (HTTP upgrade, then WebSocket frames) and reports each frame's
+ * masking key (hex): a walk over frame headers only, payload skipped.
+ */
+function frameMasks (onKey: (key: string) => void): (chunk: Buffer) => void {
+  let inHttp = true
+  let http = ''
+  let head: number[] = []
+  let skip = 0
+  return (chunk) => {
+    let pos = 0
+    if (inHttp) {
+      http += chunk.toString('latin1')
+      const end = http.indexOf('\r\n\r\n')
+      if (end < 0) return
+      inHttp = false
+      pos = chunk.length - (http.length - end - 4)
+    }
+    while (pos < chunk.length) {
+      if (skip > 0) { const n = Math.min(skip, chunk.length - pos); skip -= n; pos += n; continue }
+      head.push(chunk[pos++])
+      const code = (head[1] ?? 0) & 0x7f
+      const size = 2 + (code === 126 ? 2 : code === 127 ? 8 : 0) + 4
+      if (head.length < 2 || head.length < size) continue
+      const h = Buffer.from(head)
+      onKey(h.subarray(size - 4, size).toString('hex'))
+      skip = code === 126 ? h.readUInt16BE(2) : code === 127 ? Number(h.readBigUInt64BE(2)) : code
+      head = []
+    }
+  }
+}

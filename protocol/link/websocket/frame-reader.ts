@@ -113,35 +113,46 @@ export class FrameReader {
       p = 10
     }
     this.headBytes = 0
-    if ((h[0] & 0x70) !== 0) return this.fail(1002, 'RSV1, RSV2 and RSV3 must be clear (no extension was agreed)')
-    if (masked !== this.opts.masked) return this.fail(1002, this.opts.masked ? 'a client frame must be masked' : 'a server frame must not be masked')
+    const problem = this.problem(h[0], masked, len)
+    if (problem !== undefined) { this.fail(...problem); return }
     this.key = undefined
     if (masked) {
       const key = h.subarray(p, p + 4)
       if (!key.equals(ZERO_KEY)) this.key = Buffer.from(key)
     }
     this.keyAt = 0
+    this.opcode = opcode
     if (opcode >= 0x8) {
-      if (opcode !== OPCODE.close && opcode !== OPCODE.ping && opcode !== OPCODE.pong) return this.fail(1002, `unknown control opcode ${opcode}`)
-      if (!fin) return this.fail(1002, 'a control frame must not be fragmented')
-      if (len > MAX_CONTROL_BYTES) return this.fail(1002, `a control frame of ${len} bytes (at most ${MAX_CONTROL_BYTES})`)
-      this.opcode = opcode
       this.control = Buffer.alloc(len)
       this.controlAt = 0
       this.left = len
       if (len === 0) this.endControl()
       return
     }
-    if (opcode === OPCODE.text) return this.fail(1003, 'a text message in a binary tunnel')
-    if (opcode !== OPCODE.binary && opcode !== OPCODE.continuation) return this.fail(1002, `unknown data opcode ${opcode}`)
-    if (opcode === OPCODE.continuation && !this.inMessage) return this.fail(1002, 'a continuation frame outside a fragmented message')
-    if (opcode === OPCODE.binary && this.inMessage) return this.fail(1002, 'a new message inside a fragmented one')
-    if (opcode === OPCODE.binary) this.messageBytes = 0
-    this.messageBytes += len
-    if (this.messageBytes > this.opts.maxMessageBytes) return this.fail(1009, `a message of more than ${this.opts.maxMessageBytes} bytes`)
     this.inMessage = !fin
     this.control = undefined
     this.left = len === 0 ? -1 : len
+  }
+
+  /** What is wrong with a frame (its first byte, mask bit and length), as the close code and reason; counts message bytes. */
+  private problem (b0: number, masked: boolean, len: number): [number, string] | undefined {
+    const fin = (b0 & 0x80) !== 0
+    const opcode = b0 & 0x0f
+    if ((b0 & 0x70) !== 0) return [1002, 'RSV1, RSV2 and RSV3 must be clear (no extension was agreed)']
+    if (masked !== this.opts.masked) return [1002, this.opts.masked ? 'a client frame must be masked' : 'a server frame must not be masked']
+    if (opcode >= 0x8) {
+      if (opcode !== OPCODE.close && opcode !== OPCODE.ping && opcode !== OPCODE.pong) return [1002, `unknown control opcode ${opcode}`]
+      if (!fin) return [1002, 'a control frame must not be fragmented']
+      if (len > MAX_CONTROL_BYTES) return [1002, `a control frame of ${len} bytes (at most ${MAX_CONTROL_BYTES})`]
+      return undefined
+    }
+    if (opcode === OPCODE.text) return [1003, 'a text message in a binary tunnel']
+    if (opcode !== OPCODE.binary && opcode !== OPCODE.continuation) return [1002, `unknown data opcode ${opcode}`]
+    if (opcode === OPCODE.continuation && !this.inMessage) return [1002, 'a continuation frame outside a fragmented message']
+    if (opcode === OPCODE.binary && this.inMessage) return [1002, 'a new message inside a fragmented one']
+    this.messageBytes = (opcode === OPCODE.binary ? 0 : this.messageBytes) + len
+    if (this.messageBytes > this.opts.maxMessageBytes) return [1009, `a message of more than ${this.opts.maxMessageBytes} bytes`]
+    return undefined
   }
 
   private endControl (): void {
