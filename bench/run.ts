@@ -241,6 +241,8 @@ interface Setup {
   clientRss: (kind: Kind) => number
   /** CPU seconds used so far by the tunnel's server side plus its client side for `kind`. */
   cpu: (kind: Kind) => number
+  /** reverselb only: CPU seconds used so far by the server process alone (the client's is cpu - this). */
+  serverCpu?: () => number
   stop: () => Promise<void>
 }
 
@@ -344,6 +346,7 @@ async function setup (cfg: Config, round: number): Promise<Setup> {
     serverRss: () => rss(server.pid),
     clientRss: (k) => rss(tunnels[k]?.pid ?? -1),
     cpu: (k) => cpuSeconds(server.pid) + cpuSeconds(tunnels[k]?.pid ?? -1),
+    serverCpu: () => cpuSeconds(server.pid),
     stop: stopIt
   }
 }
@@ -393,11 +396,19 @@ async function testsA (s: Setup, m: Metrics): Promise<void> {
     const bulk = async (key: string, streams: number, reverse: boolean): Promise<void> => {
       await attempt(m, key, async () => {
         const cpu0 = s.cpu('iperf')
+        const server0 = s.serverCpu?.() ?? NaN
         const r = await iperf(s.fronts.iperf, streams, reverse)
         m[`${key}_MBps`] = r.MBps
         // CPU seconds the tunnel (both ends) spent per GB moved: steadier than throughput on a busy machine
         const cpu = s.cpu('iperf') - cpu0
-        if (Number.isFinite(cpu) && r.bytes > 0) m[`${key}_cpu_s_per_GB`] = Math.round(cpu / (r.bytes / 1e9) * 100) / 100
+        const perGB = (seconds: number): number => Math.round(seconds / (r.bytes / 1e9) * 100) / 100
+        if (Number.isFinite(cpu) && r.bytes > 0) m[`${key}_cpu_s_per_GB`] = perGB(cpu)
+        // Each end on its own (in the JSON only): which side a change moved.
+        const server = (s.serverCpu?.() ?? NaN) - server0
+        if (Number.isFinite(server) && r.bytes > 0) {
+          m[`${key}_server_cpu_s_per_GB`] = perGB(server)
+          m[`${key}_client_cpu_s_per_GB`] = perGB(cpu - server)
+        }
       })
     }
     if (S.bulkModes.includes('1up')) await bulk('bulk1_up', 1, false)

@@ -160,30 +160,27 @@ export class WebSocketConnection extends EventEmitter<WebSocketConnectionEvents>
     if (opcode === OPCODE.ping) { this.emit('ping', payload); return }
     if (opcode === OPCODE.pong) { this.emit('pong', payload); return }
     // Close: note the peer's code, answer with it, and end our side.
-    if (payload.length === 1) { this.onProtocolError(new WebSocketProtocolError(1002, 'WebSocket protocol error: a close frame of 1 byte')); return }
-    this.closeReceived = true
-    this.socket.pause()
-    if (payload.length >= 2) {
-      this.closeCode = payload.readUInt16BE(0)
-      this.closeReason = payload.subarray(2).toString()
-    } else {
-      this.closeCode = 1005
+    const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005
+    if (payload.length === 1 || (payload.length >= 2 && !sendableCode(code))) {
+      this.onProtocolError(new WebSocketProtocolError(1002, `WebSocket protocol error: a close frame ${payload.length === 1 ? 'of 1 byte' : `with code ${code}`}`))
+      return
     }
+    this.closeReceived = true
+    this.reader.stop()
+    this.closeCode = code
+    this.closeReason = payload.subarray(2).toString()
     this.sendClose(this.closeCode, '')
     this.socket.end()
   }
 
   private onProtocolError (err: WebSocketProtocolError): void {
-    this.socket.off('data', this.onData)
+    this.reader.stop()
     this.sendClose(err.closeCode, '')
     this.socket.end()
     if (this.listenerCount('error') > 0) this.emit('error', err)
   }
 
-  private readonly onData = (chunk: Buffer): void => {
-    if (this.closeReceived) return
-    this.reader.push(chunk)
-  }
+  private readonly onData = (chunk: Buffer): void => { this.reader.push(chunk) }
 
   /** The peer ended its side: end ours too (an upgraded server socket allows half-open). */
   private readonly onEnd = (): void => {
@@ -203,4 +200,9 @@ export class WebSocketConnection extends EventEmitter<WebSocketConnectionEvents>
     this.socket.destroy()
     if (this.listenerCount('error') > 0) this.emit('error', err)
   }
+}
+
+/** Close codes a peer may put on the wire (RFC 6455 7.4): 1004-1006 and 1015 only ever describe a closure locally. */
+function sendableCode (code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999)
 }

@@ -51,13 +51,13 @@ export class FrameReader {
   private messageBytes = 0
   private control: Buffer | undefined
   private controlAt = 0
-  private failed = false
+  private stopped = false
 
   constructor (private readonly sink: FrameSink, private readonly opts: FrameReaderOptions) {}
 
   push (chunk: Buffer): void {
     let pos = 0
-    while (pos < chunk.length && !this.failed) {
+    while (pos < chunk.length && !this.stopped) {
       if (this.left < 0) {
         pos = this.readHeader(chunk, pos)
         continue
@@ -162,8 +162,13 @@ export class FrameReader {
     this.sink.control(this.opcode, payload)
   }
 
+  /** Reads nothing more (after a close frame). */
+  stop (): void {
+    this.stopped = true
+  }
+
   private fail (code: number, message: string): void {
-    this.failed = true
+    this.stopped = true
     this.sink.fail(new WebSocketProtocolError(code, `WebSocket protocol error: ${message}`))
   }
 }
