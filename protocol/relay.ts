@@ -1,9 +1,6 @@
 import type { Socket } from 'node:net'
 import type { MuxStream } from './mux/index.js'
 
-/** Bytes held corked for the turn's single write before the stream is paused. */
-const TURN_BYTES = 256 * 1024
-
 export interface RelayStats {
   /** Bytes read from the socket and sent into the stream. */
   bytesFromSocket: number
@@ -51,21 +48,10 @@ export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions = {
   const closedOne = (): void => { if (--open === 0) resolve(stats) }
 
   const streamPausedBySocket = (): boolean => socket.writableNeedDrain
-  // What the stream delivers in one event-loop turn leaves in one write: a muxer frame arrives in
-  // pieces as the TLS records carrying it are read (16 KiB each), and a syscall per piece costs more
-  // than the copy the WebSocket layer no longer makes. Past TURN_BYTES the stream waits as before.
-  let corked = false
-  const uncork = (): void => {
-    corked = false
-    socket.uncork()
-    // Only while bytes are held back: then 'drain' comes, and resumes the stream.
-    if (socket.writableNeedDrain && socket.writableLength > 0) stream.pause()
-  }
   const writeToSocket = (chunk: Buffer): void => {
     if (socket.destroyed || socket.writableEnded) return
     stats.bytesToSocket += chunk.byteLength
-    if (!corked) { corked = true; socket.cork(); setImmediate(uncork) }
-    if (!socket.write(chunk) && socket.writableLength >= TURN_BYTES) stream.pause()
+    if (!socket.write(chunk)) stream.pause()
   }
   const sendToStream = (chunk: Buffer): void => {
     stats.bytesFromSocket += chunk.byteLength
