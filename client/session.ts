@@ -1,5 +1,5 @@
 import {
-  E2E_AUTH_FAILED, FEATURE_SERVICES, MAX_CONTROL_MESSAGE_BYTES, openLink, openStreamLink, readFrame, relay, validateStreamHeader, validateTunnelDataResponse, writeFrame
+  E2E_AUTH_FAILED, FEATURE_SERVICES, MAX_CONTROL_MESSAGE_BYTES, encodeFrame, openLink, openStreamLink, readFrame, relay, validateStreamHeader, validateTunnelDataResponse, writeFrame
 } from '../protocol/index.js'
 import { dialTunnel } from './dial.js'
 import { dialHttpTunnel } from './http-dial.js'
@@ -10,8 +10,11 @@ import type { DialedTunnel, DialOptions } from './dial.js'
 import type { Endpoint } from './endpoint.js'
 import type { ServiceEntry } from './services.js'
 import type { ProxyProtocolVersion } from './proxy-header.js'
-import type { Link, MuxStream, StreamLinkOptions, TunnelData, TunnelDataResponse } from '../protocol/index.js'
+import type { Link, MuxStream, StreamAck, StreamLinkOptions, TunnelData, TunnelDataResponse } from '../protocol/index.js'
 import type { Socket } from 'node:net'
+
+/** The answer to every stream whose backend was reached, encoded once (muxers never modify what they send). */
+const BACKEND_REACHED = encodeFrame({ ok: true } satisfies StreamAck)
 
 export interface SessionOptions extends DialOptions {
   keepaliveMs: number
@@ -133,7 +136,7 @@ export class ClientSession {
       stream.end()
       return
     }
-    writeFrame(stream, { ok: true })
+    stream.write(BACKEND_REACHED)
     const proxyProtocol = service.options.proxyProtocol ?? this.opts.proxyProtocol
     if (proxyProtocol !== undefined) socket.write(proxyHeader(proxyProtocol, header.sourceAddress, header.destinationAddress ?? ''))
     // Only when logged: reading remoteAddress is a syscall and makes the socket keep a cached address.

@@ -5,10 +5,12 @@ import type { MuxStream } from './mux/index.js'
 const LENGTH_BYTES = 4
 
 export function encodeFrame (message: unknown): Buffer {
-  const body = Buffer.from(JSON.stringify(message), 'utf8')
-  const out = Buffer.allocUnsafe(LENGTH_BYTES + body.length)
-  out.writeUInt32BE(body.length, 0)
-  body.copy(out, LENGTH_BYTES)
+  // Encoded straight into the frame: no intermediate buffer and copy (a frame per new connection).
+  const json = JSON.stringify(message)
+  const length = Buffer.byteLength(json, 'utf8')
+  const out = Buffer.allocUnsafe(LENGTH_BYTES + length)
+  out.writeUInt32BE(length, 0)
+  out.write(json, LENGTH_BYTES, 'utf8')
   return out
 }
 

@@ -46,6 +46,20 @@ export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions = {
   const done = new Promise<RelayStats>(resolve_ => { resolve = resolve_ })
   let open = 2
   const closedOne = (): void => { if (--open === 0) resolve(stats) }
+  /** Both directions ended and everything was handed to the kernel: closed without shutdown(). */
+  let closedClean = false
+  // The stream's FIN becomes the socket's. When the socket's peer already sent its FIN and nothing
+  // waits in Node's buffer, close() alone sends the FIN after what the kernel still holds, exactly
+  // as shutdown() then close() would: one syscall and one round of stream events less per connection.
+  const endSocket = (): void => {
+    if (socket.destroyed || socket.writableEnded) return
+    if (socket.readableEnded && socket.writableLength === 0) {
+      closedClean = true
+      socket.destroy()
+    } else {
+      socket.end()
+    }
+  }
 
   const streamPausedBySocket = (): boolean => socket.writableNeedDrain
   const writeToSocket = (chunk: Buffer): void => {
@@ -65,7 +79,7 @@ export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions = {
   socket.on('close', () => {
     // Closed without both FINs (destroyed locally, timed out, reset): the stream must not linger.
     // After both FINs the stream finishes by itself (what waits for the send window still goes out).
-    if (!stream.closed && !(socket.readableEnded && socket.writableFinished)) fail(stats.error ?? new Error('socket closed'))
+    if (!stream.closed && !closedClean && !(socket.readableEnded && socket.writableFinished)) fail(stats.error ?? new Error('socket closed'))
     closedOne()
   })
   socket.on('drain', () => stream.resume())
@@ -77,7 +91,7 @@ export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions = {
   if (socket.readableEnded) onSocketEnd(); else socket.on('end', onSocketEnd)
   stream.attach({
     onData: writeToSocket,
-    onEnd: () => { if (!socket.destroyed && !socket.writableEnded) socket.end() },
+    onEnd: endSocket,
     onDrain: () => { if (socketPaused) { socketPaused = false; socket.resume() } },
     onClose: (err) => {
       // A reset stream, or a lost tunnel: the peer's data may be cut short; say so with a TCP reset.

@@ -1,6 +1,6 @@
 import { relay } from '../protocol/index.js'
 import { BackendDialError } from './session.js'
-import { routeConnection } from './route.js'
+import { DEFAULT_INSTANCE, routeConnection } from './route.js'
 import type { Logger } from '../protocol/index.js'
 import type { ServerEvents } from './events.js'
 import type { Limits } from './limits.js'
@@ -32,7 +32,8 @@ const ignoreError = (): void => {}
 export async function dispatch (service: Service, socket: Socket, opts: DispatchOptions): Promise<void> {
   socket.on('error', ignoreError)
   const source = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
-  const routing = await routeConnection(socket, service, opts.sniff)
+  // Without named instances nothing is sniffed: no promise and no turn of the microtask queue.
+  const routing = service.hasNamedInstances() ? await routeConnection(socket, service, opts.sniff) : DEFAULT_INSTANCE
   if (routing === undefined) {
     opts.log.debug(`service ${service.name}: connection from ${source} sent nothing; closed without a backend stream`)
     socket.destroy()

@@ -15,9 +15,12 @@ export class Frontend {
   static async listen (port: number, host: string | undefined, onConnection: (socket: Socket) => void): Promise<Frontend> {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true })
     const frontend = new Frontend(server)
+    const { sockets } = frontend
+    // One listener function for every connection ('close' comes once), not a once() wrapper and a closure each.
+    function forget (this: Socket): void { sockets.delete(this) }
     server.on('connection', (socket) => {
-      frontend.sockets.add(socket)
-      socket.once('close', () => frontend.sockets.delete(socket))
+      sockets.add(socket)
+      socket.on('close', forget)
       onConnection(socket)
     })
     await new Promise<void>((resolve, reject) => {

@@ -22,6 +22,9 @@ export interface InstanceRoute {
 
 export type Routing = { route: InstanceRoute } | { refuse: string, reply?: string }
 
+/** The routing of every connection to a service without named instances (shared: nobody modifies a routing). */
+export const DEFAULT_INSTANCE: Routing = Object.freeze({ route: Object.freeze({ instance: '' }) })
+
 const httpReply = (status: string, text: string): string =>
   `HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text) + 1}\r\nConnection: close\r\n\r\n${text}\n`
 
@@ -31,7 +34,7 @@ const httpReply = (status: string, text: string): string =>
  * first bytes decide. Resolves undefined when the peer sent nothing (a probe) or left.
  */
 export async function routeConnection (socket: Socket, service: Service, limits: SniffLimits): Promise<Routing | undefined> {
-  if (!service.hasNamedInstances()) return { route: { instance: '' } }
+  if (!service.hasNamedInstances()) return DEFAULT_INSTANCE
   const read = await readFirstBytes(socket, limits)
   if (read === undefined) return undefined
   const { buf, sniffed } = read

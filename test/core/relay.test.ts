@@ -79,6 +79,23 @@ for (const muxer of MUXERS) {
       expect((await answer).toString()).to.equal('got hello and more after your FIN')
     })
 
+    it('closes a connection whose both FINs passed only after every byte the kernel still held was delivered', async function () {
+      const body = randomPayload(32 * 1024)
+      onBackend = (socket) => { readAll(socket).then(() => socket.end(body)).catch(() => {}) }
+      const closed = once(server, 'connectionClosed')
+      const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+      socket.pause()
+      socket.end('send it')
+      // The server finishes the connection (both FINs relayed) while the body still waits in
+      // socket buffers, since this end has read nothing yet.
+      const [event] = await closed as [{ bytesOut: number, error?: string }]
+      expect(event.error).to.equal(undefined)
+      const all = readAll(socket)
+      socket.resume()
+      expect(sha256(await all)).to.equal(sha256(body))
+      expect(event.bytesOut).to.equal(body.length)
+    })
+
     it('passes a FIN from the backend while the frontend keeps sending', async function () {
       let backendGot: Promise<Buffer> = Promise.resolve(Buffer.alloc(0))
       onBackend = (socket) => {
