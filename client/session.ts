@@ -138,12 +138,12 @@ export class ClientSession {
     if (proxyProtocol !== undefined) socket.write(proxyHeader(proxyProtocol, header.sourceAddress, header.destinationAddress ?? ''))
     // Only when logged: reading remoteAddress is a syscall and makes the socket keep a cached address.
     if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
-    // Returned, not awaited: this function's frame need not live as long as the connection does.
-    return this.relayBackend(stream, socket, header.sourceAddress, frame.rest)
+    // Not awaited: this function's frame and its promise need not live as long as the connection does.
+    this.relayBackend(stream, socket, header.sourceAddress, frame.rest)
   }
 
-  private relayBackend (stream: MuxStream, socket: Socket, sourceAddress: string, head: Buffer): Promise<void> {
-    return relay(socket, stream, { head }).then(stats => {
+  private relayBackend (stream: MuxStream, socket: Socket, sourceAddress: string, head: Buffer): void {
+    relay(socket, stream, { head }, stats => {
       if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesFromSocket} bytes from backend, ${stats.bytesToSocket} to it`)
     })
   }

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import type { MuxStream } from './mux/index.js'
+import type { MuxStream, StreamHandlers } from './mux/index.js'
 
 export interface RelayStats {
   /** Bytes read from the socket and sent into the stream. */
@@ -22,72 +22,96 @@ export interface RelayOptions {
  * keeps the other's backpressure (socket.write() false pauses the stream, stream.write() false
  * pauses the socket), a FIN on either side becomes a FIN on the other while the opposite
  * direction keeps flowing, and a reset or error on either side resets the other at once.
- * The socket must have been created with allowHalfOpen: true. Resolves when both are closed.
+ * The socket must have been created with allowHalfOpen: true. `onDone` is called once both are
+ * closed.
  *
- * Written with plain callbacks rather than as an async function: an idle connection may stay
- * open for hours, and a suspended async function keeps its whole frame alive.
+ * A callback rather than a Promise, and one object rather than a closure per event: an idle
+ * connection may stay open for hours, and a proxy holds tens of thousands of them; every
+ * promise, reaction and closure kept per connection is multiplied by that (see
+ * docs/performance.md, "10,000 idle connections").
  */
-export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions = {}): Promise<RelayStats> {
-  const stats: RelayStats = { bytesFromSocket: 0, bytesToSocket: 0 }
-  let socketPaused = false
-
-  // libuv refuses a reset once end() was called; a plain destroy then still closes the handle.
-  const resetSocket = (): void => {
-    if (socket.destroyed) return
-    if (socket.writableEnded) socket.destroy(); else socket.resetAndDestroy()
-  }
-  const fail = (err: Error): void => {
-    stats.error ??= err
-    resetSocket()
-    stream.reset(err)
-  }
-
-  let resolve: (stats: RelayStats) => void
-  const done = new Promise<RelayStats>(resolve_ => { resolve = resolve_ })
-  let open = 2
-  const closedOne = (): void => { if (--open === 0) resolve(stats) }
-
-  const streamPausedBySocket = (): boolean => socket.writableNeedDrain
-  const writeToSocket = (chunk: Buffer): void => {
-    if (socket.destroyed || socket.writableEnded) return
-    stats.bytesToSocket += chunk.byteLength
-    if (!socket.write(chunk)) stream.pause()
-  }
-  const sendToStream = (chunk: Buffer): void => {
-    stats.bytesFromSocket += chunk.byteLength
-    if (!stream.write(chunk) && !socketPaused) { socketPaused = true; socket.pause() }
-  }
-
+export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions, onDone: (stats: RelayStats) => void): void {
+  const r = new Relay(socket, stream, onDone)
   // socket -> stream
-  socket.on('data', sendToStream)
-  const onSocketEnd = (): void => stream.end()
-  socket.on('error', fail)
-  socket.on('close', () => {
+  socket.on('data', r.sendToStream)
+  socket.on('error', r.fail)
+  socket.on('close', r.socketClosed)
+  socket.on('drain', r.socketDrained)
+  // stream -> socket
+  if (opts.head !== undefined && opts.head.byteLength > 0) r.onData(opts.head)
+  if (opts.socketHead !== undefined && opts.socketHead.byteLength > 0) r.sendToStream(opts.socketHead)
+  // The peer may have sent its FIN while the first bytes were being read (routing).
+  if (socket.readableEnded) r.socketEnded(); else socket.on('end', r.socketEnded)
+  stream.attach(r)
+  // readFrame left the stream paused; unless the socket is full already, what waited flows now.
+  if (!socket.writableNeedDrain) stream.resume()
+  // Unless sending the sniffed head already found the stream full.
+  if (!r.socketPaused) socket.resume()
+}
+
+/** The state of one relay, its stats, the stream's handlers; its arrow fields are the socket's listeners. */
+class Relay implements StreamHandlers, RelayStats {
+  bytesFromSocket = 0
+  bytesToSocket = 0
+  error: Error | undefined
+  socketPaused = false
+  private open = 2
+
+  constructor (private readonly socket: Socket, private readonly stream: MuxStream, private readonly onDone: (stats: RelayStats) => void) {}
+
+  readonly sendToStream = (chunk: Buffer): void => {
+    this.bytesFromSocket += chunk.byteLength
+    if (!this.stream.write(chunk) && !this.socketPaused) { this.socketPaused = true; this.socket.pause() }
+  }
+
+  readonly fail = (err: Error): void => {
+    this.error ??= err
+    this.resetSocket()
+    this.stream.reset(err)
+  }
+
+  readonly socketClosed = (): void => {
     // Closed without both FINs (destroyed locally, timed out, reset): the stream must not linger.
     // After both FINs the stream finishes by itself (what waits for the send window still goes out).
-    if (!stream.closed && !(socket.readableEnded && socket.writableFinished)) fail(stats.error ?? new Error('socket closed'))
-    closedOne()
-  })
-  socket.on('drain', () => stream.resume())
+    const s = this.socket
+    if (!this.stream.closed && !(s.readableEnded && s.writableFinished)) this.fail(this.error ?? new Error('socket closed'))
+    this.closedOne()
+  }
 
-  // stream -> socket
-  if (opts.head !== undefined && opts.head.byteLength > 0) writeToSocket(opts.head)
-  if (opts.socketHead !== undefined && opts.socketHead.byteLength > 0) sendToStream(opts.socketHead)
-  // The peer may have sent its FIN while the first bytes were being read (routing).
-  if (socket.readableEnded) onSocketEnd(); else socket.on('end', onSocketEnd)
-  stream.attach({
-    onData: writeToSocket,
-    onEnd: () => { if (!socket.destroyed && !socket.writableEnded) socket.end() },
-    onDrain: () => { if (socketPaused) { socketPaused = false; socket.resume() } },
-    onClose: (err) => {
-      // A reset stream, or a lost tunnel: the peer's data may be cut short; say so with a TCP reset.
-      if (err !== undefined) { stats.error ??= err; resetSocket() }
-      closedOne()
-    }
-  })
-  // readFrame left the stream paused; unless the socket is full already, what waited flows now.
-  if (!streamPausedBySocket()) stream.resume()
-  // Unless sending the sniffed head already found the stream full.
-  if (!socketPaused) socket.resume()
-  return done
+  readonly socketDrained = (): void => { this.stream.resume() }
+
+  readonly socketEnded = (): void => { this.stream.end() }
+
+  // StreamHandlers: stream -> socket
+  onData (chunk: Buffer): void {
+    const s = this.socket
+    if (s.destroyed || s.writableEnded) return
+    this.bytesToSocket += chunk.byteLength
+    if (!s.write(chunk)) this.stream.pause()
+  }
+
+  onEnd (): void {
+    if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.end()
+  }
+
+  onDrain (): void {
+    if (this.socketPaused) { this.socketPaused = false; this.socket.resume() }
+  }
+
+  onClose (err: Error | undefined): void {
+    // A reset stream, or a lost tunnel: the peer's data may be cut short; say so with a TCP reset.
+    if (err !== undefined) { this.error ??= err; this.resetSocket() }
+    this.closedOne()
+  }
+
+  private closedOne (): void {
+    if (--this.open === 0) this.onDone(this)
+  }
+
+  // libuv refuses a reset once end() was called; a plain destroy then still closes the handle.
+  private resetSocket (): void {
+    const s = this.socket
+    if (s.destroyed) return
+    if (s.writableEnded) s.destroy(); else s.resetAndDestroy()
+  }
 }

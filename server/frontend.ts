@@ -17,7 +17,8 @@ export class Frontend {
     const frontend = new Frontend(server)
     server.on('connection', (socket) => {
       frontend.sockets.add(socket)
-      socket.once('close', () => frontend.sockets.delete(socket))
+      // 'close' comes once: on() spares the wrapper once() keeps per connection.
+      socket.on('close', () => frontend.sockets.delete(socket))
       onConnection(socket)
     })
     await new Promise<void>((resolve, reject) => {
