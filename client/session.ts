@@ -143,8 +143,10 @@ export class ClientSession {
   }
 
   private relayBackend (stream: MuxStream, socket: Socket, sourceAddress: string, head: Buffer): void {
-    relay(socket, stream, { head }, stats => {
-      if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesFromSocket} bytes from backend, ${stats.bytesToSocket} to it`)
+    // The closure (and the source address it keeps) only when it will log.
+    const log = this.opts.log
+    relay(socket, stream, { head }, !log.isDebugEnabled() ? ignoreStats : stats => {
+      log.debug(`connection from ${sourceAddress} closed: ${stats.bytesFromSocket} bytes from backend, ${stats.bytesToSocket} to it`)
     })
   }
 
@@ -152,6 +154,8 @@ export class ClientSession {
     this.link.close(1000)
   }
 }
+
+const ignoreStats = (): void => {}
 
 /**
  * Registers on the control stream. The server authenticates at the upgrade, and the token is not

@@ -15,10 +15,12 @@ export class Frontend {
   static async listen (port: number, host: string | undefined, onConnection: (socket: Socket) => void): Promise<Frontend> {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true })
     const frontend = new Frontend(server)
+    // One listener for every socket (a listener's `this` is the socket; 'close' comes once, so
+    // on() and no once() wrapper): no closure kept per connection.
+    const forget = function (this: Socket): void { frontend.sockets.delete(this) }
     server.on('connection', (socket) => {
       frontend.sockets.add(socket)
-      // 'close' comes once: on() spares the wrapper once() keeps per connection.
-      socket.on('close', () => frontend.sockets.delete(socket))
+      socket.on('close', forget)
       onConnection(socket)
     })
     await new Promise<void>((resolve, reject) => {
