@@ -567,8 +567,8 @@ async function measure (cfg: Config, round: number): Promise<Metrics> {
 // ---------------------------------------------------------------------------------------------
 interface Row { key: string, label: string, better: 'higher' | 'lower', ref: Config, target?: string, digits: number }
 const ROWS: Row[] = [
-  { key: 'bulk1_up_MBps', label: 'bulk, 1 stream, front→backend (MB/s)', better: 'higher', ref: 'ssh', target: '≥ 1.0', digits: 0 },
-  { key: 'bulk1_down_MBps', label: 'bulk, 1 stream, backend→front (MB/s)', better: 'higher', ref: 'ssh', target: '≥ 1.0', digits: 0 },
+  { key: 'bulk1_up_MBps', label: 'bulk, 1 stream, front→backend (MB/s)', better: 'higher', ref: 'ssh', target: '≥ 1.3', digits: 0 },
+  { key: 'bulk1_down_MBps', label: 'bulk, 1 stream, backend→front (MB/s)', better: 'higher', ref: 'ssh', target: '≥ 1.3', digits: 0 },
   { key: 'bulkN_up_MBps', label: `bulk, ${S.bulkStreams} streams, front→backend (MB/s)`, better: 'higher', ref: 'ssh', target: '≥ 1.0', digits: 0 },
   { key: 'bulk1_up_cpu_s_per_GB', label: 'tunnel CPU per GB, 1 stream front→backend (s, both ends)', better: 'lower', ref: 'ssh', digits: 2 },
   { key: 'bulk1_down_cpu_s_per_GB', label: 'tunnel CPU per GB, 1 stream backend→front (s, both ends)', better: 'lower', ref: 'ssh', digits: 2 },
@@ -586,14 +586,14 @@ const ROWS: Row[] = [
   { key: 'http_p99_us', label: 'keep-alive HTTP: p99 latency (µs), ratio vs ssh_nodelay', better: 'lower', ref: 'ssh_nodelay', digits: 0 },
   { key: 'scale_open_s', label: `${S.scaleConns} idle connections: time to open (s)`, better: 'lower', ref: 'ssh', digits: 2 },
   { key: 'scale_errors', label: `${S.scaleConns} idle connections: connections that failed to open`, better: 'lower', ref: 'ssh', digits: 0 },
-  { key: 'scale_server_rss_MB', label: `${S.scaleConns} idle connections: server RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 250 MB', digits: 0 },
-  { key: 'scale_client_rss_MB', label: `${S.scaleConns} idle connections: client RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 250 MB', digits: 0 },
+  { key: 'scale_server_rss_MB', label: `${S.scaleConns} idle connections: server RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 150 MB', digits: 0 },
+  { key: 'scale_client_rss_MB', label: `${S.scaleConns} idle connections: client RSS (MB)`, better: 'lower', ref: 'ssh', target: '< 150 MB', digits: 0 },
   { key: 'echo_MBps', label: 'echo transfer, 1 connection, alone (MB/s echoed)', better: 'higher', ref: 'ssh', digits: 0 },
   { key: 'scale_busy_echo_MBps', label: `echo transfer beside the ${S.scaleConns} idle connections (MB/s)`, better: 'higher', ref: 'ssh', digits: 0 },
   { key: 'slow_solo_MBps', label: 'slow reader: fast stream alone (MB/s)', better: 'higher', ref: 'ssh', digits: 0 },
   { key: 'slow_fast_MBps', label: `slow reader: fast stream beside a ${S.slowRate / 1e6} MB/s reader (MB/s)`, better: 'higher', ref: 'ssh', digits: 0 },
   { key: 'slow_slow_MBps', label: `slow reader: the ${S.slowRate / 1e6} MB/s reader itself (MB/s; far below: its connection was cut)`, better: 'higher', ref: 'ssh', target: `${S.slowRate / 1e6}`, digits: 2 },
-  { key: 'slow_kept', label: 'slow reader: fast stream kept (fraction of alone)', better: 'higher', ref: 'ssh', target: '≥ 0.80 (abs.)', digits: 2 },
+  { key: 'slow_kept', label: 'slow reader: fast stream kept (fraction of alone)', better: 'higher', ref: 'ssh', target: '≥ 0.90 (abs.)', digits: 2 },
   { key: 'slow_server_peak_rss_MB', label: 'slow reader: server peak RSS (MB)', better: 'lower', ref: 'ssh', target: 'bounded', digits: 0 },
   { key: 'slow_client_peak_rss_MB', label: 'slow reader: client peak RSS (MB)', better: 'lower', ref: 'ssh', target: 'bounded', digits: 0 }
 ]

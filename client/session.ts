@@ -141,13 +141,15 @@ export class ClientSession {
     if (proxyProtocol !== undefined) socket.write(proxyHeader(proxyProtocol, header.sourceAddress, header.destinationAddress ?? ''))
     // Only when logged: reading remoteAddress is a syscall and makes the socket keep a cached address.
     if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${header.sourceAddress} -> backend ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
-    // Returned, not awaited: this function's frame need not live as long as the connection does.
-    return this.relayBackend(stream, socket, header.sourceAddress, frame.rest)
+    // Not awaited: this function's frame and its promise need not live as long as the connection does.
+    this.relayBackend(stream, socket, header.sourceAddress, frame.rest)
   }
 
-  private relayBackend (stream: MuxStream, socket: Socket, sourceAddress: string, head: Buffer): Promise<void> {
-    return relay(socket, stream, { head }).then(stats => {
-      if (this.opts.log.isDebugEnabled()) this.opts.log.debug(`connection from ${sourceAddress} closed: ${stats.bytesFromSocket} bytes from backend, ${stats.bytesToSocket} to it`)
+  private relayBackend (stream: MuxStream, socket: Socket, sourceAddress: string, head: Buffer): void {
+    // The closure (and the source address it keeps) only when it will log.
+    const log = this.opts.log
+    relay(socket, stream, { head }, !log.isDebugEnabled() ? ignoreStats : stats => {
+      log.debug(`connection from ${sourceAddress} closed: ${stats.bytesFromSocket} bytes from backend, ${stats.bytesToSocket} to it`)
     })
   }
 
@@ -155,6 +157,8 @@ export class ClientSession {
     this.link.close(1000)
   }
 }
+
+const ignoreStats = (): void => {}
 
 /**
  * Registers on the control stream. The server authenticates at the upgrade, and the token is not

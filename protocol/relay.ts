@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import type { MuxStream } from './mux/index.js'
+import type { MuxStream, StreamHandlers } from './mux/index.js'
 
 export interface RelayStats {
   /** Bytes read from the socket and sent into the stream. */
@@ -22,86 +22,116 @@ export interface RelayOptions {
  * keeps the other's backpressure (socket.write() false pauses the stream, stream.write() false
  * pauses the socket), a FIN on either side becomes a FIN on the other while the opposite
  * direction keeps flowing, and a reset or error on either side resets the other at once.
- * The socket must have been created with allowHalfOpen: true. Resolves when both are closed.
+ * The socket must have been created with allowHalfOpen: true. `onDone` is called once both are
+ * closed.
  *
- * Written with plain callbacks rather than as an async function: an idle connection may stay
- * open for hours, and a suspended async function keeps its whole frame alive.
+ * A callback rather than a Promise, and one object rather than closures per event: an idle
+ * connection may stay open for hours, and a proxy holds tens of thousands of them; every
+ * promise, reaction and closure kept per connection is multiplied by that (see
+ * docs/performance.md, "10,000 idle connections").
  */
-export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions = {}): Promise<RelayStats> {
-  const stats: RelayStats = { bytesFromSocket: 0, bytesToSocket: 0 }
-  let socketPaused = false
+export function relay (socket: Socket, stream: MuxStream, opts: RelayOptions, onDone: (stats: RelayStats) => void): void {
+  const r = new Relay(socket, stream, onDone)
+  relays.set(socket, r)
+  // socket -> stream
+  socket.on('data', onSocketData)
+  socket.on('error', onSocketError)
+  socket.on('close', onSocketClose)
+  socket.on('drain', onSocketDrain)
+  // stream -> socket
+  if (opts.head !== undefined && opts.head.byteLength > 0) r.onData(opts.head)
+  if (opts.socketHead !== undefined && opts.socketHead.byteLength > 0) r.sendToStream(opts.socketHead)
+  // The peer may have sent its FIN while the first bytes were being read (routing).
+  if (socket.readableEnded) stream.end(); else socket.on('end', onSocketEnd)
+  stream.attach(r)
+  // readFrame left the stream paused; unless the socket is full already, what waited flows now.
+  if (!socket.writableNeedDrain) stream.resume()
+  // Unless sending the sniffed head already found the stream full.
+  if (!r.socketPaused) socket.resume()
+}
 
-  // libuv refuses a reset once end() was called; a plain destroy then still closes the handle.
-  const resetSocket = (): void => {
-    if (socket.destroyed) return
-    if (socket.writableEnded) socket.destroy(); else socket.resetAndDestroy()
-  }
-  const fail = (err: Error): void => {
-    stats.error ??= err
-    resetSocket()
-    stream.reset(err)
-  }
+/**
+ * The relay of each socket. The socket's listeners below are shared by all relays (a listener's
+ * `this` is the socket) and find theirs here: five closures fewer per connection.
+ */
+const relays = new WeakMap<Socket, Relay>()
+function onSocketData (this: Socket, chunk: Buffer): void { relays.get(this)?.sendToStream(chunk) }
+function onSocketError (this: Socket, err: Error): void { relays.get(this)?.fail(err) }
+function onSocketClose (this: Socket): void { relays.get(this)?.socketClosed() }
+function onSocketDrain (this: Socket): void { relays.get(this)?.stream.resume() }
+function onSocketEnd (this: Socket): void { relays.get(this)?.stream.end() }
 
-  let resolve: (stats: RelayStats) => void
-  const done = new Promise<RelayStats>(resolve_ => { resolve = resolve_ })
-  let open = 2
-  const closedOne = (): void => { if (--open === 0) resolve(stats) }
+/** The state of one relay: its stats, and the stream's handlers. */
+class Relay implements StreamHandlers, RelayStats {
+  bytesFromSocket = 0
+  bytesToSocket = 0
+  error: Error | undefined
+  socketPaused = false
+  private open = 2
   /** Both directions ended and everything was handed to the kernel: closed without shutdown(). */
-  let closedClean = false
+  private closedClean = false
+
+  constructor (private readonly socket: Socket, readonly stream: MuxStream, private readonly onDone: (stats: RelayStats) => void) {}
+
+  sendToStream (chunk: Buffer): void {
+    this.bytesFromSocket += chunk.byteLength
+    if (!this.stream.write(chunk) && !this.socketPaused) { this.socketPaused = true; this.socket.pause() }
+  }
+
+  fail (err: Error): void {
+    this.error ??= err
+    this.resetSocket()
+    this.stream.reset(err)
+  }
+
+  socketClosed (): void {
+    // Closed without both FINs (destroyed locally, timed out, reset): the stream must not linger.
+    // After both FINs the stream finishes by itself (what waits for the send window still goes out).
+    const s = this.socket
+    if (!this.stream.closed && !this.closedClean && !(s.readableEnded && s.writableFinished)) this.fail(this.error ?? new Error('socket closed'))
+    this.closedOne()
+  }
+
+  // StreamHandlers: stream -> socket
+  onData (chunk: Buffer): void {
+    const s = this.socket
+    if (s.destroyed || s.writableEnded) return
+    this.bytesToSocket += chunk.byteLength
+    if (!s.write(chunk)) this.stream.pause()
+  }
+
   // The stream's FIN becomes the socket's. When the socket's peer already sent its FIN and nothing
   // waits in Node's buffer, close() alone sends the FIN after what the kernel still holds, exactly
   // as shutdown() then close() would: one syscall and one round of stream events less per connection.
-  const endSocket = (): void => {
-    if (socket.destroyed || socket.writableEnded) return
-    if (socket.readableEnded && socket.writableLength === 0) {
-      closedClean = true
-      socket.destroy()
+  onEnd (): void {
+    const s = this.socket
+    if (s.destroyed || s.writableEnded) return
+    if (s.readableEnded && s.writableLength === 0) {
+      this.closedClean = true
+      s.destroy()
     } else {
-      socket.end()
+      s.end()
     }
   }
 
-  const streamPausedBySocket = (): boolean => socket.writableNeedDrain
-  const writeToSocket = (chunk: Buffer): void => {
-    if (socket.destroyed || socket.writableEnded) return
-    stats.bytesToSocket += chunk.byteLength
-    if (!socket.write(chunk)) stream.pause()
-  }
-  const sendToStream = (chunk: Buffer): void => {
-    stats.bytesFromSocket += chunk.byteLength
-    if (!stream.write(chunk) && !socketPaused) { socketPaused = true; socket.pause() }
+  onDrain (): void {
+    if (this.socketPaused) { this.socketPaused = false; this.socket.resume() }
   }
 
-  // socket -> stream
-  socket.on('data', sendToStream)
-  const onSocketEnd = (): void => stream.end()
-  socket.on('error', fail)
-  socket.on('close', () => {
-    // Closed without both FINs (destroyed locally, timed out, reset): the stream must not linger.
-    // After both FINs the stream finishes by itself (what waits for the send window still goes out).
-    if (!stream.closed && !closedClean && !(socket.readableEnded && socket.writableFinished)) fail(stats.error ?? new Error('socket closed'))
-    closedOne()
-  })
-  socket.on('drain', () => stream.resume())
+  onClose (err: Error | undefined): void {
+    // A reset stream, or a lost tunnel: the peer's data may be cut short; say so with a TCP reset.
+    if (err !== undefined) { this.error ??= err; this.resetSocket() }
+    this.closedOne()
+  }
 
-  // stream -> socket
-  if (opts.head !== undefined && opts.head.byteLength > 0) writeToSocket(opts.head)
-  if (opts.socketHead !== undefined && opts.socketHead.byteLength > 0) sendToStream(opts.socketHead)
-  // The peer may have sent its FIN while the first bytes were being read (routing).
-  if (socket.readableEnded) onSocketEnd(); else socket.on('end', onSocketEnd)
-  stream.attach({
-    onData: writeToSocket,
-    onEnd: endSocket,
-    onDrain: () => { if (socketPaused) { socketPaused = false; socket.resume() } },
-    onClose: (err) => {
-      // A reset stream, or a lost tunnel: the peer's data may be cut short; say so with a TCP reset.
-      if (err !== undefined) { stats.error ??= err; resetSocket() }
-      closedOne()
-    }
-  })
-  // readFrame left the stream paused; unless the socket is full already, what waited flows now.
-  if (!streamPausedBySocket()) stream.resume()
-  // Unless sending the sniffed head already found the stream full.
-  if (!socketPaused) socket.resume()
-  return done
+  private closedOne (): void {
+    if (--this.open === 0) this.onDone(this)
+  }
+
+  // libuv refuses a reset once end() was called; a plain destroy then still closes the handle.
+  private resetSocket (): void {
+    const s = this.socket
+    if (s.destroyed) return
+    if (s.writableEnded) s.destroy(); else s.resetAndDestroy()
+  }
 }

@@ -70,9 +70,10 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
     session.noteDialSuccess()
     if (socket.destroyed) { opened.stream.reset(new Error('frontend peer left')); return }
     if (route.accepted !== undefined) socket.write(route.accepted)
-    // Returned, not awaited: this function's frame (the sessions tried, the routing) need not live
-    // as long as the connection does.
-    return relayConnection(service, session, socket, opened, route.head, source, opts)
+    // Not awaited: this function's frame (the sessions tried, the routing) and its promise need
+    // not live as long as the connection does.
+    relayConnection(service, session, socket, opened, route.head, source, opts)
+    return
   }
   opts.log.warn(`service ${service.name}: no session could take connection from ${source}; closing it`)
   opts.events.emit('connectionRejected', { service, sourceAddress: source })
@@ -80,13 +81,13 @@ export async function dispatch (service: Service, socket: Socket, opts: Dispatch
 }
 
 /** Relays an accepted connection to its session's stream and accounts for it when it ends. */
-function relayConnection (service: Service, session: ServerSession, socket: Socket, opened: OpenedStream, socketHead: Buffer | undefined, source: string, opts: DispatchOptions): Promise<void> {
+function relayConnection (service: Service, session: ServerSession, socket: Socket, opened: OpenedStream, socketHead: Buffer | undefined, source: string, opts: DispatchOptions): void {
   session.activeConnections++
   session.totalConnections++
   opts.log.debug(`service ${service.name}: connection from ${source} -> session ${session.id}`)
   opts.events.emit('connectionOpened', { service, session, sourceAddress: source })
   const { log, events } = opts
-  return relay(socket, opened.stream, { head: opened.rest, socketHead }).then(stats => {
+  relay(socket, opened.stream, { head: opened.rest, socketHead }, stats => {
     session.activeConnections--
     // The frontend is the socket here: what it sent goes in (to the backend), what it got goes out.
     const bytesIn = stats.bytesFromSocket
@@ -94,7 +95,12 @@ function relayConnection (service: Service, session: ServerSession, socket: Sock
     session.bytesIn += bytesIn
     session.bytesOut += bytesOut
     log.debug(`service ${service.name}: connection from ${source} closed, ${bytesIn} bytes in, ${bytesOut} out${stats.error !== undefined ? `, ${stats.error.message}` : ''}`)
-    events.emit('connectionClosed', { service, session, sourceAddress: source, bytesIn, bytesOut, error: stats.error?.message })
+    // Called from a socket or stream event: a listener that throws must not end the process.
+    try {
+      events.emit('connectionClosed', { service, session, sourceAddress: source, bytesIn, bytesOut, error: stats.error?.message })
+    } catch (err) {
+      log.error(`connectionClosed listener failed: ${(err as Error).message}`)
+    }
   })
 }
 

@@ -15,11 +15,11 @@ export class Frontend {
   static async listen (port: number, host: string | undefined, onConnection: (socket: Socket) => void): Promise<Frontend> {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true })
     const frontend = new Frontend(server)
-    const { sockets } = frontend
-    // One listener function for every connection ('close' comes once), not a once() wrapper and a closure each.
-    function forget (this: Socket): void { sockets.delete(this) }
+    // One listener for every socket (a listener's `this` is the socket; 'close' comes once, so
+    // on() and no once() wrapper): no closure kept per connection.
+    const forget = function (this: Socket): void { frontend.sockets.delete(this) }
     server.on('connection', (socket) => {
-      sockets.add(socket)
+      frontend.sockets.add(socket)
       socket.on('close', forget)
       onConnection(socket)
     })

@@ -28,7 +28,8 @@ export class TrafficTracker {
     const t = this.of(service)
     const key = sourceKey(socket)
     t.open.set(key, socket)
-    socket.once('close', () => {
+    // on(), not once(): 'close' comes once, and once() keeps a wrapper per connection.
+    socket.on('close', () => {
       t.closedIn += socket.bytesRead
       t.closedOut += socket.bytesWritten
       if (t.open.get(key) === socket) t.open.delete(key)
