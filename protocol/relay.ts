@@ -1,6 +1,9 @@
 import type { Socket } from 'node:net'
 import type { MuxStream, StreamHandlers } from './mux/index.js'
 
+/** Bytes held corked for the turn's single write before the stream waits for 'drain'. */
+const TURN_BYTES = 256 * 1024
+
 export interface RelayStats {
   /** Bytes read from the socket and sent into the stream. */
   bytesFromSocket: number
@@ -60,6 +63,7 @@ function onSocketError (this: Socket, err: Error): void { relays.get(this)?.fail
 function onSocketClose (this: Socket): void { relays.get(this)?.socketClosed() }
 function onSocketDrain (this: Socket): void { relays.get(this)?.stream.resume() }
 function onSocketEnd (this: Socket): void { relays.get(this)?.stream.end() }
+function uncorkRelay (r: Relay): void { r.uncork() }
 
 /** The state of one relay: its stats, and the stream's handlers. */
 class Relay implements StreamHandlers, RelayStats {
@@ -70,6 +74,8 @@ class Relay implements StreamHandlers, RelayStats {
   private open = 2
   /** Both directions ended and everything was handed to the kernel: closed without shutdown(). */
   private closedClean = false
+  /** The socket is corked until the end of this turn. */
+  private corked = false
 
   constructor (private readonly socket: Socket, readonly stream: MuxStream, private readonly onDone: (stats: RelayStats) => void) {}
 
@@ -93,11 +99,22 @@ class Relay implements StreamHandlers, RelayStats {
   }
 
   // StreamHandlers: stream -> socket
+  // What the stream delivers in one turn leaves in one write: a muxer frame arrives in pieces, one
+  // per TLS record read (16 KiB), and a write syscall per piece costs more than the data it moves.
   onData (chunk: Buffer): void {
     const s = this.socket
     if (s.destroyed || s.writableEnded) return
     this.bytesToSocket += chunk.byteLength
-    if (!s.write(chunk)) this.stream.pause()
+    if (!this.corked) { this.corked = true; s.cork(); setImmediate(uncorkRelay, this) }
+    if (!s.write(chunk) && s.writableLength >= TURN_BYTES) this.stream.pause()
+  }
+
+  uncork (): void {
+    this.corked = false
+    const s = this.socket
+    s.uncork()
+    // Bytes the kernel did not take: the stream waits for 'drain'.
+    if (s.writableNeedDrain && s.writableLength > 0) this.stream.pause()
   }
 
   // The stream's FIN becomes the socket's. When the socket's peer already sent its FIN and nothing

@@ -14,7 +14,7 @@ const PONGS_PER_SECOND = 10
  * stopped reading it on purpose (a full queue toward it). Also answers the peer's pings, at a bounded rate (the connection
  * does not answer them itself: every pong is another buffer queued toward a peer that may not read).
  */
-export function keepAlive (ws: WebSocketConnection, intervalMs: number, onDead: () => void): () => void {
+export function keepAlive (ws: WebSocketConnection, intervalMs: number, onDead: () => void, queued: () => number): () => void {
   const socket = ws.socket
   // bytesWritten counts bytes still queued in the socket too; only what left it shows the peer reads.
   const counted = socket as Duplex & { bytesWritten?: number }
@@ -43,7 +43,7 @@ export function keepAlive (ws: WebSocketConnection, intervalMs: number, onDead: 
     const nowWritten = sent()
     const progressed = nowWritten !== written
     written = nowWritten
-    const stalled = !progressed && socket.writableLength >= STALLED_BYTES
+    const stalled = !progressed && queued() >= STALLED_BYTES
     if (progressed && socket.writableLength > 0) heard = true
     const deaf = unanswered >= 2 && !socket.isPaused()
     if (!heard || stalled || deaf) {

@@ -48,15 +48,14 @@ export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
  */
 export function openLink (ws: WebSocketConnection, opts: LinkOptions): Link {
   const maxQueuedBytes = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES
-  const transport = opts.inner !== undefined
-    ? new StreamTransport(opts.inner, maxQueuedBytes)
-    : new WebSocketTransport(ws, { maxQueuedBytes })
-  const mux = muxOn(transport, opts)
-  keepAlive(ws, opts.keepaliveMs, opts.onDead)
+  const frames = opts.inner === undefined ? new WebSocketTransport(ws, { maxQueuedBytes }) : undefined
+  const mux = muxOn(frames ?? new StreamTransport(opts.inner ?? ws.socket, maxQueuedBytes), opts)
+  keepAlive(ws, opts.keepaliveMs, opts.onDead, frames !== undefined ? () => frames.queuedBytes : () => ws.socket.writableLength)
   const closed = new Promise<void>(resolve => {
     if (ws.readyState === ws.CLOSED) resolve(); else ws.once('close', () => resolve())
   })
-  const close = (code = 1000): void => { ws.close(code) }
+  // Our frames still queued leave before the close frame.
+  const close = (code = 1000): void => { if (frames !== undefined) frames.close(code); else ws.close(code) }
   return { mux, closed, close }
 }
 

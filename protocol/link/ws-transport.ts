@@ -1,5 +1,5 @@
 import { MAX_HEADER_BYTES, OPCODE, headerLength, writeHeader } from './websocket/frame-header.js'
-import { applyMask, rotatedKey } from './websocket/mask.js'
+import { applyMask } from './websocket/mask.js'
 import type { MuxSink, MuxTransport } from '../mux/transport.js'
 import type { WebSocketConnection } from './websocket/connection.js'
 import type { MaskMode } from './websocket/frame-header.js'
@@ -15,18 +15,27 @@ export interface WebSocketTransportOptions {
   maxQueuedBytes: number
 }
 
-/** Frames up to this size are copied together into one WebSocket message; larger ones go by reference. */
-const SMALL = 4096
-const SLAB = 64 * 1024
+/** Outgoing buffers frames are copied into: small while little is sent, large under load. */
+const SMALL_BUFFER = 16 * 1024
+const LARGE_BUFFER = 256 * 1024
 /** send() answers false above this many queued bytes. */
 const HIGH_WATER = 1024 * 1024
+/** Large buffers kept for reuse once written, while the queue is not empty. */
+const POOL = 2
+/** A peer that does not answer our close is cut off after this long. */
+const CLOSE_WAIT_MS = 2000
+
+/** A buffer frames are gathered in, and how many of its messages the socket has not finished. */
+interface OutBuffer { buf: Buffer, writes: number }
+interface Message { out: OutBuffer, bytes: Buffer }
 
 /**
  * The muxer's transport over a WebSocket connection: what arrives goes to the muxer as the
  * connection parses it (pieces of the socket's chunks, whatever the message boundaries), while
- * frames we send are written to the TLS socket directly as binary WebSocket messages, so a muxer header and its payload leave as one message without a copy of the payload.
- * Small frames of one event-loop turn are gathered (copied into a slab) into one message, and the
- * turn's writes leave the socket corked as one TLS write.
+ * frames we send are written to the TLS socket directly as binary WebSocket messages. Frames are copied into reused buffers and handed to the socket one write at a time,
+ * each write a single buffer holding one message: what arrives meanwhile joins the next. (A TLS
+ * socket copies a write of several buffers, or a backlog of writes, into a fresh zeroed buffer
+ * before encrypting it; a single buffer it encrypts in place.)
  */
 export class WebSocketTransport implements MuxTransport {
   private readonly ws: WebSocketConnection
@@ -34,15 +43,21 @@ export class WebSocketTransport implements MuxTransport {
   private readonly mask: MaskMode
   private readonly opts: WebSocketTransportOptions
   private sink: MuxSink | undefined
-  private slab = Buffer.allocUnsafeSlow(SLAB)
-  /** The message being gathered occupies slab[start, end); its WebSocket header goes just before start. */
+  private out: OutBuffer = { buf: Buffer.allocUnsafeSlow(SMALL_BUFFER), writes: 0 }
+  private readonly pool: Buffer[] = []
+  /** The message being gathered occupies out[start, end); its WebSocket header goes just before start. */
   private start = MAX_HEADER_BYTES
   private end = MAX_HEADER_BYTES
-  private corked = false
+  /** Messages complete but not yet handed to the socket, and their bytes. */
+  private readonly waiting: Message[] = []
+  private waitingBytes = 0
+  /** The buffer of the write the socket is doing, if any. */
+  private writing: OutBuffer | undefined
+  private scheduled = false
   private wantDrain = false
   private readingPaused = false
-  private closing = false
-  /** Bytes of frames without payload sent since the socket was last empty. */
+  private closeCode: number | undefined
+  /** Bytes of frames without payload sent since the queue was last empty. */
   private controlBytes = 0
 
   constructor (ws: WebSocketConnection, opts: WebSocketTransportOptions) {
@@ -65,44 +80,31 @@ export class WebSocketTransport implements MuxTransport {
       }
     })
     this.ws.once('close', () => sink.closed())
-    this.socket.on('drain', this.onDrain)
   }
 
-  /** Bytes written but not yet taken by the kernel. */
+  /** Bytes sent but not yet taken by the kernel. */
   get queuedBytes (): number {
-    return this.socket.writableLength
+    return this.socket.writableLength + this.waitingBytes + this.end - this.start
   }
 
   send (header: Buffer, payload?: Buffer): boolean {
-    if (this.ws.readyState !== this.ws.OPEN) return true
-    if (!this.corked) {
-      this.corked = true
-      this.socket.cork()
+    if (this.ws.readyState !== this.ws.OPEN || this.closeCode !== undefined) return true
+    if (!this.scheduled) {
+      this.scheduled = true
       setImmediate(this.endOfTurn)
     }
     const plen = payload?.length ?? 0
     if (plen === 0) this.controlBytes += header.length
-    if (header.length + plen <= SMALL) {
-      this.reserve(header.length + plen)
-      header.copy(this.slab, this.end)
-      this.end += header.length
-      if (payload !== undefined) { payload.copy(this.slab, this.end); this.end += plen }
-    } else {
-      this.flush()
-      this.reserve(header.length)
-      const at = this.end
-      header.copy(this.slab, at)
-      const key = this.frameHeader(at, header.length + plen)
-      if (key !== undefined) applyMask(this.slab.subarray(at, at + header.length), key, this.slab, at, header.length)
-      this.socket.write(this.slab.subarray(at - this.headerLength(header.length + plen), at + header.length))
-      this.advance(at + header.length)
-      if (payload !== undefined) this.socket.write(key === undefined ? payload : this.masked(payload, rotatedKey(key, header.length)))
-    }
+    this.reserve(header.length + plen)
+    const b = this.out.buf
+    header.copy(b, this.end)
+    this.end += header.length
+    if (payload !== undefined) { payload.copy(b, this.end); this.end += plen }
     return this.checkQueue()
   }
 
   private checkQueue (): boolean {
-    const queued = this.socket.writableLength
+    const queued = this.queuedBytes
     if (queued === 0) this.controlBytes = 0
     if (queued > this.opts.maxQueuedBytes && this.controlBytes > this.opts.maxQueuedBytes / 16 && !this.readingPaused) {
       this.readingPaused = true
@@ -113,49 +115,82 @@ export class WebSocketTransport implements MuxTransport {
     return false
   }
 
-  private readonly onDrain = (): void => {
-    this.controlBytes = 0
-    if (this.readingPaused) {
+  private readonly endOfTurn = (): void => {
+    this.scheduled = false
+    if (this.writing === undefined) this.pump()
+  }
+
+  /** Hands the next message to the socket, unless it is still writing one. */
+  private pump (): void {
+    if (this.writing !== undefined) return
+    if (this.waiting.length === 0) this.seal()
+    if (this.ws.readyState !== this.ws.OPEN) {
+      this.waiting.length = 0
+      this.waitingBytes = 0
+      return
+    }
+    const next = this.waiting.shift()
+    if (next === undefined) {
+      if (this.closeCode !== undefined) this.closeNow()
+      return
+    }
+    this.waitingBytes -= next.bytes.length
+    this.writing = next.out
+    this.socket.write(next.bytes, this.afterWrite)
+  }
+
+  private readonly afterWrite = (): void => {
+    const done = this.writing
+    this.writing = undefined
+    if (done !== undefined && --done.writes === 0 && done !== this.out) this.recycle(done)
+    this.pump()
+    const queued = this.queuedBytes
+    if (queued === 0) this.idle()
+    if (this.readingPaused && queued <= this.opts.maxQueuedBytes / 2) {
       this.readingPaused = false
       this.ws.resume()
     }
-    if (this.wantDrain) {
+    if (this.wantDrain && queued < HIGH_WATER / 2) {
       this.wantDrain = false
       this.sink?.drained()
     }
   }
 
-  private readonly endOfTurn = (): void => {
-    this.flush()
-    this.corked = false
-    this.socket.uncork()
-    this.checkQueue()
-  }
-
   /** Makes room for `n` more bytes in the message being gathered. */
   private reserve (n: number): void {
-    if (this.end + n <= this.slab.length) return
-    this.flush()
-    if (this.end + n <= this.slab.length) return
-    this.slab = Buffer.allocUnsafeSlow(SLAB)
+    if (this.end + n <= this.out.buf.length) return
+    this.seal()
+    if (this.end + n <= this.out.buf.length) return
+    const full = this.out
+    this.out = { buf: n + MAX_HEADER_BYTES > LARGE_BUFFER ? Buffer.allocUnsafeSlow(n + MAX_HEADER_BYTES) : this.pool.pop() ?? Buffer.allocUnsafeSlow(LARGE_BUFFER), writes: 0 }
     this.start = this.end = MAX_HEADER_BYTES
+    if (full.writes === 0) this.recycle(full)
   }
 
-  /** Sends the gathered small frames as one message. */
-  private flush (): void {
+  /** Completes the gathered frames as one message, to be written after those before it. */
+  private seal (): void {
     const len = this.end - this.start
-    if (len === 0 || this.ws.readyState !== this.ws.OPEN) return
+    if (len === 0) return
+    const out = this.out
     const key = this.frameHeader(this.start, len)
-    if (key !== undefined) applyMask(this.slab.subarray(this.start, this.end), key, this.slab, this.start, len)
-    this.socket.write(this.slab.subarray(this.start - this.headerLength(len), this.end))
-    this.advance(this.end)
+    if (key !== undefined) applyMask(out.buf.subarray(this.start, this.end), key, out.buf, this.start, len)
+    const bytes = out.buf.subarray(this.start - this.headerLength(len), this.end)
+    out.writes++
+    this.waiting.push({ out, bytes })
+    this.waitingBytes += bytes.length
+    this.start = this.end = this.end + MAX_HEADER_BYTES
   }
 
-  /** The next message starts after `pos`, leaving room for its header; what was written stays untouched. */
-  private advance (pos: number): void {
-    this.start = this.end = pos + MAX_HEADER_BYTES
-    if (this.start + SMALL > this.slab.length) {
-      this.slab = Buffer.allocUnsafeSlow(SLAB)
+  private recycle (out: OutBuffer): void {
+    if (out.buf.length === LARGE_BUFFER && this.pool.length < POOL) this.pool.push(out.buf)
+  }
+
+  /** Nothing is queued: a connection that sent much holds no more than one that sent little. */
+  private idle (): void {
+    this.controlBytes = 0
+    this.pool.length = 0
+    if (this.out.buf.length > SMALL_BUFFER) {
+      this.out = { buf: Buffer.allocUnsafeSlow(SMALL_BUFFER), writes: 0 }
       this.start = this.end = MAX_HEADER_BYTES
     }
   }
@@ -166,21 +201,19 @@ export class WebSocketTransport implements MuxTransport {
 
   /** Writes a binary, final frame header for `len` payload bytes just before `at`; returns the mask key if random. */
   private frameHeader (at: number, len: number): Buffer | undefined {
-    return writeHeader(this.slab, at - this.headerLength(len), OPCODE.binary, len, this.mask)
+    return writeHeader(this.out.buf, at - this.headerLength(len), OPCODE.binary, len, this.mask)
   }
 
-  private masked (payload: Buffer, key: Buffer): Buffer {
-    const out = Buffer.allocUnsafe(payload.length)
-    applyMask(payload, key, out, 0, payload.length)
-    return out
-  }
-
-  close (): void {
-    if (this.closing) return
-    this.closing = true
-    this.flush()
-    if (this.corked) { this.corked = false; this.socket.uncork() }
+  /** Sends what is queued, then the close frame with `code`; a peer that does not answer is cut off. */
+  close (code = 1000): void {
+    if (this.closeCode !== undefined) return
+    this.closeCode = code
     if (this.ws.readyState === this.ws.CLOSED) return
-    this.ws.close(1000)
+    setTimeout(() => this.ws.terminate(), CLOSE_WAIT_MS).unref()
+    this.pump()
+  }
+
+  private closeNow (): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.close(this.closeCode)
   }
 }

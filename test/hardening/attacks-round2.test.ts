@@ -419,7 +419,9 @@ describe('hardening round two (issue 19): the attacks, over real sockets', funct
               // Reset, never a silent FIN.
               expect(stalled.stalled).to.match(/ECONNRESET|EPIPE/)
               expect(stalled.received).to.be.below(BULK)
-              expect(lines.join(''), 'log').to.match(/fell \d+ bytes behind its frontend reader; reset/)
+              // Without flow control, which end's bound is hit first is a race: the server's queue
+              // toward the non-reader, or the client's toward the echo backend held up behind it.
+              expect(lines.join(''), 'log').to.match(/fell \d+ bytes behind its frontend reader; reset|closed, \d+ bytes in, \d+ out, stream reset by the peer/)
             } else {
               // yamux: the stalled connection only waited; once read, every byte arrives.
               expect(stalled.stalled, 'yamux: the stalled connection only waits').to.equal('open')
