@@ -22,6 +22,8 @@ const LARGE_BUFFER = 256 * 1024
 const HIGH_WATER = 1024 * 1024
 /** Large buffers kept for reuse once written, while the queue is not empty. */
 const POOL = 2
+/** A connection that queued nothing for this long gives its large buffers back. */
+const SHRINK_AFTER_MS = 1000
 /** A peer that does not answer our close is cut off after this long. */
 const CLOSE_WAIT_MS = 2000
 
@@ -54,6 +56,7 @@ export class WebSocketTransport implements MuxTransport {
   /** The buffer of the write the socket is doing, if any. */
   private writing: OutBuffer | undefined
   private scheduled = false
+  private shrinkTimer: NodeJS.Timeout | undefined
   private wantDrain = false
   private readingPaused = false
   private closeCode: number | undefined
@@ -185,9 +188,18 @@ export class WebSocketTransport implements MuxTransport {
     if (out.buf.length === LARGE_BUFFER && this.pool.length < POOL) this.pool.push(out.buf)
   }
 
-  /** Nothing is queued: a connection that sent much holds no more than one that sent little. */
+  /** Nothing is queued: soon after, a connection that sent much holds no more than one that sent little. */
   private idle (): void {
     this.controlBytes = 0
+    if (this.shrinkTimer !== undefined || (this.pool.length === 0 && this.out.buf.length === SMALL_BUFFER)) return
+    // Not at once: under load the queue empties after most writes, and a fresh large buffer per turn costs page faults.
+    this.shrinkTimer = setTimeout(this.shrink, SHRINK_AFTER_MS)
+    this.shrinkTimer.unref()
+  }
+
+  private readonly shrink = (): void => {
+    this.shrinkTimer = undefined
+    if (this.queuedBytes > 0) return
     this.pool.length = 0
     if (this.out.buf.length > SMALL_BUFFER) {
       this.out = { buf: Buffer.allocUnsafeSlow(SMALL_BUFFER), writes: 0 }
