@@ -106,9 +106,9 @@ export class WebSocketTransport implements MuxTransport {
     return this.checkQueue()
   }
 
+  /** After a send (so never empty): stops reading a peer that makes us answer but does not read. */
   private checkQueue (): boolean {
     const queued = this.queuedBytes
-    if (queued === 0) this.controlBytes = 0
     if (queued > this.opts.maxQueuedBytes && this.controlBytes > this.opts.maxQueuedBytes / 16 && !this.readingPaused) {
       this.readingPaused = true
       this.ws.pause()

@@ -107,4 +107,25 @@ describe('interop: the WebSocket link (openLink) on our WebSocket connection at 
       })
     }
   }
+
+  it('closing the link sends what is still queued before the close frame', async function () {
+    // mplex has no window: the whole 8 MiB is queued in the transport at once, far more than the
+    // kernel takes, when the close is asked for.
+    const p = await linkPair('mplex', 'zero')
+    try {
+      const arrived = new Promise<Buffer>((resolve, reject) => {
+        p.onStream.cb = (s) => { s.all.then(resolve, reject) }
+        // Data after the close frame is never read: the stream then never completes.
+        void p.server.closed.then(() => { reject(new Error('the link closed before the stream completed')) })
+      })
+      const out = randomBytes(8 * 1024 * 1024)
+      const s = p.client.mux.open()
+      s.write(out)
+      s.end()
+      p.client.close()
+      expect(sha(await arrived)).to.equal(sha(out))
+    } finally {
+      p.close()
+    }
+  })
 })
